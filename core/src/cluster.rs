@@ -1,0 +1,386 @@
+//! The cluster: several topologies, one reconciler, one queue of outputs.
+
+use core::time::Duration;
+
+use crate::config::{ConfigError, Problem};
+use crate::event::TopologyName;
+use crate::io::{Answer, Input, Output};
+use crate::metrics::Metrics;
+use crate::node::NodeName;
+use crate::reconcile::{Core, Limits, MAX_TOPOLOGIES, Pending, TopoInfo};
+use crate::rng::Rng;
+use crate::strategy::{Context, Strategy};
+use crate::time::{Instant, earliest};
+use crate::topology::{ConnectPolicy, TopologyId, TopologySpec};
+
+/// Settings of a whole cluster.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// This node's name: never connected to, skipped wherever a strategy finds it.
+    pub this_node: Option<NodeName>,
+    /// The most connect and disconnect requests in flight at once. Default 128.
+    pub max_in_flight: usize,
+    /// The most events waiting in the output queue; more are dropped and counted in
+    /// `Metrics::events_dropped`. Default 65,536.
+    pub max_queued_events: usize,
+    /// How long to wait for the connector's list of connected nodes. Default 5 s.
+    pub list_timeout: Duration,
+    /// Discover only: never ask the connector to connect, disconnect or list anything.
+    pub discovery_only: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            this_node: None,
+            max_in_flight: 128,
+            max_queued_events: 65_536,
+            list_timeout: Duration::from_secs(5),
+            discovery_only: false,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The defaults.
+    pub fn new() -> Self {
+        ClusterConfig::default()
+    }
+
+    /// Sets this node's name.
+    pub fn this_node(mut self, name: NodeName) -> Self {
+        self.this_node = Some(name);
+        self
+    }
+
+    /// Sets the in-flight limit (at least 1).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Sets the event queue's bound.
+    pub fn max_queued_events(mut self, n: usize) -> Self {
+        self.max_queued_events = n;
+        self
+    }
+
+    /// Sets the deadline for the connector's list.
+    pub fn list_timeout(mut self, d: Duration) -> Self {
+        self.list_timeout = d;
+        self
+    }
+
+    /// Discover only; see [`ClusterConfig::discovery_only`].
+    pub fn discovery_only(mut self, yes: bool) -> Self {
+        self.discovery_only = yes;
+        self
+    }
+}
+
+struct Topology {
+    strategy: Box<dyn Strategy>,
+}
+
+/// A set of topologies and the reconciler that connects what they discover: the sans-IO core
+/// of muster.
+///
+/// # Driving a cluster
+///
+/// An adapter owns the sockets, the clock and the connector, and runs this loop:
+///
+/// ```text
+/// cluster.handle_input(now, input)   // an answer to a request, or a connector notice
+/// cluster.handle_timeout(now)        // when `now` reaches poll_timeout()
+/// while let Some(out) = cluster.poll_output() { execute(out) }
+/// let wake_at = cluster.poll_timeout();
+/// ```
+///
+/// **The drain rule.** After every call that changes the cluster (`handle_input`,
+/// `handle_timeout`, `add_topology`, `remove_topology`, `disconnect_all`), drain
+/// [`poll_output`](Cluster::poll_output) until it returns `None`, *then* read
+/// [`poll_timeout`](Cluster::poll_timeout): only those calls change it. Calling
+/// `handle_timeout` early, or twice, is harmless: it does only what is due.
+///
+/// Time and randomness are inputs: `now` comes with every call (it may repeat, and a `now`
+/// older than the last one is treated as no time passing), and the generator is seeded at
+/// construction. The same seed and the same inputs give the same outputs, byte for byte.
+///
+/// Faults of the outside world (a refused connect, a failed poll, a malformed packet) never
+/// return an error and never panic: they become [events](crate::Event) and count in
+/// [`Metrics`]. Errors are for API misuse and bad configuration only.
+pub struct Cluster {
+    core: Core,
+    topologies: Vec<Option<Topology>>,
+    last_now: Instant,
+}
+
+impl core::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("this_node", &self.core.this_node)
+            .field("topologies", &self.topology_names().collect::<Vec<_>>())
+            .field("metrics", &self.core.metrics)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// An empty cluster. `seed` feeds every random choice it makes; adapters take it from the
+    /// operating system, tests and simulations fix it.
+    pub fn new(config: ClusterConfig, seed: [u8; 32]) -> Self {
+        let limits = Limits {
+            max_in_flight: config.max_in_flight.max(1),
+            max_queued_events: config.max_queued_events,
+            list_timeout: config.list_timeout,
+            discovery_only: config.discovery_only,
+        };
+        Cluster {
+            core: Core::new(config.this_node, limits, Rng::from_seed(seed)),
+            topologies: Vec::new(),
+            last_now: Instant::ZERO,
+        }
+    }
+
+    fn clock(&mut self, now: Instant) -> Instant {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    /// Adds a topology and starts its strategy. Fails if the name is taken or empty, or if the
+    /// cluster already has 64 topologies.
+    pub fn add_topology(
+        &mut self,
+        now: Instant,
+        name: &str,
+        strategy: Box<dyn Strategy>,
+        policy: ConnectPolicy,
+    ) -> Result<TopologyId, ConfigError> {
+        let key = format!("topologies.{name}");
+        if name.is_empty() {
+            return Err(ConfigError::invalid(key, "a topology needs a name"));
+        }
+        if self.topology_names().any(|n| n == name) {
+            return Err(ConfigError::invalid(key, "a topology of that name exists"));
+        }
+        let index = match self.topologies.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.topologies.len() < MAX_TOPOLOGIES => {
+                self.topologies.push(None);
+                self.core.topos.push(None);
+                self.topologies.len() - 1
+            }
+            None => {
+                return Err(ConfigError::new(
+                    key,
+                    Problem::Invalid(format!(
+                        "a cluster holds at most {MAX_TOPOLOGIES} topologies"
+                    )),
+                ));
+            }
+        };
+        let now = self.clock(now);
+        self.core.topos[index] = Some(TopoInfo {
+            name: TopologyName::from(name),
+            policy,
+            retries: strategy.retries(),
+        });
+        self.topologies[index] = Some(Topology { strategy });
+        let t = index as u8;
+        self.with_strategy(t, now, |s, now, cx| s.start(now, cx));
+        self.core.flush(now);
+        Ok(TopologyId(t))
+    }
+
+    /// [`add_topology`](Cluster::add_topology) from a [`TopologySpec`].
+    pub fn add(&mut self, now: Instant, spec: TopologySpec) -> Result<TopologyId, ConfigError> {
+        self.add_topology(now, &spec.name, spec.strategy, spec.policy)
+    }
+
+    /// Removes a topology. Its nodes stop being wanted by it; those no other topology wants
+    /// are disconnected if the topology prunes. Returns whether it existed.
+    pub fn remove_topology(&mut self, now: Instant, id: TopologyId) -> bool {
+        let now = self.clock(now);
+        let Some(slot) = self.topologies.get_mut(id.index()) else {
+            return false;
+        };
+        if slot.take().is_none() {
+            return false;
+        }
+        self.core.forget_topology_tokens(id.0);
+        self.core.drop_topology(id.0);
+        self.core.topos[id.index()] = None;
+        self.core.flush(now);
+        true
+    }
+
+    fn with_strategy(
+        &mut self,
+        t: u8,
+        now: Instant,
+        f: impl FnOnce(&mut dyn Strategy, Instant, &mut Context<'_>),
+    ) {
+        let Some(Some(topo)) = self.topologies.get_mut(usize::from(t)) else {
+            return;
+        };
+        let mut cx = Context {
+            core: &mut self.core,
+            topology: t,
+            now,
+        };
+        f(topo.strategy.as_mut(), now, &mut cx);
+    }
+
+    /// Feeds an answer or a connector notice. Never fails: an answer nobody waits for is
+    /// counted in `Metrics::stale_answers`, a name the cluster does not know is ignored.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        let now = self.clock(now);
+        match input {
+            Input::Answer { token, answer } => {
+                let more_due = matches!(answer, Answer::Data(_));
+                match self.core.take_pending(token, more_due) {
+                    None => self.core.metrics.stale_answers += 1,
+                    Some(Pending::Connect(i)) => {
+                        let result = match answer {
+                            Answer::Connected => Ok(()),
+                            Answer::Ignored => Err(("not part of network".to_owned(), false)),
+                            Answer::Failed(why) => Err((why.to_owned(), false)),
+                            Answer::TimedOut => Err(("timed out".to_owned(), true)),
+                            other => Err((format!("unexpected answer {other:?}"), false)),
+                        };
+                        self.core.connect_done(now, i, token, result);
+                    }
+                    Some(Pending::Disconnect(i)) => {
+                        let result = match answer {
+                            Answer::Disconnected => Ok("pruned"),
+                            Answer::NotConnected => Ok("already disconnected"),
+                            Answer::Ignored => Ok("not part of network"),
+                            Answer::Failed(why) => Err(why.to_owned()),
+                            Answer::TimedOut => Err("timed out".to_owned()),
+                            other => Err(format!("unexpected answer {other:?}")),
+                        };
+                        self.core.disconnect_done(i, token, result);
+                    }
+                    Some(Pending::List) => {
+                        let nodes = match answer {
+                            Answer::Nodes(n) => Some(n),
+                            _ => None,
+                        };
+                        self.core.list_done(now, token, nodes);
+                    }
+                    Some(Pending::Strategy { topology, .. }) => {
+                        self.with_strategy(topology, now, |s, now, cx| {
+                            s.handle_answer(now, token, answer, cx)
+                        });
+                    }
+                }
+            }
+            Input::NodeDown { node, reason } => self.core.node_down(now, node, reason),
+            Input::NodeUp { node } => self.core.node_up(now, node),
+        }
+        self.core.flush(now);
+    }
+
+    /// Runs whatever is due at `now`: request deadlines, retries, grace periods, strategy
+    /// timers. Calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock(now);
+        self.core.handle_timeout(now);
+        for t in 0..self.topologies.len() {
+            let due = match &self.topologies[t] {
+                Some(topo) => topo.strategy.poll_timeout().is_some_and(|at| at <= now),
+                None => false,
+            };
+            if due {
+                self.with_strategy(t as u8, now, |s, now, cx| s.handle_timeout(now, cx));
+            }
+        }
+        self.core.flush(now);
+    }
+
+    /// The next output: a request to execute or an event to deliver. Drain until `None` after
+    /// every call that changes the cluster.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.core.poll_output()
+    }
+
+    /// When [`handle_timeout`](Cluster::handle_timeout) is next needed, if ever. Read it after
+    /// draining [`poll_output`](Cluster::poll_output); only the calls that change the cluster
+    /// change it.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.core.poll_timeout();
+        for topo in self.topologies.iter().flatten() {
+            at = earliest(at, topo.strategy.poll_timeout());
+        }
+        at
+    }
+
+    /// Asks for a disconnect of every node the cluster has connected, whatever the topologies
+    /// want (a shutdown that leaves the cluster).
+    pub fn disconnect_all(&mut self, now: Instant) {
+        let now = self.clock(now);
+        self.core.disconnect_all(now);
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> Metrics {
+        self.core.metrics
+    }
+
+    /// The nodes connected, as far as the cluster knows.
+    pub fn members(&self) -> impl Iterator<Item = &NodeName> {
+        self.core.members()
+    }
+
+    /// Increases whenever [`members`](Cluster::members) changes: publish the membership only
+    /// when this moved.
+    pub fn membership_version(&self) -> u64 {
+        self.core.membership_version
+    }
+
+    /// Whether `node` is connected, as far as the cluster knows.
+    pub fn is_connected(&self, node: &str) -> bool {
+        self.core.is_connected(node)
+    }
+
+    /// Whether some topology wants `node` connected.
+    pub fn is_wanted(&self, node: &str) -> bool {
+        self.core.wanted_by_any(node)
+    }
+
+    /// The nodes topology `id` discovers now.
+    pub fn discovered(&self, id: TopologyId) -> impl Iterator<Item = &NodeName> {
+        self.core.discovered_by(id.0)
+    }
+
+    /// The topologies, with their ids.
+    pub fn topologies(&self) -> impl Iterator<Item = (TopologyId, &str)> {
+        self.core
+            .topos
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (TopologyId(i as u8), &*t.name)))
+    }
+
+    fn topology_names(&self) -> impl Iterator<Item = &str> {
+        self.topologies().map(|(_, n)| n)
+    }
+
+    /// This node's name, if set.
+    pub fn this_node(&self) -> Option<&NodeName> {
+        self.core.this_node.as_ref()
+    }
+
+    /// Outputs waiting to be polled (for bounded-queue checks).
+    pub fn queued_outputs(&self) -> usize {
+        self.core.queued_outputs()
+    }
+
+    /// Table slots allocated, used or free (for memory checks).
+    pub fn table_capacity(&self) -> usize {
+        self.core.slot_count()
+    }
+}

@@ -1,0 +1,229 @@
+//! Events: everything that happened, for the application, its logs and its metrics.
+
+use core::fmt;
+use core::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::node::NodeName;
+
+/// The name of a topology, shared by every event it emits.
+pub type TopologyName = Arc<str>;
+
+/// One thing that happened. Connection events name the topology that owns the node: the
+/// first topology, in the order they were added, that wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A topology's strategy found a node it had not reported before.
+    Discovered {
+        /// The topology.
+        topology: TopologyName,
+        /// The node.
+        node: NodeName,
+    },
+    /// A node left a topology's discovery (a successful poll no longer lists it, or gossip
+    /// expired it). It is disconnected only if the policy prunes and no topology wants it.
+    Lost {
+        /// The topology.
+        topology: TopologyName,
+        /// The node.
+        node: NodeName,
+    },
+    /// The connector connected the node (or reported it connected).
+    Connected {
+        /// The owning topology.
+        topology: TopologyName,
+        /// The node.
+        node: NodeName,
+        /// From the connect request to its answer; zero when the connector reported the
+        /// connection on its own.
+        took: Duration,
+    },
+    /// A connect failed; the node is retried after `retry_in` when that is set.
+    ConnectFailed {
+        /// The owning topology.
+        topology: TopologyName,
+        /// The node.
+        node: NodeName,
+        /// Why: the connector's text, `unreachable`, `not part of network` or `timed out`.
+        reason: String,
+        /// Consecutive failures of this node, this one included.
+        attempt: u32,
+        /// When the next attempt comes, if one is planned.
+        retry_in: Option<Duration>,
+    },
+    /// The node is no longer connected: pruned by us, or dropped.
+    Disconnected {
+        /// The owning topology (the last one that wanted it).
+        topology: TopologyName,
+        /// The node.
+        node: NodeName,
+        /// `pruned`, `already disconnected`, or the reason the connection dropped.
+        reason: String,
+    },
+    /// A disconnect failed; it is tried again at the next reconcile.
+    DisconnectFailed {
+        /// The owning topology.
+        topology: TopologyName,
+        /// The node.
+        node: NodeName,
+        /// The connector's text.
+        reason: String,
+    },
+    /// A discovery attempt failed; the topology keeps its last good set.
+    DiscoveryFailed {
+        /// The topology.
+        topology: TopologyName,
+        /// Why.
+        reason: String,
+    },
+    /// Bad input from the network was dropped (a malformed packet, an invalid node name).
+    Rejected {
+        /// The topology.
+        topology: TopologyName,
+        /// Who sent it, when known.
+        from: Option<SocketAddr>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event's name as the `muster` tool prints it: `discovered`, `lost`, `connected`,
+    /// `connect_failed`, `disconnected`, `disconnect_failed`, `discovery_failed`, `rejected`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Discovered { .. } => "discovered",
+            Event::Lost { .. } => "lost",
+            Event::Connected { .. } => "connected",
+            Event::ConnectFailed { .. } => "connect_failed",
+            Event::Disconnected { .. } => "disconnected",
+            Event::DisconnectFailed { .. } => "disconnect_failed",
+            Event::DiscoveryFailed { .. } => "discovery_failed",
+            Event::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// The topology the event belongs to.
+    pub fn topology(&self) -> &str {
+        match self {
+            Event::Discovered { topology, .. }
+            | Event::Lost { topology, .. }
+            | Event::Connected { topology, .. }
+            | Event::ConnectFailed { topology, .. }
+            | Event::Disconnected { topology, .. }
+            | Event::DisconnectFailed { topology, .. }
+            | Event::DiscoveryFailed { topology, .. }
+            | Event::Rejected { topology, .. } => topology,
+        }
+    }
+
+    /// The node the event is about, if any.
+    pub fn node(&self) -> Option<&NodeName> {
+        match self {
+            Event::Discovered { node, .. }
+            | Event::Lost { node, .. }
+            | Event::Connected { node, .. }
+            | Event::ConnectFailed { node, .. }
+            | Event::Disconnected { node, .. }
+            | Event::DisconnectFailed { node, .. } => Some(node),
+            Event::DiscoveryFailed { .. } | Event::Rejected { .. } => None,
+        }
+    }
+
+    /// Why, for the events that have a reason.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Event::ConnectFailed { reason, .. }
+            | Event::Disconnected { reason, .. }
+            | Event::DisconnectFailed { reason, .. }
+            | Event::DiscoveryFailed { reason, .. }
+            | Event::Rejected { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// True for events that report a fault (failures and rejections).
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            Event::ConnectFailed { .. }
+                | Event::DisconnectFailed { .. }
+                | Event::DiscoveryFailed { .. }
+                | Event::Rejected { .. }
+        )
+    }
+}
+
+fn millis(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl fmt::Display for Event {
+    /// One readable line, e.g. `[app] connect_failed b@10.0.0.2: connection refused (attempt 3,
+    /// retry in 2.1s)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.topology(), self.name())?;
+        match self {
+            Event::Discovered { node, .. } | Event::Lost { node, .. } => write!(f, " {node}"),
+            Event::Connected { node, took, .. } => write!(f, " {node} in {}", millis(*took)),
+            Event::ConnectFailed {
+                node,
+                reason,
+                attempt,
+                retry_in,
+                ..
+            } => {
+                write!(f, " {node}: {reason} (attempt {attempt}")?;
+                match retry_in {
+                    Some(d) => write!(f, ", retry in {})", millis(*d)),
+                    None => write!(f, ", no retry)"),
+                }
+            }
+            Event::Disconnected { node, reason, .. }
+            | Event::DisconnectFailed { node, reason, .. } => write!(f, " {node}: {reason}"),
+            Event::DiscoveryFailed { reason, .. } => write!(f, ": {reason}"),
+            Event::Rejected { from, reason, .. } => match from {
+                Some(a) => write!(f, " from {a}: {reason}"),
+                None => write!(f, ": {reason}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_one_readable_line() {
+        let t: TopologyName = Arc::from("app");
+        let node = NodeName::new("b@10.0.0.2").unwrap();
+        let e = Event::ConnectFailed {
+            topology: t.clone(),
+            node: node.clone(),
+            reason: "connection refused".into(),
+            attempt: 3,
+            retry_in: Some(Duration::from_millis(2100)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "[app] connect_failed b@10.0.0.2: connection refused (attempt 3, retry in 2.1s)"
+        );
+        assert_eq!(e.name(), "connect_failed");
+        assert_eq!(e.node(), Some(&node));
+        assert_eq!(e.reason(), Some("connection refused"));
+        let c = Event::Connected {
+            topology: t,
+            node,
+            took: Duration::from_millis(12),
+        };
+        assert_eq!(c.to_string(), "[app] connected b@10.0.0.2 in 12ms");
+        assert!(!c.is_fault());
+    }
+}

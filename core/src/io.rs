@@ -1,0 +1,188 @@
+//! What the core asks the adapter to do, and what the adapter tells the core back.
+//!
+//! Every request carries a [`Token`]; the adapter answers with the same token. Requests go out
+//! through [`Output::Request`]; answers come back through [`Input::Answer`].
+
+use bytes::Bytes;
+use core::fmt;
+use core::time::Duration;
+use std::net::SocketAddr;
+
+use crate::event::Event;
+use crate::node::{Node, NodeName};
+use crate::time::Instant;
+
+/// Identifies one request; the answer carries it back. Unique for the life of a cluster.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Token(pub u64);
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Everything the core gives the adapter, one at a time, from `poll_output`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Output {
+    /// Perform `request` and answer it with `token`.
+    Request {
+        /// Echo this in the answer.
+        token: Token,
+        /// What to do.
+        request: Request,
+    },
+    /// Something happened that the application may want to know.
+    Event(Event),
+}
+
+/// An I/O request. The adapter performs it and answers with [`Input::Answer`].
+///
+/// New kinds of request are added as strategies need them; adapters answer a kind they do not
+/// know with [`Answer::Failed`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Request {
+    /// Ask the connector to connect to `node`. Answers: [`Answer::Connected`],
+    /// [`Answer::Ignored`] (this node is not part of a network), [`Answer::Failed`],
+    /// [`Answer::TimedOut`]. The core stops waiting at `deadline` in any case.
+    Connect {
+        /// The node, with its address hint if the strategy had one.
+        node: Node,
+        /// Give up at this time.
+        deadline: Instant,
+    },
+    /// Ask the connector to disconnect `node`. Answers: [`Answer::Disconnected`],
+    /// [`Answer::NotConnected`], [`Answer::Ignored`], [`Answer::Failed`].
+    Disconnect {
+        /// The node.
+        node: NodeName,
+    },
+    /// Ask the connector for the nodes connected now. Answer: [`Answer::Nodes`] (or
+    /// [`Answer::Failed`]).
+    ListNodes,
+    /// Read a whole file. Answer: one [`Answer::Data`] with its contents, or
+    /// [`Answer::Failed`].
+    ReadFile {
+        /// The path, as given in the configuration.
+        path: String,
+    },
+    /// Talk to a service over a stream: connect, write `send`, then deliver what comes back.
+    Exchange(Exchange),
+}
+
+/// A stream exchange: connect to `to`, write `send`, then deliver every chunk that comes
+/// back as [`Answer::Data`] until the peer closes ([`Answer::Closed`]), `max_reply` bytes
+/// have come ([`Answer::Failed`]), or `deadline` passes ([`Answer::TimedOut`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Exchange {
+    /// Where to connect.
+    pub to: Endpoint,
+    /// The bytes to write once connected.
+    pub send: Bytes,
+    /// Give up at this time.
+    pub deadline: Instant,
+    /// The most bytes to accept in reply.
+    pub max_reply: usize,
+}
+
+impl Exchange {
+    /// A plain TCP exchange.
+    pub fn tcp(to: Endpoint, send: Bytes, deadline: Instant) -> Self {
+        Exchange {
+            to,
+            send,
+            deadline,
+            max_reply: 32 * 1024 * 1024,
+        }
+    }
+
+    /// Limits the reply to `max` bytes.
+    pub fn max_reply(mut self, max: usize) -> Self {
+        self.max_reply = max;
+        self
+    }
+}
+
+/// Where a stream exchange connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// An address.
+    Addr(SocketAddr),
+    /// A host name and port, resolved by the adapter.
+    Host {
+        /// The host name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Addr(a) => write!(f, "{a}"),
+            Endpoint::Host { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// Everything the adapter tells the core, through `handle_input`.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Input<'a> {
+    /// The answer to the request with `token`. A request may get several answers (chunks of
+    /// an exchange); an answer whose token the core no longer waits for is ignored and
+    /// counted in `Metrics::stale_answers`.
+    Answer {
+        /// The request's token.
+        token: Token,
+        /// What happened.
+        answer: Answer<'a>,
+    },
+    /// The connector noticed, on its own, that a connection to `node` went away.
+    NodeDown {
+        /// The node (as text; unknown or invalid names are ignored).
+        node: &'a str,
+        /// Why, for the event.
+        reason: &'a str,
+    },
+    /// The connector noticed a connection from `node` that it did not open (an incoming one).
+    NodeUp {
+        /// The node (as text; unknown or invalid names are ignored).
+        node: &'a str,
+    },
+}
+
+/// The outcome of a request, borrowed for the duration of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Answer<'a> {
+    /// The connect succeeded.
+    Connected,
+    /// The connector ignored the request because this node is not part of a network (Erlang's
+    /// `:ignored`).
+    Ignored,
+    /// The disconnect succeeded.
+    Disconnected,
+    /// The disconnect found no connection.
+    NotConnected,
+    /// The connected nodes, for [`Request::ListNodes`].
+    Nodes(&'a [NodeName]),
+    /// Bytes: a whole file, or the next chunk of an exchange's reply.
+    Data(&'a [u8]),
+    /// The exchange's peer closed the stream: no more data.
+    Closed,
+    /// The request failed; the text says why.
+    Failed(&'a str),
+    /// The adapter's deadline for the request passed.
+    TimedOut,
+}
+
+/// How long the adapter has left for a request that must end at `deadline`.
+pub fn time_left(now: Instant, deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(now)
+}

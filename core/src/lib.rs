@@ -1,0 +1,40 @@
+//! # muster-core
+//!
+//! The sans-IO core of [muster](https://github.com/muster-rs/muster): automatic cluster
+//! formation for Rust services, the Rust counterpart of Elixir's libcluster.
+//!
+//! Everything here is a deterministic state machine. The core never opens a socket, reads a
+//! file or a clock, spawns a thread or draws randomness of its own: an adapter (muster-tokio,
+//! or your own loop) executes the [`Request`]s the core emits, feeds back the [`Answer`]s,
+//! and tells it the time. The contract is documented on [`Cluster`].
+//!
+//! - [`Cluster`] holds several topologies and the reconciler;
+//! - [`strategy`] has the [`Strategy`](strategy::Strategy) trait and the built-in strategies;
+//! - [`Event`]s say what happened; [`Metrics`] count it;
+//! - with the `sim` feature, [`sim`] runs many clusters in virtual time over a seeded network.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cluster;
+pub mod config;
+mod event;
+mod hash;
+mod io;
+mod metrics;
+mod node;
+mod reconcile;
+mod rng;
+pub mod strategy;
+mod time;
+mod topology;
+
+pub use cluster::{Cluster, ClusterConfig};
+pub use config::{ConfigError, Problem, Value};
+pub use event::{Event, TopologyName};
+pub use io::{Answer, Endpoint, Exchange, Input, Output, Request, Token, time_left};
+pub use metrics::Metrics;
+pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};
+pub use reconcile::MAX_TOPOLOGIES;
+pub use rng::Rng;
+pub use time::Instant;
+pub use topology::{ConnectPolicy, TopologyId, TopologySpec};

@@ -1,0 +1,985 @@
+//! The reconciler: turns what the strategies discovered and what the connector reports
+//! connected into connect and disconnect requests.
+//!
+//! Every node the cluster knows has one [`Slot`]. A slot records which topologies discover
+//! the node and which want it connected (a node that left a topology's discovery stays
+//! wanted while its grace period runs, or for good when the topology does not prune), its
+//! connection state, its backoff, and at most one timer of each kind. Connection state is
+//! the core's view; it is corrected against the connector's own list at every poll.
+
+use core::time::Duration;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::event::{Event, TopologyName};
+use crate::hash::KeyedState;
+use crate::io::{Output, Request, Token};
+use crate::metrics::Metrics;
+use crate::node::{Node, NodeName, NodeNameError};
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::topology::ConnectPolicy;
+
+/// The most topologies one cluster can hold (one bit each in a slot's masks).
+pub const MAX_TOPOLOGIES: usize = 64;
+
+/// A node's connection as the core sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conn {
+    Idle,
+    Connecting(Token),
+    Connected,
+    Disconnecting(Token),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKind {
+    /// The in-flight connect or disconnect passes its deadline.
+    Deadline,
+    /// A failed node may be tried again.
+    Retry,
+    /// A node's grace period after leaving discovery ends.
+    Linger,
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) name: NodeName,
+    addr: Option<SocketAddr>,
+    /// Topologies whose latest discovery includes the node.
+    pub(crate) discovered: u64,
+    /// Topologies that want the node connected (a superset of `discovered`).
+    pub(crate) wanted: u64,
+    pub(crate) conn: Conn,
+    /// The topology named in this node's connection events.
+    owner: u8,
+    attempts: u32,
+    /// The list sequence number current when `conn` last changed.
+    mark: u32,
+    /// The last list that named the node as connected.
+    listed: u32,
+    /// The last discovery round that included the node.
+    round: u32,
+    /// When the request in flight started, or when the connection came up.
+    since: Instant,
+    not_before: Instant,
+    deadline: Option<Instant>,
+    retry_at: Option<Instant>,
+    linger_until: Option<Instant>,
+}
+
+impl Slot {
+    fn new(name: NodeName, addr: Option<SocketAddr>) -> Self {
+        Slot {
+            name,
+            addr,
+            discovered: 0,
+            wanted: 0,
+            conn: Conn::Idle,
+            owner: 0,
+            attempts: 0,
+            mark: 0,
+            listed: 0,
+            round: 0,
+            since: Instant::ZERO,
+            not_before: Instant::ZERO,
+            deadline: None,
+            retry_at: None,
+            linger_until: None,
+        }
+    }
+
+    fn timer_mut(&mut self, kind: TimerKind) -> &mut Option<Instant> {
+        match kind {
+            TimerKind::Deadline => &mut self.deadline,
+            TimerKind::Retry => &mut self.retry_at,
+            TimerKind::Linger => &mut self.linger_until,
+        }
+    }
+}
+
+/// What an outstanding token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    Connect(u32),
+    Disconnect(u32),
+    List,
+    /// A strategy's request; `streaming` requests (exchanges) get several `Data` answers.
+    Strategy {
+        topology: u8,
+        streaming: bool,
+    },
+}
+
+/// Per-topology facts the reconciler needs.
+#[derive(Debug, Clone)]
+pub(crate) struct TopoInfo {
+    pub(crate) name: TopologyName,
+    pub(crate) policy: ConnectPolicy,
+    pub(crate) retries: bool,
+}
+
+/// Limits and switches of the whole cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_queued_events: usize,
+    pub(crate) list_timeout: Duration,
+    pub(crate) discovery_only: bool,
+}
+
+struct ListInFlight {
+    token: Token,
+    seq: u32,
+    deadline: Instant,
+}
+
+/// The reconciler and everything the strategies share: node table, tokens, outputs, metrics.
+pub(crate) struct Core {
+    pub(crate) this_node: Option<NodeName>,
+    pub(crate) rng: Rng,
+    pub(crate) limits: Limits,
+    pub(crate) topos: Vec<Option<TopoInfo>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) membership_version: u64,
+    next_token: u64,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    index: HashMap<NodeName, u32, KeyedState>,
+    pending: HashMap<Token, Pending, KeyedState>,
+    timers: BTreeSet<(Instant, u32, TimerKind)>,
+    out: VecDeque<Output>,
+    queued_events: usize,
+    in_flight: usize,
+    connected: usize,
+    cursor: usize,
+    list: Option<ListInFlight>,
+    list_seq: u32,
+    /// Slot index each position of the previous list resolved to: connectors tend to list in
+    /// a stable order, so most names resolve without hashing.
+    list_hint: Vec<u32>,
+    round_seq: u32,
+    pub(crate) scratch: Vec<u32>,
+    refresh_wanted: bool,
+    reconcile_wanted: bool,
+}
+
+impl Core {
+    pub(crate) fn new(this_node: Option<NodeName>, limits: Limits, mut rng: Rng) -> Self {
+        let keys = KeyedState::new(rng.next_u64(), rng.next_u64());
+        Core {
+            this_node,
+            rng,
+            limits,
+            topos: Vec::new(),
+            metrics: Metrics::default(),
+            membership_version: 0,
+            next_token: 1,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::with_hasher(keys),
+            pending: HashMap::with_hasher(KeyedState::new(keys_for_tokens(&keys), 0)),
+            timers: BTreeSet::new(),
+            out: VecDeque::new(),
+            queued_events: 0,
+            in_flight: 0,
+            connected: 0,
+            cursor: 0,
+            list: None,
+            list_seq: 0,
+            list_hint: Vec::new(),
+            round_seq: 0,
+            scratch: Vec::new(),
+            refresh_wanted: false,
+            reconcile_wanted: false,
+        }
+    }
+
+    // ----- outputs -------------------------------------------------------------------------
+
+    pub(crate) fn token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        if self.queued_events >= self.limits.max_queued_events {
+            self.metrics.events_dropped += 1;
+            return;
+        }
+        self.queued_events += 1;
+        self.out.push_back(Output::Event(event));
+    }
+
+    pub(crate) fn request(&mut self, pending: Pending, request: Request) -> Token {
+        let token = self.token();
+        self.pending.insert(token, pending);
+        self.out.push_back(Output::Request { token, request });
+        token
+    }
+
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
+        let o = self.out.pop_front()?;
+        if matches!(o, Output::Event(_)) {
+            self.queued_events -= 1;
+        }
+        Some(o)
+    }
+
+    pub(crate) fn queued_outputs(&self) -> usize {
+        self.out.len()
+    }
+
+    /// What `token` was for; forgotten unless more answers are due (a chunk of a stream).
+    pub(crate) fn take_pending(&mut self, token: Token, more_due: bool) -> Option<Pending> {
+        match self.pending.get(&token).copied() {
+            Some(
+                p @ Pending::Strategy {
+                    streaming: true, ..
+                },
+            ) if more_due => Some(p),
+            Some(p) => {
+                self.pending.remove(&token);
+                Some(p)
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn forget_token(&mut self, token: Token) {
+        self.pending.remove(&token);
+    }
+
+    pub(crate) fn forget_topology_tokens(&mut self, t: u8) {
+        self.pending
+            .retain(|_, p| !matches!(p, Pending::Strategy { topology, .. } if *topology == t));
+    }
+
+    pub(crate) fn topo_name(&self, t: u8) -> TopologyName {
+        match self.topos.get(usize::from(t)) {
+            Some(Some(info)) => info.name.clone(),
+            _ => TopologyName::from("?"),
+        }
+    }
+
+    fn policy(&self, t: u8) -> ConnectPolicy {
+        match self.topos.get(usize::from(t)) {
+            Some(Some(info)) => info.policy,
+            _ => ConnectPolicy::default(),
+        }
+    }
+
+    fn retries(&self, t: u8) -> bool {
+        match self.topos.get(usize::from(t)) {
+            Some(Some(info)) => info.retries,
+            _ => false,
+        }
+    }
+
+    // ----- the table -----------------------------------------------------------------------
+
+    pub(crate) fn is_self(&self, name: &str) -> bool {
+        self.this_node
+            .as_ref()
+            .is_some_and(|me| me.as_str() == name)
+    }
+
+    fn slot(&self, i: u32) -> Option<&Slot> {
+        self.slots.get(i as usize).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(i as usize).and_then(Option::as_mut)
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
+    /// The slot of `name`, created (unwanted) if new. Validates only new names.
+    pub(crate) fn intern(
+        &mut self,
+        name: &str,
+        addr: Option<SocketAddr>,
+    ) -> Result<u32, NodeNameError> {
+        if let Some(i) = self.lookup(name) {
+            if addr.is_some()
+                && let Some(s) = self.slot_mut(i)
+            {
+                s.addr = addr;
+            }
+            return Ok(i);
+        }
+        let name = NodeName::new(name)?;
+        Ok(self.insert(name, addr))
+    }
+
+    pub(crate) fn intern_node(&mut self, node: &Node) -> u32 {
+        if let Some(i) = self.lookup(node.name.as_str()) {
+            if node.addr.is_some()
+                && let Some(s) = self.slot_mut(i)
+            {
+                s.addr = node.addr;
+            }
+            return i;
+        }
+        self.insert(node.name.clone(), node.addr)
+    }
+
+    fn insert(&mut self, name: NodeName, addr: Option<SocketAddr>) -> u32 {
+        let slot = Slot::new(name.clone(), addr);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(name, i);
+        self.metrics.known_nodes += 1;
+        i
+    }
+
+    /// Forgets a slot nobody wants and nothing refers to.
+    pub(crate) fn maybe_free(&mut self, i: u32) {
+        let Some(s) = self.slot(i) else { return };
+        if s.wanted != 0 || s.discovered != 0 || s.conn != Conn::Idle {
+            return;
+        }
+        let timers = [
+            s.deadline.map(|at| (at, TimerKind::Deadline)),
+            s.retry_at.map(|at| (at, TimerKind::Retry)),
+            s.linger_until.map(|at| (at, TimerKind::Linger)),
+        ];
+        for (at, kind) in timers.into_iter().flatten() {
+            self.timers.remove(&(at, i, kind));
+        }
+        if let Some(s) = self.slots[i as usize].take() {
+            self.index.remove(s.name.as_str());
+            self.free.push(i);
+            self.metrics.known_nodes -= 1;
+        }
+    }
+
+    fn set_timer(&mut self, i: u32, kind: TimerKind, at: Option<Instant>) {
+        let Some(s) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let t = s.timer_mut(kind);
+        let old = core::mem::replace(t, at);
+        if let Some(old) = old {
+            self.timers.remove(&(old, i, kind));
+        }
+        if let Some(at) = at {
+            self.timers.insert((at, i, kind));
+        }
+    }
+
+    /// The lowest topology bit in `mask`, for naming the owner of a node.
+    fn lowest(mask: u64) -> Option<u8> {
+        (mask != 0).then(|| mask.trailing_zeros() as u8)
+    }
+
+    fn set_wanted(&mut self, i: u32, wanted: u64) {
+        if let Some(s) = self.slot_mut(i) {
+            s.wanted = wanted;
+            if let Some(o) = Self::lowest(wanted) {
+                s.owner = o;
+            }
+        }
+    }
+
+    // ----- discovery -----------------------------------------------------------------------
+
+    /// Topology `t` discovers slot `i`.
+    pub(crate) fn discover(&mut self, t: u8, i: u32) {
+        let bit = 1u64 << t;
+        let Some(s) = self.slot_mut(i) else { return };
+        if s.discovered & bit != 0 {
+            return;
+        }
+        s.discovered |= bit;
+        let wanted = s.wanted | bit;
+        let node = s.name.clone();
+        let lingering = s.linger_until.is_some() && wanted & !s.discovered == 0;
+        self.set_wanted(i, wanted);
+        if lingering {
+            self.set_timer(i, TimerKind::Linger, None);
+        }
+        self.metrics.discovered += 1;
+        let topology = self.topo_name(t);
+        self.emit(Event::Discovered { topology, node });
+        self.reconcile_wanted = true;
+    }
+
+    /// Topology `t` no longer discovers slot `i`.
+    pub(crate) fn lose(&mut self, now: Instant, t: u8, i: u32) {
+        let bit = 1u64 << t;
+        let policy = self.policy(t);
+        let Some(s) = self.slot_mut(i) else { return };
+        if s.discovered & bit == 0 {
+            return;
+        }
+        s.discovered &= !bit;
+        let node = s.name.clone();
+        let connected = s.conn != Conn::Idle;
+        let wanted = s.wanted;
+        self.metrics.lost += 1;
+        let topology = self.topo_name(t);
+        self.emit(Event::Lost { topology, node });
+        if policy.prune {
+            if policy.grace.is_zero() || !connected {
+                self.set_wanted(i, wanted & !bit);
+            } else {
+                let until = now + policy.grace;
+                let later = match self.slot(i).and_then(|s| s.linger_until) {
+                    Some(old) => old.max(until),
+                    None => until,
+                };
+                self.set_timer(i, TimerKind::Linger, Some(later));
+            }
+        }
+        self.reconcile_wanted = true;
+        self.maybe_free(i);
+    }
+
+    /// Removes every trace of topology `t` from the table (the topology is being removed).
+    pub(crate) fn drop_topology(&mut self, t: u8) {
+        let bit = 1u64 << t;
+        for i in 0..self.slots.len() as u32 {
+            let Some(s) = self.slot_mut(i) else { continue };
+            if (s.discovered | s.wanted) & bit == 0 {
+                continue;
+            }
+            s.discovered &= !bit;
+            let wanted = s.wanted & !bit;
+            self.set_wanted(i, wanted);
+            self.maybe_free(i);
+        }
+        self.reconcile_wanted = true;
+    }
+
+    pub(crate) fn begin_round(&mut self) -> u32 {
+        self.round_seq = self.round_seq.wrapping_add(1);
+        self.scratch.clear();
+        self.round_seq
+    }
+
+    /// Commits the round collected in `scratch` as topology `t`'s whole discovered set.
+    pub(crate) fn commit_round(&mut self, now: Instant, t: u8, round: u32) {
+        let scratch = core::mem::take(&mut self.scratch);
+        for &i in &scratch {
+            if let Some(s) = self.slot_mut(i) {
+                s.round = round;
+            }
+            self.discover(t, i);
+        }
+        self.scratch = scratch;
+        self.scratch.clear();
+        let bit = 1u64 << t;
+        for i in 0..self.slots.len() as u32 {
+            let gone = self
+                .slot(i)
+                .is_some_and(|s| s.discovered & bit != 0 && s.round != round);
+            if gone {
+                self.lose(now, t, i);
+            }
+        }
+        self.refresh_wanted = true;
+    }
+
+    /// Drops a round that was never committed: forget the nodes it created.
+    pub(crate) fn abandon_round(&mut self) {
+        let scratch = core::mem::take(&mut self.scratch);
+        for &i in &scratch {
+            self.maybe_free(i);
+        }
+        self.scratch = scratch;
+        self.scratch.clear();
+    }
+
+    pub(crate) fn want_refresh(&mut self) {
+        self.refresh_wanted = true;
+    }
+
+    // ----- connector answers ---------------------------------------------------------------
+
+    fn owner_of(&self, i: u32) -> (TopologyName, ConnectPolicy, bool) {
+        let owner = self.slot(i).map(|s| s.owner).unwrap_or(0);
+        (
+            self.topo_name(owner),
+            self.policy(owner),
+            self.retries(owner),
+        )
+    }
+
+    fn set_conn(&mut self, i: u32, conn: Conn) {
+        let seq = self.list_seq;
+        let Some(s) = self.slot_mut(i) else { return };
+        let was = core::mem::replace(&mut s.conn, conn);
+        s.mark = seq;
+        let busy = |c: Conn| matches!(c, Conn::Connecting(_) | Conn::Disconnecting(_));
+        match (busy(was), busy(conn)) {
+            (true, false) => self.in_flight -= 1,
+            (false, true) => self.in_flight += 1,
+            _ => {}
+        }
+        match (was == Conn::Connected, conn == Conn::Connected) {
+            (true, false) => {
+                self.connected -= 1;
+                self.membership_version += 1;
+            }
+            (false, true) => {
+                self.connected += 1;
+                self.membership_version += 1;
+            }
+            _ => {}
+        }
+        self.metrics.in_flight = self.in_flight as u64;
+        self.metrics.connected_nodes = self.connected as u64;
+    }
+
+    pub(crate) fn connect_done(
+        &mut self,
+        now: Instant,
+        i: u32,
+        token: Token,
+        result: Result<(), (String, bool)>,
+    ) {
+        let Some(s) = self.slot(i) else { return };
+        if s.conn != Conn::Connecting(token) {
+            self.metrics.stale_answers += 1;
+            return;
+        }
+        self.set_timer(i, TimerKind::Deadline, None);
+        match result {
+            Ok(()) => self.up(now, i),
+            Err((reason, timed_out)) => self.connect_failed(now, i, reason, timed_out),
+        }
+        // A finished request frees a place for nodes that waited for one.
+        self.reconcile_wanted = true;
+    }
+
+    /// The node is connected (our request succeeded, or the connector says so).
+    fn up(&mut self, now: Instant, i: u32) {
+        let Some(s) = self.slot(i) else { return };
+        if s.conn == Conn::Connected {
+            return;
+        }
+        let (conn, since, node) = (s.conn, s.since, s.name.clone());
+        let took = match conn {
+            Conn::Connecting(tok) => {
+                self.pending.remove(&tok);
+                now.saturating_duration_since(since)
+            }
+            _ => Duration::ZERO,
+        };
+        self.set_timer(i, TimerKind::Deadline, None);
+        self.set_timer(i, TimerKind::Retry, None);
+        self.set_conn(i, Conn::Connected);
+        if let Some(s) = self.slot_mut(i) {
+            s.since = now;
+        }
+        self.metrics.connected += 1;
+        let (topology, _, _) = self.owner_of(i);
+        self.emit(Event::Connected {
+            topology,
+            node,
+            took,
+        });
+    }
+
+    fn connect_failed(&mut self, now: Instant, i: u32, reason: String, timed_out: bool) {
+        let (topology, policy, retries) = self.owner_of(i);
+        self.set_conn(i, Conn::Idle);
+        let Some(s) = self.slot_mut(i) else { return };
+        s.attempts = s.attempts.saturating_add(1);
+        let attempt = s.attempts;
+        let wanted = s.wanted != 0;
+        let node = s.name.clone();
+        let delay = policy.backoff_delay(attempt, &mut self.rng);
+        let retry_at = now + delay;
+        if let Some(s) = self.slot_mut(i) {
+            s.not_before = retry_at;
+        }
+        let retry_in = if retries && wanted {
+            self.set_timer(i, TimerKind::Retry, Some(retry_at));
+            Some(delay)
+        } else {
+            None
+        };
+        self.metrics.connect_failed += 1;
+        if timed_out {
+            self.metrics.connect_timeouts += 1;
+        }
+        self.emit(Event::ConnectFailed {
+            topology,
+            node,
+            reason,
+            attempt,
+            retry_in,
+        });
+        self.maybe_free(i);
+    }
+
+    /// The connection went away without our asking.
+    fn dropped(&mut self, now: Instant, i: u32, reason: &str) {
+        let (topology, policy, retries) = self.owner_of(i);
+        let Some(s) = self.slot(i) else { return };
+        if s.conn != Conn::Connected {
+            return;
+        }
+        let lived = now.saturating_duration_since(s.since);
+        let node = s.name.clone();
+        self.set_conn(i, Conn::Idle);
+        self.metrics.dropped += 1;
+        self.emit(Event::Disconnected {
+            topology,
+            node,
+            reason: reason.to_owned(),
+        });
+        let Some(s) = self.slot_mut(i) else { return };
+        if lived >= policy.backoff_max {
+            // It was stable: reconnect at once.
+            s.attempts = 0;
+            s.not_before = now;
+        } else {
+            // It keeps dropping soon after connecting: back off as if it had failed.
+            s.attempts = s.attempts.saturating_add(1);
+            let attempt = s.attempts;
+            let delay = policy.backoff_delay(attempt, &mut self.rng);
+            if let Some(s) = self.slot_mut(i) {
+                s.not_before = now + delay;
+            }
+            if retries {
+                self.set_timer(i, TimerKind::Retry, Some(now + delay));
+            }
+        }
+        if retries {
+            self.reconcile_wanted = true;
+        }
+        self.maybe_free(i);
+    }
+
+    pub(crate) fn disconnect_done(&mut self, i: u32, token: Token, result: Result<&str, String>) {
+        let Some(s) = self.slot(i) else { return };
+        if s.conn != Conn::Disconnecting(token) {
+            self.metrics.stale_answers += 1;
+            return;
+        }
+        let node = s.name.clone();
+        let (topology, _, _) = self.owner_of(i);
+        self.set_timer(i, TimerKind::Deadline, None);
+        match result {
+            Ok(reason) => {
+                self.set_conn(i, Conn::Idle);
+                self.metrics.disconnected += 1;
+                self.emit(Event::Disconnected {
+                    topology,
+                    node,
+                    reason: reason.to_owned(),
+                });
+                self.maybe_free(i);
+            }
+            Err(reason) => {
+                self.set_conn(i, Conn::Connected);
+                self.metrics.disconnect_failed += 1;
+                self.emit(Event::DisconnectFailed {
+                    topology,
+                    node,
+                    reason,
+                });
+            }
+        }
+        self.reconcile_wanted = true;
+    }
+
+    pub(crate) fn node_down(&mut self, now: Instant, name: &str, reason: &str) {
+        if let Some(i) = self.lookup(name) {
+            self.dropped(now, i, reason);
+        }
+    }
+
+    pub(crate) fn node_up(&mut self, now: Instant, name: &str) {
+        if let Some(i) = self.lookup(name)
+            && matches!(
+                self.slot(i).map(|s| s.conn),
+                Some(Conn::Idle | Conn::Connecting(_))
+            )
+        {
+            self.up(now, i);
+        }
+    }
+
+    pub(crate) fn list_done(&mut self, now: Instant, token: Token, nodes: Option<&[NodeName]>) {
+        let Some(list) = self.list.take_if(|l| l.token == token) else {
+            self.metrics.stale_answers += 1;
+            return;
+        };
+        match nodes {
+            Some(nodes) => self.apply_list(now, list.seq, nodes),
+            None => self.metrics.list_failed += 1,
+        }
+        self.reconcile(now);
+    }
+
+    fn resolve_listed(&mut self, pos: usize, name: &NodeName) -> Option<u32> {
+        if let Some(&i) = self.list_hint.get(pos)
+            && let Some(s) = self.slot(i)
+            && (s.name.ptr_eq(name) || s.name == *name)
+        {
+            return Some(i);
+        }
+        let i = self.lookup(name.as_str())?;
+        match self.list_hint.get_mut(pos) {
+            Some(h) => *h = i,
+            None => self.list_hint.push(i),
+        }
+        Some(i)
+    }
+
+    fn apply_list(&mut self, now: Instant, seq: u32, nodes: &[NodeName]) {
+        if self.list_hint.len() > nodes.len() {
+            self.list_hint.truncate(nodes.len());
+        }
+        for (pos, name) in nodes.iter().enumerate() {
+            let Some(i) = self.resolve_listed(pos, name) else {
+                continue;
+            };
+            let Some(s) = self.slot_mut(i) else { continue };
+            // Our own knowledge is newer than this list: keep it.
+            if s.mark >= seq {
+                continue;
+            }
+            s.listed = seq;
+            if matches!(s.conn, Conn::Idle | Conn::Connecting(_)) {
+                self.up(now, i);
+            }
+        }
+        for i in 0..self.slots.len() as u32 {
+            let gone = self
+                .slot(i)
+                .is_some_and(|s| s.conn == Conn::Connected && s.listed != seq && s.mark < seq);
+            if gone {
+                self.dropped(now, i, "not listed by the connector");
+            }
+        }
+    }
+
+    // ----- the reconcile pass --------------------------------------------------------------
+
+    fn start_connect(&mut self, now: Instant, i: u32) {
+        let (_, policy, _) = self.owner_of(i);
+        let Some(s) = self.slot(i) else { return };
+        let node = Node {
+            name: s.name.clone(),
+            addr: s.addr,
+        };
+        let deadline = now + policy.connect_timeout;
+        let token = self.request(Pending::Connect(i), Request::Connect { node, deadline });
+        self.set_conn(i, Conn::Connecting(token));
+        if let Some(s) = self.slot_mut(i) {
+            s.since = now;
+        }
+        self.set_timer(i, TimerKind::Retry, None);
+        self.set_timer(i, TimerKind::Deadline, Some(deadline));
+        self.metrics.connects_started += 1;
+    }
+
+    fn start_disconnect(&mut self, now: Instant, i: u32) {
+        let (_, policy, _) = self.owner_of(i);
+        let Some(s) = self.slot(i) else { return };
+        let node = s.name.clone();
+        let token = self.request(Pending::Disconnect(i), Request::Disconnect { node });
+        self.set_conn(i, Conn::Disconnecting(token));
+        self.set_timer(i, TimerKind::Deadline, Some(now + policy.connect_timeout));
+        self.metrics.disconnects_started += 1;
+    }
+
+    /// One pass over the table: connect what is wanted and not connected, disconnect what is
+    /// connected and no longer wanted, within the in-flight limit. Resumes where the last pass
+    /// stopped for the limit, so no node waits behind the same others forever.
+    pub(crate) fn reconcile(&mut self, now: Instant) {
+        self.metrics.reconciles += 1;
+        if self.limits.discovery_only {
+            return;
+        }
+        let n = self.slots.len();
+        if n == 0 {
+            return;
+        }
+        let start = self.cursor % n;
+        for k in 0..n {
+            let i = ((start + k) % n) as u32;
+            let Some(s) = self.slot(i) else { continue };
+            let action = match s.conn {
+                Conn::Idle if s.wanted != 0 && now >= s.not_before => 1,
+                Conn::Connected if s.wanted == 0 => 2,
+                _ => 0,
+            };
+            if action == 0 {
+                continue;
+            }
+            if self.in_flight >= self.limits.max_in_flight {
+                self.cursor = i as usize;
+                return;
+            }
+            if action == 1 {
+                self.start_connect(now, i);
+            } else {
+                self.start_disconnect(now, i);
+            }
+        }
+        self.cursor = 0;
+    }
+
+    fn request_list(&mut self, now: Instant) {
+        self.list_seq = self.list_seq.wrapping_add(1);
+        let token = self.request(Pending::List, Request::ListNodes);
+        self.list = Some(ListInFlight {
+            token,
+            seq: self.list_seq,
+            deadline: now + self.limits.list_timeout,
+        });
+        self.metrics.list_requests += 1;
+    }
+
+    /// Runs what the last call asked for: a list of the connected nodes (then a reconcile
+    /// when it comes back) or a reconcile on the current view.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        if self.limits.discovery_only {
+            self.refresh_wanted = false;
+            self.reconcile_wanted = false;
+            return;
+        }
+        if self.refresh_wanted && self.list.is_none() {
+            self.refresh_wanted = false;
+            self.request_list(now);
+        }
+        if self.reconcile_wanted {
+            self.reconcile_wanted = false;
+            self.reconcile(now);
+        }
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timers.first().map(|(at, _, _)| *at);
+        crate::time::earliest(t, self.list.as_ref().map(|l| l.deadline))
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.list.as_ref().is_some_and(|l| l.deadline <= now)
+            && let Some(l) = self.list.take()
+        {
+            self.pending.remove(&l.token);
+            self.metrics.list_failed += 1;
+            self.reconcile_wanted = true;
+        }
+        while let Some(&(at, i, kind)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(s) = self.slot_mut(i) {
+                *s.timer_mut(kind) = None;
+            }
+            self.fire(now, i, kind);
+        }
+    }
+
+    fn fire(&mut self, now: Instant, i: u32, kind: TimerKind) {
+        let Some(s) = self.slot(i) else { return };
+        match kind {
+            TimerKind::Deadline => match s.conn {
+                Conn::Connecting(token) => {
+                    self.pending.remove(&token);
+                    let (_, policy, _) = self.owner_of(i);
+                    let why = format!("timed out after {} ms", policy.connect_timeout.as_millis());
+                    self.connect_failed(now, i, why, true);
+                    self.reconcile_wanted = true;
+                }
+                Conn::Disconnecting(token) => {
+                    self.pending.remove(&token);
+                    self.disconnect_done(i, token, Err("timed out".to_owned()));
+                }
+                _ => {}
+            },
+            TimerKind::Retry => self.reconcile_wanted = true,
+            TimerKind::Linger => {
+                let mut wanted = s.wanted;
+                let mut rest = s.wanted & !s.discovered;
+                while let Some(t) = Self::lowest(rest) {
+                    rest &= !(1u64 << t);
+                    if self.policy(t).prune {
+                        wanted &= !(1u64 << t);
+                    }
+                }
+                self.set_wanted(i, wanted);
+                self.reconcile_wanted = true;
+                self.maybe_free(i);
+            }
+        }
+    }
+
+    // ----- queries -------------------------------------------------------------------------
+
+    pub(crate) fn members(&self) -> impl Iterator<Item = &NodeName> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.conn == Conn::Connected)
+            .map(|s| &s.name)
+    }
+
+    pub(crate) fn is_connected(&self, name: &str) -> bool {
+        self.lookup(name)
+            .and_then(|i| self.slot(i))
+            .is_some_and(|s| s.conn == Conn::Connected)
+    }
+
+    pub(crate) fn discovered_by(&self, t: u8) -> impl Iterator<Item = &NodeName> {
+        let bit = 1u64 << t;
+        self.slots
+            .iter()
+            .flatten()
+            .filter(move |s| s.discovered & bit != 0)
+            .map(|s| &s.name)
+    }
+
+    pub(crate) fn wanted_by_any(&self, name: &str) -> bool {
+        self.lookup(name)
+            .and_then(|i| self.slot(i))
+            .is_some_and(|s| s.wanted != 0)
+    }
+
+    /// Disconnects every node the core has connected, whatever the topologies want (for a
+    /// shutdown that asks for it).
+    pub(crate) fn disconnect_all(&mut self, now: Instant) {
+        for i in 0..self.slots.len() as u32 {
+            if self.slot(i).is_some_and(|s| s.conn == Conn::Connected) {
+                self.set_wanted(i, 0);
+                if let Some(s) = self.slot_mut(i) {
+                    s.discovered = 0;
+                }
+                self.start_disconnect(now, i);
+            }
+        }
+    }
+
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+fn keys_for_tokens(k: &KeyedState) -> u64 {
+    // Tokens are ours, not the network's: any fixed mix of the key will do.
+    let mut h = core::hash::BuildHasher::build_hasher(k);
+    core::hash::Hasher::write_u64(&mut h, 0x746f_6b65_6e73);
+    core::hash::Hasher::finish(&h)
+}
