@@ -28,6 +28,10 @@ pub mod strategy;
 mod time;
 mod topology;
 
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
+
 pub use cluster::{Cluster, ClusterConfig};
 pub use config::{ConfigError, Problem, Value};
 pub use event::{Event, TopologyName};

@@ -413,7 +413,9 @@ impl Core {
         self.metrics.discovered += 1;
         let topology = self.topo_name(t);
         self.emit(Event::Discovered { topology, node });
-        self.reconcile_wanted = true;
+        // Ask the connector what is connected before connecting: a node connected already
+        // (by someone else, or before we started) is not connected again.
+        self.refresh_wanted = true;
     }
 
     /// Topology `t` no longer discovers slot `i`.
@@ -447,16 +449,27 @@ impl Core {
         self.maybe_free(i);
     }
 
-    /// Removes every trace of topology `t` from the table (the topology is being removed).
+    /// Removes every trace of topology `t` from the table (the topology is being removed):
+    /// its nodes are lost to it.
     pub(crate) fn drop_topology(&mut self, t: u8) {
         let bit = 1u64 << t;
+        let topology = self.topo_name(t);
         for i in 0..self.slots.len() as u32 {
             let Some(s) = self.slot_mut(i) else { continue };
             if (s.discovered | s.wanted) & bit == 0 {
                 continue;
             }
+            let was_discovered = s.discovered & bit != 0;
             s.discovered &= !bit;
             let wanted = s.wanted & !bit;
+            if was_discovered {
+                let node = s.name.clone();
+                self.metrics.lost += 1;
+                self.emit(Event::Lost {
+                    topology: topology.clone(),
+                    node,
+                });
+            }
             self.set_wanted(i, wanted);
             self.maybe_free(i);
         }

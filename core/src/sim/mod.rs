@@ -1,0 +1,826 @@
+//! A deterministic simulator: many clusters in virtual time over a seeded network.
+//!
+//! The simulator is the adapter the core is tested with, and it is public so that you can
+//! test your own strategies and your own use of the cluster the same way. It owns:
+//!
+//! - **virtual time**: it jumps straight to the next thing due, so an hour of cluster life
+//!   runs in milliseconds;
+//! - **a seeded network**: every answer arrives after a random latency, connects may be lost
+//!   (the core's deadline then fires), and the same seed replays the same run exactly;
+//! - **a simulated connector**: hosts that can go down and come back, be partitioned from
+//!   each other, refuse connections, or fail disconnects; links that drop when a host or a
+//!   partition cuts them;
+//! - **fake nodes**: hosts that accept connections but run no cluster;
+//! - **a virtual file system** answering `ReadFile`, and the [`NodesFile`] strategy that polls
+//!   it, for polling semantics without any real service;
+//! - **invariants**, checked after every step: never connect to self; never disconnect a node
+//!   some topology still discovers (so a failed discovery cannot cause one); never two
+//!   requests in flight for one node; bounded queues; and, when asked, every discovered
+//!   reachable node connected within a stated bound. A violation panics with the seed and the
+//!   time, so the run can be replayed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use muster_core::sim::{Sim, SimConfig};
+//! use muster_core::strategy::epmd::{Epmd, EpmdConfig};
+//! use muster_core::{ClusterConfig, ConnectPolicy, Node, NodeName, TopologySpec};
+//!
+//! let names: Vec<NodeName> = ["a@h1", "b@h2", "c@h3"].iter().map(|n| n.parse().unwrap()).collect();
+//! let mut sim = Sim::new(42, SimConfig::default());
+//! for name in &names {
+//!     let hosts = names.clone();
+//!     sim.add_node(name.clone(), ClusterConfig::new(), move || vec![TopologySpec {
+//!         name: "static".into(),
+//!         strategy: Box::new(Epmd::new(
+//!             EpmdConfig::new(hosts.iter().cloned().map(Node::new))
+//!                 .reconnect_every(Duration::from_secs(5)))),
+//!         policy: ConnectPolicy::default(),
+//!     }]);
+//! }
+//! assert!(sim.run_until_quiescent(Duration::from_secs(60)));
+//! assert!(sim.linked("a@h1", "c@h3") && sim.linked("c@h3", "b@h2"));
+//! ```
+
+mod checker;
+mod nodes_file;
+
+pub use checker::Violation;
+pub use nodes_file::NodesFile;
+
+use core::time::Duration;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::event::Event;
+use crate::io::{Answer, Input, Output, Request, Token};
+use crate::node::NodeName;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::topology::TopologySpec;
+use checker::Checker;
+
+/// How the simulated network behaves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SimConfig {
+    /// Each answer takes a uniformly random latency in this range.
+    pub latency: (Duration, Duration),
+    /// Probability that a connect vanishes without an answer (the core's deadline fires).
+    pub connect_loss: f64,
+    /// Links are symmetric, as Erlang distribution's are: a link from `a` to `b` shows in
+    /// both nodes' lists. When false, a link belongs to the node that opened it (the `tcp`
+    /// connector's model).
+    pub symmetric: bool,
+    /// The connector tells a cluster when one of its links drops (`Input::NodeDown`). When
+    /// false, the cluster finds out at its next poll of the list.
+    pub notify_drops: bool,
+    /// Record every event of every cluster (turn off for long benchmarks).
+    pub record_events: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            latency: (Duration::from_millis(1), Duration::from_millis(20)),
+            connect_loss: 0.0,
+            symmetric: false,
+            notify_drops: true,
+            record_events: true,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Sets the latency range.
+    pub fn latency(mut self, lo: Duration, hi: Duration) -> Self {
+        self.latency = (lo, hi.max(lo));
+        self
+    }
+
+    /// Sets the probability that a connect gets no answer.
+    pub fn connect_loss(mut self, p: f64) -> Self {
+        self.connect_loss = p;
+        self
+    }
+
+    /// Makes links symmetric (Erlang distribution) or owned by their opener.
+    pub fn symmetric(mut self, yes: bool) -> Self {
+        self.symmetric = yes;
+        self
+    }
+
+    /// Whether dropped links are notified to the clusters.
+    pub fn notify_drops(mut self, yes: bool) -> Self {
+        self.notify_drops = yes;
+        self
+    }
+
+    /// Whether events are recorded.
+    pub fn record_events(mut self, yes: bool) -> Self {
+        self.record_events = yes;
+        self
+    }
+}
+
+/// What a simulated host answers to a connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectBehaviour {
+    /// Accept (when up and reachable).
+    Accept,
+    /// Refuse with this reason.
+    Refuse(String),
+    /// Answer `Ignored` (libcluster's `:ignored`: not part of a network).
+    Ignore,
+    /// Never answer.
+    Silent,
+}
+
+type Factory = Box<dyn FnMut() -> Vec<TopologySpec>>;
+
+struct Host {
+    up: bool,
+    group: u32,
+    connect: ConnectBehaviour,
+    disconnect_failure: Option<String>,
+    /// The cluster running on this host, if it is a full node.
+    node: Option<usize>,
+}
+
+struct SimNode {
+    name: NodeName,
+    config: ClusterConfig,
+    factory: Factory,
+    cluster: Cluster,
+    events: Vec<(Instant, Event)>,
+    restarts: u32,
+}
+
+#[derive(Debug)]
+enum Delivery {
+    Answer { token: Token, answer: Owned },
+    Down { peer: NodeName, reason: String },
+    Up { peer: NodeName },
+}
+
+#[derive(Debug)]
+enum Owned {
+    Connect(NodeName),
+    Disconnect(NodeName),
+    List,
+    Data(Vec<u8>),
+    Failed(String),
+}
+
+struct InTransit {
+    at: Instant,
+    seq: u64,
+    node: usize,
+    restarts: u32,
+    what: Delivery,
+}
+
+impl PartialEq for InTransit {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for InTransit {}
+impl PartialOrd for InTransit {
+    fn partial_cmp(&self, o: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for InTransit {
+    fn cmp(&self, o: &Self) -> core::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimStats {
+    /// Steps taken (distinct points of virtual time).
+    pub steps: u64,
+    /// Inputs delivered to clusters (answers and notices).
+    pub inputs: u64,
+    /// `handle_timeout` calls.
+    pub timeouts: u64,
+    /// Outputs drained from clusters (requests and events).
+    pub outputs: u64,
+}
+
+impl SimStats {
+    /// Everything the clusters handled or produced: the simulator's unit of work.
+    pub fn events(&self) -> u64 {
+        self.inputs + self.timeouts + self.outputs
+    }
+}
+
+/// The simulator; see the module documentation.
+pub struct Sim {
+    seed: u64,
+    now: Instant,
+    rng: Rng,
+    config: SimConfig,
+    hosts: BTreeMap<NodeName, Host>,
+    nodes: Vec<SimNode>,
+    /// Links, as (opener, peer).
+    links: BTreeSet<(NodeName, NodeName)>,
+    files: BTreeMap<String, Result<Vec<u8>, String>>,
+    transit: BinaryHeap<Reverse<InTransit>>,
+    seq: u64,
+    checker: Checker,
+    stats: SimStats,
+}
+
+fn seed_bytes(seed: u64, salt: u64) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..16].copy_from_slice(&salt.to_le_bytes());
+    s
+}
+
+impl Sim {
+    /// A simulator whose every random choice, and every cluster's, derives from `seed`.
+    pub fn new(seed: u64, config: SimConfig) -> Self {
+        Sim {
+            seed,
+            now: Instant::ZERO,
+            rng: Rng::from_seed(seed_bytes(seed, u64::MAX)),
+            config,
+            hosts: BTreeMap::new(),
+            nodes: Vec::new(),
+            links: BTreeSet::new(),
+            files: BTreeMap::new(),
+            transit: BinaryHeap::new(),
+            seq: 0,
+            checker: Checker::default(),
+            stats: SimStats::default(),
+        }
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// What the run did so far.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    fn host_mut(&mut self, name: &NodeName) -> &mut Host {
+        self.hosts.entry(name.clone()).or_insert(Host {
+            up: true,
+            group: 0,
+            connect: ConnectBehaviour::Accept,
+            disconnect_failure: None,
+            node: None,
+        })
+    }
+
+    /// Adds a full node: a host running a cluster named `name` with the topologies `factory`
+    /// makes. The factory runs again whenever the node restarts after being down.
+    pub fn add_node(
+        &mut self,
+        name: NodeName,
+        config: ClusterConfig,
+        factory: impl FnMut() -> Vec<TopologySpec> + 'static,
+    ) {
+        let index = self.nodes.len();
+        let config = config.this_node(name.clone());
+        let cluster = Cluster::new(config.clone(), seed_bytes(self.seed, index as u64));
+        self.nodes.push(SimNode {
+            name: name.clone(),
+            config,
+            factory: Box::new(factory),
+            cluster,
+            events: Vec::new(),
+            restarts: 0,
+        });
+        self.host_mut(&name).node = Some(index);
+        self.start_node(index);
+    }
+
+    fn start_node(&mut self, index: usize) {
+        let specs = (self.nodes[index].factory)();
+        let now = self.now;
+        for spec in specs {
+            if let Err(e) = self.nodes[index].cluster.add(now, spec) {
+                panic!("sim: bad topology for {}: {e}", self.nodes[index].name);
+            }
+        }
+        self.drain(index);
+    }
+
+    /// Adds a fake node: a host that accepts connections but runs no cluster.
+    pub fn add_fake_node(&mut self, name: NodeName) {
+        self.host_mut(&name);
+    }
+
+    /// Sets what a host answers to connects.
+    pub fn set_connect_behaviour(&mut self, name: &NodeName, b: ConnectBehaviour) {
+        self.host_mut(name).connect = b;
+    }
+
+    /// Makes disconnects of `name` fail with `reason` (or succeed again with `None`).
+    pub fn set_disconnect_failure(&mut self, name: &NodeName, reason: Option<&str>) {
+        self.host_mut(name).disconnect_failure = reason.map(str::to_owned);
+    }
+
+    /// Takes a host down (its links drop; a full node stops) or brings it back (a full node
+    /// restarts with fresh state, as after a crash).
+    pub fn set_up(&mut self, name: &NodeName, up: bool) {
+        let host = self.host_mut(name);
+        if host.up == up {
+            return;
+        }
+        host.up = up;
+        let node = host.node;
+        if !up {
+            self.cut_links(|a, b| a == name || b == name, "peer down");
+            return;
+        }
+        if let Some(index) = node {
+            let n = &mut self.nodes[index];
+            n.restarts += 1;
+            let seed = seed_bytes(self.seed, (index as u64) | (u64::from(n.restarts) << 32));
+            n.cluster = Cluster::new(n.config.clone(), seed);
+            self.checker.reset_node(index);
+            self.start_node(index);
+        }
+    }
+
+    /// Splits the hosts into groups that cannot reach each other; hosts not named stay in
+    /// group 0. Links across groups drop.
+    pub fn partition(&mut self, groups: &[&[&NodeName]]) {
+        for h in self.hosts.values_mut() {
+            h.group = 0;
+        }
+        for (g, members) in groups.iter().enumerate() {
+            for m in *members {
+                self.host_mut(m).group = g as u32 + 1;
+            }
+        }
+        let group = |h: &BTreeMap<NodeName, Host>, n: &NodeName| h.get(n).map_or(0, |h| h.group);
+        let cut: Vec<(NodeName, NodeName)> = self
+            .links
+            .iter()
+            .filter(|(a, b)| group(&self.hosts, a) != group(&self.hosts, b))
+            .cloned()
+            .collect();
+        let cut: BTreeSet<_> = cut.into_iter().collect();
+        self.cut_links(|a, b| cut.contains(&(a.clone(), b.clone())), "partitioned");
+    }
+
+    /// Creates a link from `a` to `b` outside the clusters' control (as if the application
+    /// had connected it itself).
+    pub fn link(&mut self, a: &NodeName, b: &NodeName) {
+        self.host_mut(a);
+        self.host_mut(b);
+        self.links.insert((a.clone(), b.clone()));
+    }
+
+    /// Cuts the link between `a` and `b` (both directions), notifying the clusters if the
+    /// configuration says so.
+    pub fn drop_link(&mut self, a: &NodeName, b: &NodeName) {
+        self.cut_links(
+            |x, y| (x == a && y == b) || (x == b && y == a),
+            "link dropped",
+        );
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        for h in self.hosts.values_mut() {
+            h.group = 0;
+        }
+    }
+
+    /// Sets the contents of a file every node reads.
+    pub fn write_file(&mut self, path: &str, contents: impl Into<Vec<u8>>) {
+        self.files.insert(path.to_owned(), Ok(contents.into()));
+    }
+
+    /// Makes reads of `path` fail with `reason`.
+    pub fn fail_file(&mut self, path: &str, reason: &str) {
+        self.files.insert(path.to_owned(), Err(reason.to_owned()));
+    }
+
+    /// Asks the checker to require that every node a cluster wants, and can reach, is linked
+    /// within `bound` of becoming wanted and reachable. `None` turns the check off (while
+    /// faults are being injected, say).
+    pub fn expect_convergence(&mut self, bound: Option<Duration>) {
+        self.checker.set_bound(bound, self.now);
+    }
+
+    fn reachable(&self, from: &NodeName, to: &NodeName) -> bool {
+        match (self.hosts.get(from), self.hosts.get(to)) {
+            (Some(a), Some(b)) => a.up && b.up && a.group == b.group,
+            _ => false,
+        }
+    }
+
+    /// Whether a link exists between `a` and `b` (in either direction when links are
+    /// symmetric, from `a` to `b` otherwise).
+    pub fn linked(&self, a: &str, b: &str) -> bool {
+        let (Ok(a), Ok(b)) = (NodeName::new(a), NodeName::new(b)) else {
+            return false;
+        };
+        self.has_link(&a, &b)
+    }
+
+    fn has_link(&self, a: &NodeName, b: &NodeName) -> bool {
+        self.links.contains(&(a.clone(), b.clone()))
+            || (self.config.symmetric && self.links.contains(&(b.clone(), a.clone())))
+    }
+
+    /// The cluster running on `name`.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.nodes
+            .iter()
+            .find(|n| n.name.as_str() == name)
+            .map(|n| &n.cluster)
+    }
+
+    /// The cluster running on `name`, to add or remove topologies (drained on the next step).
+    pub fn cluster_mut(&mut self, name: &str) -> Option<&mut Cluster> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name.as_str() == name)
+            .map(|n| &mut n.cluster)
+    }
+
+    /// The events `name`'s cluster emitted, with their times.
+    pub fn events(&self, name: &str) -> &[(Instant, Event)] {
+        self.nodes
+            .iter()
+            .find(|n| n.name.as_str() == name)
+            .map_or(&[], |n| &n.events)
+    }
+
+    /// The names of the full nodes.
+    pub fn node_names(&self) -> impl Iterator<Item = &NodeName> {
+        self.nodes.iter().map(|n| &n.name)
+    }
+
+    fn schedule(&mut self, node: usize, what: Delivery) {
+        let (lo, hi) = self.config.latency;
+        let at = self.now + self.rng.duration_between(lo, hi);
+        self.seq += 1;
+        let restarts = self.nodes[node].restarts;
+        self.transit.push(Reverse(InTransit {
+            at,
+            seq: self.seq,
+            node,
+            restarts,
+            what,
+        }));
+    }
+
+    fn cut_links(&mut self, cut: impl Fn(&NodeName, &NodeName) -> bool, reason: &str) {
+        let gone: Vec<(NodeName, NodeName)> = self
+            .links
+            .iter()
+            .filter(|(a, b)| cut(a, b))
+            .cloned()
+            .collect();
+        for (a, b) in gone {
+            self.links.remove(&(a.clone(), b.clone()));
+            if !self.config.notify_drops {
+                continue;
+            }
+            for (me, peer) in [(&a, &b), (&b, &a)] {
+                if me != &a && !self.config.symmetric {
+                    continue;
+                }
+                let idx = self.hosts.get(me).filter(|h| h.up).and_then(|h| h.node);
+                if let Some(idx) = idx {
+                    self.schedule(
+                        idx,
+                        Delivery::Down {
+                            peer: peer.clone(),
+                            reason: reason.to_owned(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self, index: usize) {
+        while let Some(out) = self.nodes[index].cluster.poll_output() {
+            self.stats.outputs += 1;
+            match out {
+                Output::Event(e) => {
+                    self.checker.on_event(self.seed, self.now, index, &e);
+                    if self.config.record_events {
+                        self.nodes[index].events.push((self.now, e));
+                    }
+                }
+                Output::Request { token, request } => {
+                    let me = &self.nodes[index];
+                    self.checker
+                        .on_request(self.seed, self.now, index, &me.name, token, &request);
+                    self.execute(index, token, request);
+                }
+            }
+        }
+        let n = &self.nodes[index];
+        self.checker.after_drain(
+            self.seed,
+            self.now,
+            index,
+            &n.cluster,
+            n.config.max_in_flight,
+        );
+    }
+
+    fn execute(&mut self, index: usize, token: Token, request: Request) {
+        let owned = match request {
+            Request::Connect { node, .. } => {
+                if self.rng.chance(self.config.connect_loss) {
+                    return;
+                }
+                Owned::Connect(node.name)
+            }
+            Request::Disconnect { node } => Owned::Disconnect(node),
+            Request::ListNodes => Owned::List,
+            Request::ReadFile { path } => match self.files.get(&path) {
+                Some(Ok(data)) => Owned::Data(data.clone()),
+                Some(Err(why)) => Owned::Failed(why.clone()),
+                None => Owned::Failed(format!("{path}: no such file")),
+            },
+            Request::Exchange(x) => Owned::Failed(format!("no simulated service at {}", x.to)),
+        };
+        self.schedule(
+            index,
+            Delivery::Answer {
+                token,
+                answer: owned,
+            },
+        );
+    }
+
+    /// Computes an answer at delivery time and feeds it to the node's cluster.
+    fn deliver(&mut self, index: usize, what: Delivery) {
+        let me = self.nodes[index].name.clone();
+        let now = self.now;
+        match what {
+            Delivery::Answer { token, answer } => {
+                self.checker.on_answer(index, token);
+                let text;
+                let nodes: Vec<NodeName>;
+                let data;
+                let answer = match answer {
+                    Owned::Connect(peer) => {
+                        let behaviour = self.hosts.get(&peer).map(|h| h.connect.clone());
+                        match behaviour {
+                            None => {
+                                text = format!("{peer}: no such host");
+                                Answer::Failed(&text)
+                            }
+                            Some(_) if !self.reachable(&me, &peer) => {
+                                text = "unreachable".to_owned();
+                                Answer::Failed(&text)
+                            }
+                            Some(ConnectBehaviour::Accept) => {
+                                self.links.insert((me.clone(), peer.clone()));
+                                if self.config.symmetric && self.config.notify_drops {
+                                    let other = self.hosts.get(&peer).and_then(|h| h.node);
+                                    if let Some(o) = other {
+                                        self.schedule(o, Delivery::Up { peer: me.clone() });
+                                    }
+                                }
+                                Answer::Connected
+                            }
+                            Some(ConnectBehaviour::Refuse(why)) => {
+                                text = why;
+                                Answer::Failed(&text)
+                            }
+                            Some(ConnectBehaviour::Ignore) => Answer::Ignored,
+                            Some(ConnectBehaviour::Silent) => return,
+                        }
+                    }
+                    Owned::Disconnect(peer) => {
+                        let failure = self
+                            .hosts
+                            .get(&peer)
+                            .and_then(|h| h.disconnect_failure.clone());
+                        if let Some(why) = failure {
+                            text = why;
+                            Answer::Failed(&text)
+                        } else if self.has_link(&me, &peer) {
+                            self.links.remove(&(me.clone(), peer.clone()));
+                            self.links.remove(&(peer.clone(), me.clone()));
+                            Answer::Disconnected
+                        } else {
+                            Answer::NotConnected
+                        }
+                    }
+                    Owned::List => {
+                        nodes = self.list_of(&me);
+                        Answer::Nodes(&nodes)
+                    }
+                    Owned::Data(d) => {
+                        data = d;
+                        Answer::Data(&data)
+                    }
+                    Owned::Failed(why) => {
+                        text = why;
+                        Answer::Failed(&text)
+                    }
+                };
+                self.nodes[index]
+                    .cluster
+                    .handle_input(now, Input::Answer { token, answer });
+            }
+            Delivery::Down { peer, reason } => {
+                self.nodes[index].cluster.handle_input(
+                    now,
+                    Input::NodeDown {
+                        node: peer.as_str(),
+                        reason: &reason,
+                    },
+                );
+            }
+            Delivery::Up { peer } => {
+                if self.has_link(&me, &peer) {
+                    self.nodes[index].cluster.handle_input(
+                        now,
+                        Input::NodeUp {
+                            node: peer.as_str(),
+                        },
+                    );
+                }
+            }
+        }
+        self.stats.inputs += 1;
+        self.drain(index);
+    }
+
+    fn list_of(&self, me: &NodeName) -> Vec<NodeName> {
+        let mut out: Vec<NodeName> = self
+            .links
+            .iter()
+            .filter(|(a, _)| a == me)
+            .map(|(_, b)| b.clone())
+            .collect();
+        if self.config.symmetric {
+            out.extend(
+                self.links
+                    .iter()
+                    .filter(|(_, b)| b == me)
+                    .map(|(a, _)| a.clone()),
+            );
+            out.sort();
+            out.dedup();
+        }
+        out
+    }
+
+    fn node_up(&self, index: usize) -> bool {
+        self.hosts
+            .get(&self.nodes[index].name)
+            .is_some_and(|h| h.up)
+    }
+
+    /// The next time something is due, if anything is.
+    pub fn next_due(&self) -> Option<Instant> {
+        let mut at = self.transit.peek().map(|Reverse(t)| t.at);
+        for i in 0..self.nodes.len() {
+            if self.node_up(i) {
+                at = crate::time::earliest(at, self.nodes[i].cluster.poll_timeout());
+            }
+        }
+        at
+    }
+
+    /// Advances virtual time to the next thing due and runs everything due then. Returns
+    /// false when nothing at all is scheduled.
+    pub fn step(&mut self) -> bool {
+        let Some(at) = self.next_due() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        self.stats.steps += 1;
+        while self
+            .transit
+            .peek()
+            .is_some_and(|Reverse(t)| t.at <= self.now)
+        {
+            let Some(Reverse(t)) = self.transit.pop() else {
+                break;
+            };
+            // A node that went down, or restarted since, never sees answers meant for the
+            // process that asked.
+            if !self.node_up(t.node) || self.nodes[t.node].restarts != t.restarts {
+                continue;
+            }
+            self.deliver(t.node, t.what);
+        }
+        for i in 0..self.nodes.len() {
+            if !self.node_up(i) {
+                continue;
+            }
+            if self.nodes[i]
+                .cluster
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
+                self.stats.timeouts += 1;
+                self.nodes[i].cluster.handle_timeout(self.now);
+                self.drain(i);
+            }
+        }
+        self.check_liveness();
+        true
+    }
+
+    fn check_liveness(&mut self) {
+        if !self.checker.liveness_on() {
+            return;
+        }
+        let mut state = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !self.node_up(i) {
+                continue;
+            }
+            for peer in self.hosts.keys() {
+                if peer == &n.name || !n.cluster.is_wanted(peer.as_str()) {
+                    continue;
+                }
+                let ok = self.reachable(&n.name, peer);
+                let linked = self.has_link(&n.name, peer);
+                state.push((i, peer.clone(), ok, linked));
+            }
+        }
+        self.checker.liveness(self.seed, self.now, &state);
+    }
+
+    /// Steps until virtual time passes `until` (or nothing is scheduled).
+    pub fn run_until(&mut self, until: Instant) {
+        while self.next_due().is_some_and(|t| t <= until) {
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Whether nothing is in transit and every up node has a link to every node it wants and
+    /// can reach.
+    pub fn is_quiescent(&self) -> bool {
+        if !self.transit.is_empty() {
+            return false;
+        }
+        self.nodes.iter().enumerate().all(|(i, n)| {
+            !self.node_up(i)
+                || self.hosts.keys().all(|peer| {
+                    peer == &n.name
+                        || !n.cluster.is_wanted(peer.as_str())
+                        || !self.reachable(&n.name, peer)
+                        || self.has_link(&n.name, peer)
+                })
+        })
+    }
+
+    /// Steps until [`is_quiescent`](Sim::is_quiescent) or until `limit` of virtual time has
+    /// passed. Returns whether it became quiescent.
+    pub fn run_until_quiescent(&mut self, limit: Duration) -> bool {
+        let until = self.now + limit;
+        loop {
+            if self.is_quiescent() {
+                return true;
+            }
+            match self.next_due() {
+                Some(t) if t <= until => {
+                    self.step();
+                }
+                _ => return self.is_quiescent(),
+            }
+        }
+    }
+
+    /// Violations seen so far (the checker panics on the first unless told to collect).
+    pub fn violations(&self) -> &[Violation] {
+        self.checker.violations()
+    }
+
+    /// Collect violations instead of panicking on the first (for tests that expect one).
+    pub fn collect_violations(&mut self) {
+        self.checker.collect();
+    }
+}
