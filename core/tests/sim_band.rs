@@ -1,1 +1,204 @@
+//! A band of seeds, each a random cluster under random faults, then healed.
+//!
+//! Every step of every run is checked by the simulator's invariants (never connect to self,
+//! never disconnect a node a topology still discovers, one request in flight per node,
+//! bounded queues). After the faults stop, every node must reach every node it wants within
+//! the stated bound, and the whole cluster must become quiescent.
+//!
+//! `MUSTER_SIM_SEEDS` sets how many seeds (default 256); `MUSTER_SIM_SEED` runs just one.
 
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use muster_core::sim::{ConnectBehaviour, Sim, SimConfig, convergence_bound};
+use muster_core::{ClusterConfig, ConnectPolicy, NodeName, Rng};
+
+struct Scenario {
+    nodes: Vec<NodeName>,
+    fakes: Vec<NodeName>,
+    bound: Duration,
+}
+
+fn pick<'a, T>(rng: &mut Rng, xs: &'a [T]) -> &'a T {
+    &xs[rng.range_inclusive(0, xs.len() as u64 - 1) as usize]
+}
+
+fn subset(rng: &mut Rng, all: &[NodeName]) -> String {
+    all.iter()
+        .filter(|_| rng.chance(0.7))
+        .map(|n| format!("{n}\n"))
+        .collect()
+}
+
+fn build(seed: u64) -> (Sim, Scenario) {
+    let mut rng = Rng::from_seed({
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&seed.to_le_bytes());
+        s
+    });
+    let symmetric = rng.chance(0.5);
+    let config = SimConfig::default()
+        .symmetric(symmetric)
+        .notify_drops(rng.chance(0.5))
+        .latency(ms(1), ms(rng.range_inclusive(2, 50)));
+    let mut sim = Sim::new(seed, config.clone());
+    let count = rng.range_inclusive(3, 8) as usize;
+    let nodes: Vec<NodeName> = (0..count).map(|i| n(&format!("n{i}@h{i}"))).collect();
+    let fakes: Vec<NodeName> = (0..rng.range_inclusive(0, 3))
+        .map(|i| n(&format!("fake{i}@f{i}")))
+        .collect();
+    for f in &fakes {
+        sim.add_fake_node(f.clone());
+    }
+    let everyone: Vec<NodeName> = nodes.iter().chain(&fakes).cloned().collect();
+    sim.write_file("dns", subset(&mut rng, &everyone));
+    let mut bound = Duration::ZERO;
+    for me in &nodes {
+        let interval = rng.range_inclusive(500, 5000);
+        let base = rng.range_inclusive(50, 1000);
+        let policy = ConnectPolicy::default()
+            .connect_timeout(ms(rng.range_inclusive(500, 7000)))
+            .backoff(ms(base), ms(base * rng.range_inclusive(2, 20)))
+            .prune(rng.chance(0.7))
+            .grace(ms(if rng.chance(0.5) {
+                0
+            } else {
+                rng.range_inclusive(1, 3000)
+            }));
+        bound = bound.max(convergence_bound(&policy, ms(interval), &config));
+        let use_static = rng.chance(0.7);
+        let use_file = !use_static || rng.chance(0.5);
+        let hosts: Vec<String> = everyone.iter().map(|n| n.to_string()).collect();
+        sim.add_node(
+            me.clone(),
+            ClusterConfig::new().max_in_flight(4),
+            move || {
+                let mut t = Vec::new();
+                if use_static {
+                    let h: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                    t.push(epmd("static", &h, Some(interval), policy));
+                }
+                if use_file {
+                    t.push(file("dns", "dns", interval, policy));
+                }
+                t
+            },
+        );
+    }
+    (
+        sim,
+        Scenario {
+            nodes,
+            fakes,
+            bound,
+        },
+    )
+}
+
+fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
+    let all: Vec<NodeName> = sc.nodes.iter().chain(&sc.fakes).cloned().collect();
+    let until = sim.now() + ms(rng.range_inclusive(20_000, 90_000));
+    while sim.now() < until {
+        sim.run_for(ms(rng.range_inclusive(100, 5000)));
+        let target = pick(rng, &all).clone();
+        match rng.range_inclusive(0, 8) {
+            0 => sim.set_up(&target, false),
+            1 => sim.set_up(&target, true),
+            2 => {
+                let (a, b): (Vec<&NodeName>, Vec<&NodeName>) =
+                    all.iter().partition(|_| rng.chance(0.5));
+                sim.partition(&[&a, &b]);
+            }
+            3 => sim.heal(),
+            4 => {
+                let b = match rng.range_inclusive(0, 3) {
+                    0 => ConnectBehaviour::Refuse("connection refused".into()),
+                    1 => ConnectBehaviour::Silent,
+                    2 => ConnectBehaviour::Ignore,
+                    _ => ConnectBehaviour::Accept,
+                };
+                sim.set_connect_behaviour(&target, b);
+            }
+            5 => sim.fail_file("dns", "SERVFAIL"),
+            6 => {
+                let s = subset(rng, &all);
+                sim.write_file("dns", s);
+            }
+            7 => {
+                let other = pick(rng, &all).clone();
+                sim.drop_link(&target, &other);
+            }
+            _ => sim.set_disconnect_failure(&target, rng.chance(0.5).then_some("busy")),
+        }
+    }
+}
+
+fn heal(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
+    let all: Vec<NodeName> = sc.nodes.iter().chain(&sc.fakes).cloned().collect();
+    sim.heal();
+    for n in &all {
+        sim.set_up(n, true);
+        sim.set_connect_behaviour(n, ConnectBehaviour::Accept);
+        sim.set_disconnect_failure(n, None);
+    }
+    let s = subset(rng, &all);
+    sim.write_file("dns", s);
+}
+
+fn run_seed(seed: u64) {
+    let (mut sim, sc) = build(seed);
+    let mut rng = Rng::from_seed([seed as u8; 32]);
+    sim.run_for(ms(2000));
+    chaos(&mut sim, &sc, &mut rng);
+    heal(&mut sim, &sc, &mut rng);
+    if std::env::var("MUSTER_SIM_DUMP").is_ok() {
+        sim.collect_violations();
+    }
+    sim.expect_convergence(Some(sc.bound));
+    sim.run_for(sc.bound * 3);
+    if let Ok(who) = std::env::var("MUSTER_SIM_DUMP") {
+        for v in sim.violations() {
+            eprintln!("{v}");
+        }
+        for (t, e) in sim.events(&who) {
+            eprintln!("{t} {e}");
+        }
+        eprintln!("metrics: {:?}", sim.cluster(&who).map(|c| c.metrics()));
+    }
+    assert!(
+        sim.run_until_quiescent(sc.bound),
+        "seed {seed}: not quiescent {} after healing",
+        sim.now()
+    );
+    for me in &sc.nodes {
+        let c = sim.cluster(me.as_str()).expect("node");
+        for (other, _) in sc.nodes.iter().zip(0..) {
+            if other != me && c.is_wanted(other.as_str()) {
+                assert!(
+                    sim.linked(me.as_str(), other.as_str()),
+                    "seed {seed}: {me} -> {other}"
+                );
+            }
+        }
+        let m = c.metrics();
+        assert_eq!(m.events_dropped, 0);
+        assert!(c.table_capacity() <= sc.nodes.len() + sc.fakes.len());
+    }
+}
+
+#[test]
+fn seed_band() {
+    if let Ok(one) = std::env::var("MUSTER_SIM_SEED") {
+        run_seed(one.parse().expect("MUSTER_SIM_SEED is a number"));
+        return;
+    }
+    let seeds: u64 = std::env::var("MUSTER_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    for seed in 0..seeds {
+        run_seed(seed);
+    }
+}

@@ -163,7 +163,7 @@ impl Checker {
             Request::Disconnect { node } => {
                 if let Some((t, _)) = st.discovered.iter().find(|(_, set)| set.contains(node)) {
                     let what = format!("disconnect of {node}, which topology {t} still discovers");
-                    return self.fail(seed, now, me.as_str(), what);
+                    self.fail(seed, now, me.as_str(), what);
                 }
             }
             _ => {}

@@ -123,6 +123,28 @@ impl SimConfig {
     }
 }
 
+/// The bound the simulator's convergence check uses, stated: once the network is healthy, a
+/// node that a cluster wants and can reach is connected within
+///
+/// `connect_timeout + backoff_max + 4 × latency`, plus `poll_interval` when drops are not
+/// notified
+///
+/// — an attempt that was in flight when the fault ended may still have to reach its deadline;
+/// the retry after any failure comes within the backoff cap; a list and a connect each take a
+/// round trip; and a drop nobody reported is only noticed at the next poll.
+pub fn convergence_bound(
+    policy: &crate::topology::ConnectPolicy,
+    poll_interval: Duration,
+    config: &SimConfig,
+) -> Duration {
+    let noticed = if config.notify_drops {
+        Duration::ZERO
+    } else {
+        poll_interval
+    };
+    noticed + policy.connect_timeout + policy.backoff_max + config.latency.1 * 4
+}
+
 /// What a simulated host answers to a connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -451,12 +473,17 @@ impl Sim {
             .map(|n| &n.cluster)
     }
 
-    /// The cluster running on `name`, to add or remove topologies (drained on the next step).
-    pub fn cluster_mut(&mut self, name: &str) -> Option<&mut Cluster> {
-        self.nodes
-            .iter_mut()
-            .find(|n| n.name.as_str() == name)
-            .map(|n| &mut n.cluster)
+    /// Runs `f` on the cluster of `name` at the current virtual time (to add or remove
+    /// topologies, say), then drains it. Returns `None` if there is no such node.
+    pub fn with_cluster<R>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Cluster, Instant) -> R,
+    ) -> Option<R> {
+        let index = self.nodes.iter().position(|n| n.name.as_str() == name)?;
+        let r = f(&mut self.nodes[index].cluster, self.now);
+        self.drain(index);
+        Some(r)
     }
 
     /// The events `name`'s cluster emitted, with their times.
@@ -620,7 +647,24 @@ impl Sim {
                             Answer::Failed(&text)
                         } else if self.has_link(&me, &peer) {
                             self.links.remove(&(me.clone(), peer.clone()));
-                            self.links.remove(&(peer.clone(), me.clone()));
+                            if self.config.symmetric {
+                                self.links.remove(&(peer.clone(), me.clone()));
+                            }
+                            if self.config.symmetric && self.config.notify_drops {
+                                // Erlang tells the other side with a nodedown.
+                                let other =
+                                    self.hosts.get(&peer).filter(|h| h.up).and_then(|h| h.node);
+                                if let Some(o) = other {
+                                    let reason = "disconnected by peer".to_owned();
+                                    self.schedule(
+                                        o,
+                                        Delivery::Down {
+                                            peer: me.clone(),
+                                            reason,
+                                        },
+                                    );
+                                }
+                            }
                             Answer::Disconnected
                         } else {
                             Answer::NotConnected
