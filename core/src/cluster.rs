@@ -198,8 +198,8 @@ impl Cluster {
         self.add_topology(now, &spec.name, spec.strategy, spec.policy)
     }
 
-    /// Removes a topology. Its nodes stop being wanted by it; those no other topology wants
-    /// are disconnected if the topology prunes. Returns whether it existed.
+    /// Removes a topology. Its nodes are lost to it (with `lost` events), and those no other
+    /// topology wants are disconnected, whatever its `prune`. Returns whether it existed.
     pub fn remove_topology(&mut self, now: Instant, id: TopologyId) -> bool {
         let now = self.clock(now);
         let Some(slot) = self.topologies.get_mut(id.index()) else {

@@ -1,1 +1,28 @@
-//! tokio
+//! # muster-tokio
+//!
+//! Runs a [muster](https://github.com/muster-rs/muster) cluster on tokio. The adapter is
+//! thin: one task that executes the requests the sans-IO core emits (each on a task of its
+//! own, with its deadline), feeds the answers back, and sleeps until the core's next timer.
+//! It holds no cluster logic: what to connect, when to poll and how to parse all live in
+//! `muster-core`.
+//!
+//! - [`Builder`] configures and starts a cluster; [`ClusterHandle`] watches and stops it;
+//!   [`Events`] streams what happened.
+//! - A [`Connector`] is the plumbing: [`TcpConnector`] holds a TCP connection per node,
+//!   [`CallbackConnector`] calls your closures, [`NoneConnector`] discovers only, and
+//!   [`RecordingConnector`] records calls for tests.
+//! - Events are also logged through `tracing` (faults at `warn`, the rest at `info`).
+
+mod connector;
+mod driver;
+mod exec;
+mod tcp;
+
+pub use connector::{
+    BoxFuture, Call, CallbackConnector, ConnectOutcome, Connector, DisconnectOutcome,
+    NoneConnector, Notice, Notices, RecordingConnector,
+};
+pub use driver::{Builder, ClusterHandle, Events};
+pub use tcp::TcpConnector;
+
+pub use muster_core as core;

@@ -1,0 +1,456 @@
+//! The loop that drives a `Cluster` on tokio, and the handle the application keeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_core::{
+    Cluster, ClusterConfig, ConfigError, Event, Input, Metrics, NodeName, Output, TopologyId,
+    TopologySpec,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant as TokioInstant;
+
+use crate::connector::{Connector, Notice, Notices};
+use crate::exec::{self, Owned};
+
+const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
+
+/// Configures and starts a cluster on the current tokio runtime.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), muster_core::ConfigError> {
+/// use std::time::Duration;
+/// use muster_core::strategy::epmd::{Epmd, EpmdConfig};
+/// use muster_core::{ConnectPolicy, Node, TopologySpec};
+/// use muster_tokio::{Builder, TcpConnector};
+///
+/// let hosts = ["app@10.0.0.1", "app@10.0.0.2"].map(|h| Node::new(h.parse().unwrap()));
+/// let (handle, mut events) = Builder::new(TcpConnector::new(7000))
+///     .this_node("app@10.0.0.1".parse().unwrap())
+///     .topology(TopologySpec {
+///         name: "static".into(),
+///         strategy: Box::new(Epmd::new(EpmdConfig::new(hosts).reconnect_every(Duration::from_secs(5)))),
+///         policy: ConnectPolicy::default(),
+///     })
+///     .spawn()?;
+/// while let Some(event) = events.recv().await {
+///     println!("{event}");
+/// }
+/// handle.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    config: ClusterConfig,
+    topologies: Vec<TopologySpec>,
+    connector: Arc<dyn Connector>,
+    seed: Option<[u8; 32]>,
+    event_capacity: usize,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("topologies", &self.topologies)
+            .finish()
+    }
+}
+
+impl Builder {
+    /// A cluster that connects nodes through `connector`.
+    pub fn new(connector: impl Connector) -> Self {
+        Builder::with_connector(Arc::new(connector))
+    }
+
+    /// [`Builder::new`] for a connector already shared.
+    pub fn with_connector(connector: Arc<dyn Connector>) -> Self {
+        Builder {
+            config: ClusterConfig::new(),
+            topologies: Vec::new(),
+            connector,
+            seed: None,
+            event_capacity: 4096,
+        }
+    }
+
+    /// This node's name (never connected to).
+    pub fn this_node(mut self, name: NodeName) -> Self {
+        self.config = self.config.this_node(name);
+        self
+    }
+
+    /// The cluster's settings.
+    pub fn config(mut self, config: ClusterConfig) -> Self {
+        let me = self.config.this_node.take();
+        self.config = config;
+        if self.config.this_node.is_none() {
+            self.config.this_node = me;
+        }
+        self
+    }
+
+    /// Adds a topology.
+    pub fn topology(mut self, spec: TopologySpec) -> Self {
+        self.topologies.push(spec);
+        self
+    }
+
+    /// Fixes the random seed (tests); by default it comes from the operating system.
+    pub fn seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it misses some. Default 4096.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Starts the cluster on the current tokio runtime. Returns its handle and a stream of
+    /// every event from the first one on. Fails on a bad topology (duplicate name, too many).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or if the operating system has no random source.
+    pub fn spawn(self) -> Result<(ClusterHandle, Events), ConfigError> {
+        let seed = self.seed.unwrap_or_else(|| {
+            let mut s = [0u8; 32];
+            getrandom::fill(&mut s).expect("the operating system's random source");
+            s
+        });
+        let mut config = self.config;
+        config.discovery_only |= self.connector.discovery_only();
+        let list_timeout = config.list_timeout;
+        let mut cluster = Cluster::new(config, seed);
+        let origin = TokioInstant::now();
+        for spec in self.topologies {
+            cluster.add(muster_core::Instant::ZERO, spec)?;
+        }
+        let (events_tx, events_rx) = broadcast::channel(self.event_capacity);
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (members_tx, members_rx) = watch::channel(Vec::new());
+        let (metrics_tx, metrics_rx) = watch::channel(cluster.metrics());
+        let (notice_tx, notice_rx) = mpsc::channel(1024);
+        self.connector.attach(Notices::new(notice_tx));
+        let (answers_tx, answers_rx) = mpsc::channel(1024);
+        let driver = Driver {
+            cluster,
+            connector: self.connector,
+            origin,
+            list_timeout,
+            tasks: JoinSet::new(),
+            answers_tx,
+            events: events_tx.clone(),
+            members: members_tx,
+            metrics: metrics_tx,
+            published: u64::MAX,
+        };
+        tokio::spawn(driver.run(cmd_rx, answers_rx, notice_rx));
+        let handle = ClusterHandle {
+            cmd: cmd_tx,
+            members: members_rx,
+            metrics: metrics_rx,
+            events: events_tx,
+        };
+        Ok((handle, Events::new(events_rx)))
+    }
+}
+
+enum Command {
+    Stop {
+        leave: bool,
+        done: oneshot::Sender<()>,
+    },
+    Add {
+        spec: TopologySpec,
+        done: oneshot::Sender<Result<TopologyId, ConfigError>>,
+    },
+    Remove {
+        id: TopologyId,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// The application's handle on a running cluster. Cheap to clone. When every handle is
+/// dropped the cluster stops, as with [`shutdown`](ClusterHandle::shutdown).
+#[derive(Clone, Debug)]
+pub struct ClusterHandle {
+    cmd: mpsc::Sender<Command>,
+    members: watch::Receiver<Vec<NodeName>>,
+    metrics: watch::Receiver<Metrics>,
+    events: broadcast::Sender<Event>,
+}
+
+impl ClusterHandle {
+    /// The nodes connected now, in name order.
+    pub fn members(&self) -> Vec<NodeName> {
+        self.members.borrow().clone()
+    }
+
+    /// Waits until the members satisfy `pred`, and returns them. Returns `None` if the
+    /// cluster stopped first.
+    pub async fn wait_for_members(
+        &self,
+        mut pred: impl FnMut(&[NodeName]) -> bool,
+    ) -> Option<Vec<NodeName>> {
+        let mut rx = self.members.clone();
+        let r = rx.wait_for(|m| pred(m)).await.ok()?;
+        Some(r.clone())
+    }
+
+    /// A snapshot of the core's counters.
+    pub fn metrics(&self) -> Metrics {
+        *self.metrics.borrow()
+    }
+
+    /// A new stream of the events from now on.
+    pub fn subscribe(&self) -> Events {
+        Events::new(self.events.subscribe())
+    }
+
+    /// Adds a topology to the running cluster.
+    pub async fn add_topology(&self, spec: TopologySpec) -> Result<TopologyId, ConfigError> {
+        let (done, rx) = oneshot::channel();
+        if self.cmd.send(Command::Add { spec, done }).await.is_err() {
+            return Err(ConfigError::invalid(
+                "topologies",
+                "the cluster has stopped",
+            ));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ConfigError::invalid(
+                "topologies",
+                "the cluster has stopped",
+            ))
+        })
+    }
+
+    /// Removes a topology from the running cluster; its nodes are lost to it, and those no
+    /// other topology wants are disconnected. Returns whether it existed.
+    pub async fn remove_topology(&self, id: TopologyId) -> bool {
+        let (done, rx) = oneshot::channel();
+        if self.cmd.send(Command::Remove { id, done }).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Stops the cluster: no more discovery, no more connects. Connections are left as they
+    /// are (they live as long as the connector does).
+    pub async fn shutdown(self) {
+        self.stop(false).await;
+    }
+
+    /// Leaves the cluster: stops discovery, disconnects every node this cluster connected,
+    /// waits until each disconnect is answered or reaches its deadline, then stops.
+    pub async fn leave(self) {
+        self.stop(true).await;
+    }
+
+    async fn stop(self, leave: bool) {
+        let (done, rx) = oneshot::channel();
+        if self.cmd.send(Command::Stop { leave, done }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// A stream of events. A subscriber that falls more than the builder's `event_capacity`
+/// behind misses the oldest ones; [`missed`](Events::missed) counts them.
+#[derive(Debug)]
+pub struct Events {
+    rx: broadcast::Receiver<Event>,
+    missed: u64,
+}
+
+impl Events {
+    fn new(rx: broadcast::Receiver<Event>) -> Self {
+        Events { rx, missed: 0 }
+    }
+
+    /// The next event; `None` once the cluster has stopped and every event was received.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.missed += n,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.missed += n,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Events this subscriber missed because it fell behind.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+}
+
+struct Driver {
+    cluster: Cluster,
+    connector: Arc<dyn Connector>,
+    origin: TokioInstant,
+    list_timeout: Duration,
+    tasks: JoinSet<()>,
+    answers_tx: exec::Answers,
+    events: broadcast::Sender<Event>,
+    members: watch::Sender<Vec<NodeName>>,
+    metrics: watch::Sender<Metrics>,
+    published: u64,
+}
+
+impl Driver {
+    fn now(&self) -> muster_core::Instant {
+        muster_core::Instant::from_duration(self.origin.elapsed())
+    }
+
+    fn tokio_at(origin: TokioInstant, at: muster_core::Instant) -> TokioInstant {
+        origin + at.since_origin()
+    }
+
+    /// Executes every output, then publishes what changed.
+    fn drain(&mut self) {
+        let origin = self.origin;
+        let fallback = TokioInstant::now() + self.list_timeout;
+        while let Some(out) = self.cluster.poll_output() {
+            match out {
+                Output::Event(e) => {
+                    log(&e);
+                    // No subscriber is fine: events are also logged.
+                    let _ = self.events.send(e);
+                }
+                Output::Request { token, request } => exec::spawn(
+                    &mut self.tasks,
+                    &self.connector,
+                    &self.answers_tx,
+                    token,
+                    request,
+                    |at| Self::tokio_at(origin, at),
+                    fallback,
+                ),
+                other => tracing::debug!(?other, "output this adapter does not know"),
+            }
+        }
+        while self.tasks.try_join_next().is_some() {}
+        if self.cluster.membership_version() != self.published {
+            self.published = self.cluster.membership_version();
+            let mut m: Vec<NodeName> = self.cluster.members().cloned().collect();
+            m.sort();
+            self.members.send_replace(m);
+        }
+        self.metrics.send_replace(self.cluster.metrics());
+    }
+
+    async fn run(
+        mut self,
+        mut cmd: mpsc::Receiver<Command>,
+        mut answers: mpsc::Receiver<(muster_core::Token, Owned)>,
+        mut notices: mpsc::Receiver<Notice>,
+    ) {
+        let mut leaving: Option<(TokioInstant, oneshot::Sender<()>)> = None;
+        loop {
+            self.drain();
+            if let Some((until, _)) = &leaving
+                && (self.cluster.metrics().in_flight == 0 || TokioInstant::now() >= *until)
+            {
+                break;
+            }
+            let wake = self
+                .cluster
+                .poll_timeout()
+                .map(|at| Self::tokio_at(self.origin, at));
+            tokio::select! {
+                c = cmd.recv(), if leaving.is_none() => match c {
+                    None => break,
+                    Some(Command::Stop { leave: false, done }) => {
+                        leaving = Some((TokioInstant::now(), done));
+                        break;
+                    }
+                    Some(Command::Stop { leave: true, done }) => {
+                        let now = self.now();
+                        let ids: Vec<TopologyId> = self.cluster.topologies().map(|(id, _)| id).collect();
+                        for id in ids {
+                            self.cluster.remove_topology(now, id);
+                        }
+                        self.cluster.disconnect_all(now);
+                        // The core's own deadlines end every disconnect; this is a backstop.
+                        leaving = Some((TokioInstant::now() + LEAVE_BACKSTOP, done));
+                    }
+                    Some(Command::Add { spec, done }) => {
+                        let now = self.now();
+                        let _ = done.send(self.cluster.add(now, spec));
+                    }
+                    Some(Command::Remove { id, done }) => {
+                        let now = self.now();
+                        let _ = done.send(self.cluster.remove_topology(now, id));
+                    }
+                },
+                Some((token, owned)) = answers.recv() => {
+                    let now = self.now();
+                    self.cluster.handle_input(now, Input::Answer { token, answer: owned.borrow() });
+                }
+                Some(n) = notices.recv() => {
+                    let now = self.now();
+                    match &n {
+                        Notice::Down { node, reason } => self.cluster.handle_input(
+                            now,
+                            Input::NodeDown { node: node.as_str(), reason },
+                        ),
+                        Notice::Up { node } => {
+                            self.cluster.handle_input(now, Input::NodeUp { node: node.as_str() })
+                        }
+                    }
+                }
+                _ = sleep_until(wake) => {
+                    let now = self.now();
+                    self.cluster.handle_timeout(now);
+                }
+            }
+        }
+        self.tasks.abort_all();
+        if let Some((_, done)) = leaving {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn sleep_until(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log(e: &Event) {
+    let node = e.node().map(|n| n.as_str()).unwrap_or("");
+    let reason = e.reason().unwrap_or("");
+    if e.is_fault() {
+        tracing::warn!(
+            event = e.name(),
+            topology = e.topology(),
+            node,
+            reason,
+            "{e}"
+        );
+    } else {
+        tracing::info!(
+            event = e.name(),
+            topology = e.topology(),
+            node,
+            reason,
+            "{e}"
+        );
+    }
+}

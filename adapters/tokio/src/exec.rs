@@ -1,0 +1,159 @@
+//! Executes the core's requests: each one a task that sends back owned answers.
+
+use std::sync::Arc;
+
+use muster_core::{Answer, Endpoint, Exchange, Request, Token};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant as TokioInstant;
+
+use crate::connector::{ConnectOutcome, Connector, DisconnectOutcome};
+
+/// An answer that outlives the task that produced it.
+#[derive(Debug)]
+pub(crate) enum Owned {
+    Connected,
+    Ignored,
+    Disconnected,
+    NotConnected,
+    Nodes(Vec<muster_core::NodeName>),
+    Data(Vec<u8>),
+    Closed,
+    Failed(String),
+    TimedOut,
+}
+
+impl Owned {
+    pub(crate) fn borrow(&self) -> Answer<'_> {
+        match self {
+            Owned::Connected => Answer::Connected,
+            Owned::Ignored => Answer::Ignored,
+            Owned::Disconnected => Answer::Disconnected,
+            Owned::NotConnected => Answer::NotConnected,
+            Owned::Nodes(n) => Answer::Nodes(n),
+            Owned::Data(d) => Answer::Data(d),
+            Owned::Closed => Answer::Closed,
+            Owned::Failed(f) => Answer::Failed(f),
+            Owned::TimedOut => Answer::TimedOut,
+        }
+    }
+}
+
+pub(crate) type Answers = mpsc::Sender<(Token, Owned)>;
+
+/// Runs `request` on its own task in `tasks`; `deadline` is the request's own when it has
+/// one, else `fallback`.
+pub(crate) fn spawn(
+    tasks: &mut JoinSet<()>,
+    connector: &Arc<dyn Connector>,
+    answers: &Answers,
+    token: Token,
+    request: Request,
+    deadline_of: impl Fn(muster_core::Instant) -> TokioInstant,
+    fallback: TokioInstant,
+) {
+    let tx = answers.clone();
+    match request {
+        Request::Connect { node, deadline } => {
+            let fut = connector.connect(node);
+            let at = deadline_of(deadline);
+            tasks.spawn(async move {
+                let a = match tokio::time::timeout_at(at, fut).await {
+                    Ok(ConnectOutcome::Connected) => Owned::Connected,
+                    Ok(ConnectOutcome::Ignored) => Owned::Ignored,
+                    Ok(ConnectOutcome::Failed(e)) => Owned::Failed(e),
+                    Err(_) => Owned::TimedOut,
+                };
+                let _ = tx.send((token, a)).await;
+            });
+        }
+        Request::Disconnect { node } => {
+            let fut = connector.disconnect(node);
+            tasks.spawn(async move {
+                let a = match tokio::time::timeout_at(fallback, fut).await {
+                    Ok(DisconnectOutcome::Disconnected) => Owned::Disconnected,
+                    Ok(DisconnectOutcome::NotConnected) => Owned::NotConnected,
+                    Ok(DisconnectOutcome::Ignored) => Owned::Ignored,
+                    Ok(DisconnectOutcome::Failed(e)) => Owned::Failed(e),
+                    Err(_) => Owned::TimedOut,
+                };
+                let _ = tx.send((token, a)).await;
+            });
+        }
+        Request::ListNodes => {
+            let fut = connector.list_nodes();
+            tasks.spawn(async move {
+                let a = match tokio::time::timeout_at(fallback, fut).await {
+                    Ok(Ok(nodes)) => Owned::Nodes(nodes),
+                    Ok(Err(e)) => Owned::Failed(e),
+                    Err(_) => Owned::TimedOut,
+                };
+                let _ = tx.send((token, a)).await;
+            });
+        }
+        Request::ReadFile { path } => {
+            tasks.spawn(async move {
+                let a = match tokio::fs::read(&path).await {
+                    Ok(data) => Owned::Data(data),
+                    Err(e) => Owned::Failed(format!("{path}: {e}")),
+                };
+                let _ = tx.send((token, a)).await;
+            });
+        }
+        Request::Exchange(x) => {
+            let at = deadline_of(x.deadline);
+            tasks.spawn(async move {
+                let tx2 = tx.clone();
+                let last = match tokio::time::timeout_at(at, exchange(x, token, &tx2)).await {
+                    Ok(Ok(())) => Owned::Closed,
+                    Ok(Err(e)) => Owned::Failed(e),
+                    Err(_) => Owned::TimedOut,
+                };
+                let _ = tx.send((token, last)).await;
+            });
+        }
+        other => {
+            let why = format!("this adapter cannot perform {other:?}");
+            tasks.spawn(async move {
+                let _ = tx.send((token, Owned::Failed(why))).await;
+            });
+        }
+    }
+}
+
+async fn exchange(x: Exchange, token: Token, tx: &Answers) -> Result<(), String> {
+    let mut stream = match &x.to {
+        Endpoint::Addr(a) => TcpStream::connect(a).await,
+        Endpoint::Host { host, port } => TcpStream::connect((host.as_str(), *port)).await,
+        other => return Err(format!("unsupported endpoint {other}")),
+    }
+    .map_err(|e| format!("{}: {e}", x.to))?;
+    stream
+        .write_all(&x.send)
+        .await
+        .map_err(|e| format!("{}: {e}", x.to))?;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("{}: {e}", x.to))?;
+        if n == 0 {
+            return Ok(());
+        }
+        total += n;
+        if total > x.max_reply {
+            return Err(format!("{}: reply larger than {} bytes", x.to, x.max_reply));
+        }
+        if tx
+            .send((token, Owned::Data(buf[..n].to_vec())))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
