@@ -1,1 +1,218 @@
-fn main() {}
+//! The `muster` command-line tool.
+//!
+//! ```text
+//! muster demo [--nodes N] [--format text|json]
+//! muster run --config FILE [--format text|json]
+//! muster check --config FILE
+//! ```
+//!
+//! Exit status: 0 on success, 1 on a runtime failure, 2 on a bad command line or a bad
+//! configuration file (the message names the file, the line and the key).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use muster::config_file::ConfigFile;
+use muster::demo::{self, DemoOptions};
+use muster::output::{Format, event_line};
+
+const USAGE: &str = "\
+muster: automatic cluster formation
+
+usage:
+  muster demo [--nodes N] [--format text|json]
+      a real cluster of N nodes (default 5) forming on loopback, then healing
+  muster run --config FILE [--format text|json]
+      run the topologies of FILE until SIGINT or SIGTERM, one line per event
+  muster check --config FILE
+      validate FILE and print it resolved, with every default filled in
+
+environment:
+  MUSTER_LOG   log level on stderr: error (default), warn, info, debug, trace
+";
+
+struct Args {
+    command: String,
+    config: Option<String>,
+    format: Format,
+    nodes: Option<usize>,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let command = it.next().ok_or("no command given")?;
+    let mut args = Args {
+        command,
+        config: None,
+        format: Format::Text,
+        nodes: None,
+    };
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--config" | "-c" => args.config = Some(value("--config")?),
+            "--format" => args.format = value("--format")?.parse()?,
+            "--nodes" => {
+                let v = value("--nodes")?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--nodes: {v:?} is not a number"))?;
+                if !(2..=64).contains(&n) {
+                    return Err(format!("--nodes: {n} is not between 2 and 64"));
+                }
+                args.nodes = Some(n);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn init_logging() {
+    let level = match std::env::var("MUSTER_LOG").as_deref() {
+        Ok("trace") => tracing::Level::TRACE,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("info") => tracing::Level::INFO,
+        Ok("warn") => tracing::Level::WARN,
+        _ => tracing::Level::ERROR,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(args: &Args) -> Result<ConfigFile, ExitCode> {
+    let Some(path) = &args.config else {
+        eprintln!(
+            "muster {}: --config FILE is required\n\n{USAGE}",
+            args.command
+        );
+        return Err(ExitCode::from(2));
+    };
+    ConfigFile::load(path).map_err(|e| {
+        eprintln!("muster: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    }
+}
+
+async fn run(config: ConfigFile, format: Format) -> ExitCode {
+    let path = config.path.clone();
+    let (handle, mut events) = match config.into_builder().spawn() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("muster: {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let start = Instant::now();
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            s = &mut signal => {
+                match s {
+                    Ok(name) => eprintln!("muster: {name}: stopping"),
+                    Err(e) => eprintln!("muster: cannot wait for signals: {e}; stopping"),
+                }
+                break;
+            }
+            e = events.recv() => match e {
+                Some(e) => println!("{}", event_line(&e, format, start.elapsed(), None)),
+                None => break,
+            },
+        }
+    }
+    handle.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let mut raw = std::env::args().skip(1).peekable();
+    match raw.peek().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("muster {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let args = match parse_args(raw) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("muster: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("muster: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.command.as_str() {
+        "check" => match load(&args) {
+            Ok(c) => {
+                print!("{}", c.describe());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        "run" => match load(&args) {
+            Ok(c) => runtime.block_on(run(c, args.format)),
+            Err(code) => code,
+        },
+        "demo" => {
+            let opts = DemoOptions {
+                nodes: args.nodes.unwrap_or(5),
+                format: args.format,
+                ..DemoOptions::default()
+            };
+            match runtime.block_on(demo::run(opts)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("muster demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        other => {
+            eprintln!("muster: unknown command {other:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

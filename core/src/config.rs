@@ -278,6 +278,19 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// Every entry not read yet, marking them all read: for tables whose keys are names
+    /// (`[topologies.NAME]`).
+    pub fn rest(&mut self) -> Vec<(&'a str, &'a Value)> {
+        let mut out = Vec::new();
+        for (i, (k, v)) in self.entries.iter().enumerate() {
+            if !self.used[i] {
+                self.used[i] = true;
+                out.push((k.as_str(), v));
+            }
+        }
+        out
+    }
+
     /// Fails on the first key that was never read.
     pub fn finish(self) -> Result<(), ConfigError> {
         match self.used.iter().position(|u| !u) {

@@ -13,6 +13,7 @@
 //! - [`Event`]s say what happened; [`Metrics`] count it;
 //! - with the `sim` feature, [`sim`] runs many clusters in virtual time over a seeded network.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cluster;
@@ -24,6 +25,7 @@ mod metrics;
 mod node;
 mod reconcile;
 mod rng;
+mod slab;
 pub mod strategy;
 mod time;
 mod topology;

@@ -17,6 +17,7 @@ use crate::io::{Output, Request, Token};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeName, NodeNameError};
 use crate::rng::Rng;
+use crate::slab::Slab;
 use crate::time::Instant;
 use crate::topology::ConnectPolicy;
 
@@ -50,10 +51,16 @@ pub(crate) struct Slot {
     pub(crate) discovered: u64,
     /// Topologies that want the node connected (a superset of `discovered`).
     pub(crate) wanted: u64,
-    pub(crate) conn: Conn,
+    /// The connection state, packed: `Conn` is rebuilt from these two by `conn()`.
+    state: State,
+    token: Token,
     /// The topology named in this node's connection events.
     owner: u8,
+    /// Consecutive failed connects since the last success.
     attempts: u32,
+    /// Consecutive connections that died young (before `backoff_max`): a flapping node backs
+    /// off even though its connects succeed.
+    flaps: u32,
     /// The list sequence number current when `conn` last changed.
     mark: u32,
     /// The last list that named the node as connected.
@@ -63,9 +70,16 @@ pub(crate) struct Slot {
     /// When the request in flight started, or when the connection came up.
     since: Instant,
     not_before: Instant,
-    deadline: Option<Instant>,
-    retry_at: Option<Instant>,
-    linger_until: Option<Instant>,
+    /// Pending timers by `TimerKind`; `Instant::MAX` means none (a timer at MAX never fires).
+    timers: [Instant; 3],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Connecting,
+    Connected,
+    Disconnecting,
 }
 
 impl Slot {
@@ -75,26 +89,48 @@ impl Slot {
             addr,
             discovered: 0,
             wanted: 0,
-            conn: Conn::Idle,
+            state: State::Idle,
+            token: Token(0),
             owner: 0,
             attempts: 0,
+            flaps: 0,
             mark: 0,
             listed: 0,
             round: 0,
             since: Instant::ZERO,
             not_before: Instant::ZERO,
-            deadline: None,
-            retry_at: None,
-            linger_until: None,
+            timers: [Instant::MAX; 3],
         }
     }
 
-    fn timer_mut(&mut self, kind: TimerKind) -> &mut Option<Instant> {
-        match kind {
-            TimerKind::Deadline => &mut self.deadline,
-            TimerKind::Retry => &mut self.retry_at,
-            TimerKind::Linger => &mut self.linger_until,
+    pub(crate) fn conn(&self) -> Conn {
+        match self.state {
+            State::Idle => Conn::Idle,
+            State::Connecting => Conn::Connecting(self.token),
+            State::Connected => Conn::Connected,
+            State::Disconnecting => Conn::Disconnecting(self.token),
         }
+    }
+
+    fn put_conn(&mut self, c: Conn) {
+        (self.state, self.token) = match c {
+            Conn::Idle => (State::Idle, Token(0)),
+            Conn::Connecting(t) => (State::Connecting, t),
+            Conn::Connected => (State::Connected, Token(0)),
+            Conn::Disconnecting(t) => (State::Disconnecting, t),
+        };
+    }
+
+    fn timer(&self, kind: TimerKind) -> Option<Instant> {
+        let at = self.timers[kind as usize];
+        (at != Instant::MAX).then_some(at)
+    }
+
+    /// Sets a timer field, returning the old one.
+    fn put_timer(&mut self, kind: TimerKind, at: Option<Instant>) -> Option<Instant> {
+        let old = self.timer(kind);
+        self.timers[kind as usize] = at.unwrap_or(Instant::MAX);
+        old
     }
 }
 
@@ -143,8 +179,7 @@ pub(crate) struct Core {
     pub(crate) metrics: Metrics,
     pub(crate) membership_version: u64,
     next_token: u64,
-    slots: Vec<Option<Slot>>,
-    free: Vec<u32>,
+    slots: Slab<Slot>,
     index: HashMap<NodeName, u32, KeyedState>,
     pending: HashMap<Token, Pending, KeyedState>,
     timers: BTreeSet<(Instant, u32, TimerKind)>,
@@ -175,8 +210,7 @@ impl Core {
             metrics: Metrics::default(),
             membership_version: 0,
             next_token: 1,
-            slots: Vec::new(),
-            free: Vec::new(),
+            slots: Slab::default(),
             index: HashMap::with_hasher(keys),
             pending: HashMap::with_hasher(KeyedState::new(keys_for_tokens(&keys), 0)),
             timers: BTreeSet::new(),
@@ -220,11 +254,26 @@ impl Core {
     }
 
     pub(crate) fn poll_output(&mut self) -> Option<Output> {
-        let o = self.out.pop_front()?;
+        let Some(o) = self.out.pop_front() else {
+            self.shrink_after_burst();
+            return None;
+        };
         if matches!(o, Output::Event(_)) {
             self.queued_events -= 1;
         }
         Some(o)
+    }
+
+    /// A burst (thousands of nodes found at once) leaves the queues large; give the memory
+    /// back once it is over, so the steady state costs what the table needs.
+    fn shrink_after_burst(&mut self) {
+        const KEEP: usize = 1024;
+        if self.out.capacity() > KEEP {
+            self.out.shrink_to(KEEP);
+        }
+        if self.pending.capacity() > KEEP && self.pending.len() < self.pending.capacity() / 4 {
+            self.pending.shrink_to(KEEP.max(self.pending.len() * 2));
+        }
     }
 
     pub(crate) fn queued_outputs(&self) -> usize {
@@ -286,11 +335,11 @@ impl Core {
     }
 
     fn slot(&self, i: u32) -> Option<&Slot> {
-        self.slots.get(i as usize).and_then(Option::as_ref)
+        self.slots.get(i)
     }
 
     fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(i as usize).and_then(Option::as_mut)
+        self.slots.get_mut(i)
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<u32> {
@@ -329,16 +378,7 @@ impl Core {
 
     fn insert(&mut self, name: NodeName, addr: Option<SocketAddr>) -> u32 {
         let slot = Slot::new(name.clone(), addr);
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let i = self.slots.insert(slot);
         self.index.insert(name, i);
         self.metrics.known_nodes += 1;
         i
@@ -347,31 +387,29 @@ impl Core {
     /// Forgets a slot nobody wants and nothing refers to.
     pub(crate) fn maybe_free(&mut self, i: u32) {
         let Some(s) = self.slot(i) else { return };
-        if s.wanted != 0 || s.discovered != 0 || s.conn != Conn::Idle {
+        if s.wanted != 0 || s.discovered != 0 || s.conn() != Conn::Idle {
             return;
         }
         let timers = [
-            s.deadline.map(|at| (at, TimerKind::Deadline)),
-            s.retry_at.map(|at| (at, TimerKind::Retry)),
-            s.linger_until.map(|at| (at, TimerKind::Linger)),
+            s.timer(TimerKind::Deadline)
+                .map(|at| (at, TimerKind::Deadline)),
+            s.timer(TimerKind::Retry).map(|at| (at, TimerKind::Retry)),
+            s.timer(TimerKind::Linger).map(|at| (at, TimerKind::Linger)),
         ];
         for (at, kind) in timers.into_iter().flatten() {
             self.timers.remove(&(at, i, kind));
         }
-        if let Some(s) = self.slots[i as usize].take() {
+        if let Some(s) = self.slots.remove(i) {
             self.index.remove(s.name.as_str());
-            self.free.push(i);
             self.metrics.known_nodes -= 1;
         }
     }
 
     fn set_timer(&mut self, i: u32, kind: TimerKind, at: Option<Instant>) {
-        let Some(s) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+        let Some(s) = self.slots.get_mut(i) else {
             return;
         };
-        let t = s.timer_mut(kind);
-        let old = core::mem::replace(t, at);
-        if let Some(old) = old {
+        if let Some(old) = s.put_timer(kind, at) {
             self.timers.remove(&(old, i, kind));
         }
         if let Some(at) = at {
@@ -405,7 +443,7 @@ impl Core {
         s.discovered |= bit;
         let wanted = s.wanted | bit;
         let node = s.name.clone();
-        let lingering = s.linger_until.is_some() && wanted & !s.discovered == 0;
+        let lingering = s.timer(TimerKind::Linger).is_some() && wanted & !s.discovered == 0;
         self.set_wanted(i, wanted);
         if lingering {
             self.set_timer(i, TimerKind::Linger, None);
@@ -428,7 +466,7 @@ impl Core {
         }
         s.discovered &= !bit;
         let node = s.name.clone();
-        let connected = s.conn != Conn::Idle;
+        let connected = s.conn() != Conn::Idle;
         let wanted = s.wanted;
         self.metrics.lost += 1;
         let topology = self.topo_name(t);
@@ -438,7 +476,7 @@ impl Core {
                 self.set_wanted(i, wanted & !bit);
             } else {
                 let until = now + policy.grace;
-                let later = match self.slot(i).and_then(|s| s.linger_until) {
+                let later = match self.slot(i).and_then(|s| s.timer(TimerKind::Linger)) {
                     Some(old) => old.max(until),
                     None => until,
                 };
@@ -533,7 +571,8 @@ impl Core {
     fn set_conn(&mut self, i: u32, conn: Conn) {
         let seq = self.list_seq;
         let Some(s) = self.slot_mut(i) else { return };
-        let was = core::mem::replace(&mut s.conn, conn);
+        let was = s.conn();
+        s.put_conn(conn);
         s.mark = seq;
         let busy = |c: Conn| matches!(c, Conn::Connecting(_) | Conn::Disconnecting(_));
         match (busy(was), busy(conn)) {
@@ -564,7 +603,7 @@ impl Core {
         result: Result<(), (String, bool)>,
     ) {
         let Some(s) = self.slot(i) else { return };
-        if s.conn != Conn::Connecting(token) {
+        if s.conn() != Conn::Connecting(token) {
             self.metrics.stale_answers += 1;
             return;
         }
@@ -580,10 +619,10 @@ impl Core {
     /// The node is connected (our request succeeded, or the connector says so).
     fn up(&mut self, now: Instant, i: u32) {
         let Some(s) = self.slot(i) else { return };
-        if s.conn == Conn::Connected {
+        if s.conn() == Conn::Connected {
             return;
         }
-        let (conn, since, node) = (s.conn, s.since, s.name.clone());
+        let (conn, since, node) = (s.conn(), s.since, s.name.clone());
         let took = match conn {
             Conn::Connecting(tok) => {
                 self.pending.remove(&tok);
@@ -596,6 +635,7 @@ impl Core {
         self.set_conn(i, Conn::Connected);
         if let Some(s) = self.slot_mut(i) {
             s.since = now;
+            s.attempts = 0;
         }
         self.metrics.connected += 1;
         let (topology, _, _) = self.owner_of(i);
@@ -614,7 +654,8 @@ impl Core {
         let attempt = s.attempts;
         let wanted = s.wanted != 0;
         let node = s.name.clone();
-        let delay = policy.backoff_delay(attempt, &mut self.rng);
+        let level = attempt.saturating_add(s.flaps);
+        let delay = policy.backoff_delay(level, &mut self.rng);
         let retry_at = now + delay;
         if let Some(s) = self.slot_mut(i) {
             s.not_before = retry_at;
@@ -643,7 +684,7 @@ impl Core {
     fn dropped(&mut self, now: Instant, i: u32, reason: &str) {
         let (topology, policy, retries) = self.owner_of(i);
         let Some(s) = self.slot(i) else { return };
-        if s.conn != Conn::Connected {
+        if s.conn() != Conn::Connected {
             return;
         }
         let lived = now.saturating_duration_since(s.since);
@@ -658,18 +699,18 @@ impl Core {
         let Some(s) = self.slot_mut(i) else { return };
         if lived >= policy.backoff_max {
             // It was stable: reconnect at once.
-            s.attempts = 0;
+            s.flaps = 0;
             s.not_before = now;
         } else {
-            // It keeps dropping soon after connecting: back off as if it had failed.
-            s.attempts = s.attempts.saturating_add(1);
-            let attempt = s.attempts;
-            let delay = policy.backoff_delay(attempt, &mut self.rng);
+            // It keeps dropping soon after connecting: back off although its connects succeed.
+            s.flaps = s.flaps.saturating_add(1);
+            let flaps = s.flaps;
+            let at = now + policy.backoff_delay(flaps, &mut self.rng);
             if let Some(s) = self.slot_mut(i) {
-                s.not_before = now + delay;
+                s.not_before = at;
             }
             if retries {
-                self.set_timer(i, TimerKind::Retry, Some(now + delay));
+                self.set_timer(i, TimerKind::Retry, Some(at));
             }
         }
         if retries {
@@ -680,7 +721,7 @@ impl Core {
 
     pub(crate) fn disconnect_done(&mut self, i: u32, token: Token, result: Result<&str, String>) {
         let Some(s) = self.slot(i) else { return };
-        if s.conn != Conn::Disconnecting(token) {
+        if s.conn() != Conn::Disconnecting(token) {
             self.metrics.stale_answers += 1;
             return;
         }
@@ -720,7 +761,7 @@ impl Core {
     pub(crate) fn node_up(&mut self, now: Instant, name: &str) {
         if let Some(i) = self.lookup(name)
             && matches!(
-                self.slot(i).map(|s| s.conn),
+                self.slot(i).map(|s| s.conn()),
                 Some(Conn::Idle | Conn::Connecting(_))
             )
         {
@@ -769,14 +810,14 @@ impl Core {
                 continue;
             }
             s.listed = seq;
-            if matches!(s.conn, Conn::Idle | Conn::Connecting(_)) {
+            if matches!(s.conn(), Conn::Idle | Conn::Connecting(_)) {
                 self.up(now, i);
             }
         }
         for i in 0..self.slots.len() as u32 {
             let gone = self
                 .slot(i)
-                .is_some_and(|s| s.conn == Conn::Connected && s.listed != seq && s.mark < seq);
+                .is_some_and(|s| s.conn() == Conn::Connected && s.listed != seq && s.mark < seq);
             if gone {
                 self.dropped(now, i, "not listed by the connector");
             }
@@ -829,7 +870,7 @@ impl Core {
         for k in 0..n {
             let i = ((start + k) % n) as u32;
             let Some(s) = self.slot(i) else { continue };
-            let action = match s.conn {
+            let action = match s.conn() {
                 Conn::Idle if s.wanted != 0 && now >= s.not_before => 1,
                 Conn::Connected if s.wanted == 0 => 2,
                 _ => 0,
@@ -900,7 +941,7 @@ impl Core {
             }
             self.timers.pop_first();
             if let Some(s) = self.slot_mut(i) {
-                *s.timer_mut(kind) = None;
+                s.put_timer(kind, None);
             }
             self.fire(now, i, kind);
         }
@@ -909,7 +950,7 @@ impl Core {
     fn fire(&mut self, now: Instant, i: u32, kind: TimerKind) {
         let Some(s) = self.slot(i) else { return };
         match kind {
-            TimerKind::Deadline => match s.conn {
+            TimerKind::Deadline => match s.conn() {
                 Conn::Connecting(token) => {
                     self.pending.remove(&token);
                     let (_, policy, _) = self.owner_of(i);
@@ -945,22 +986,20 @@ impl Core {
     pub(crate) fn members(&self) -> impl Iterator<Item = &NodeName> {
         self.slots
             .iter()
-            .flatten()
-            .filter(|s| s.conn == Conn::Connected)
+            .filter(|s| s.conn() == Conn::Connected)
             .map(|s| &s.name)
     }
 
     pub(crate) fn is_connected(&self, name: &str) -> bool {
         self.lookup(name)
             .and_then(|i| self.slot(i))
-            .is_some_and(|s| s.conn == Conn::Connected)
+            .is_some_and(|s| s.conn() == Conn::Connected)
     }
 
     pub(crate) fn discovered_by(&self, t: u8) -> impl Iterator<Item = &NodeName> {
         let bit = 1u64 << t;
         self.slots
             .iter()
-            .flatten()
             .filter(move |s| s.discovered & bit != 0)
             .map(|s| &s.name)
     }
@@ -975,7 +1014,7 @@ impl Core {
     /// shutdown that asks for it).
     pub(crate) fn disconnect_all(&mut self, now: Instant) {
         for i in 0..self.slots.len() as u32 {
-            if self.slot(i).is_some_and(|s| s.conn == Conn::Connected) {
+            if self.slot(i).is_some_and(|s| s.conn() == Conn::Connected) {
                 self.set_wanted(i, 0);
                 if let Some(s) = self.slot_mut(i) {
                     s.discovered = 0;

@@ -1,6 +1,7 @@
 //! libcluster's `strategy_test.exs` and `epmd_test.exs`, case by case, run in the simulator
 //! (reference: libcluster.md §4). Where libcluster asserts log lines and telemetry, these
 //! assert the events that replace both.
+#![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
 mod common;
 

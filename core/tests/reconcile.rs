@@ -1,4 +1,5 @@
 //! The reconciler's semantics (DESIGN.md §3), each one a scenario in the simulator.
+#![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! the stated bound, and the whole cluster must become quiescent.
 //!
 //! `MUSTER_SIM_SEEDS` sets how many seeds (default 256); `MUSTER_SIM_SEED` runs just one.
+#![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
 mod common;
 

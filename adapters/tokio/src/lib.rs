@@ -13,6 +13,8 @@
 //!   [`RecordingConnector`] records calls for tests.
 //! - Events are also logged through `tracing` (faults at `warn`, the rest at `info`).
 
+#![forbid(unsafe_code)]
+
 mod connector;
 mod driver;
 mod exec;

@@ -1,5 +1,6 @@
 //! The adapter's other requests — file reads and stream exchanges — through strategies, and
 //! connector notices through the recording connector.
+#![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The tokio adapter against real TCP listeners: connect, fail, back off, reconnect, drop,
 //! shut down, leave.
+#![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -42,6 +42,7 @@
 //! ```
 
 mod checker;
+mod links;
 mod nodes_file;
 
 pub use checker::Violation;
@@ -49,7 +50,7 @@ pub use nodes_file::NodesFile;
 
 use core::time::Duration;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::event::Event;
@@ -59,6 +60,7 @@ use crate::rng::Rng;
 use crate::time::Instant;
 use crate::topology::TopologySpec;
 use checker::Checker;
+use links::Links;
 
 /// How the simulated network behaves.
 #[derive(Debug, Clone)]
@@ -249,8 +251,10 @@ pub struct Sim {
     config: SimConfig,
     hosts: BTreeMap<NodeName, Host>,
     nodes: Vec<SimNode>,
-    /// Links, as (opener, peer).
-    links: BTreeSet<(NodeName, NodeName)>,
+    links: Links,
+    /// When each node's cluster next needs `handle_timeout`, as last read.
+    wake_at: Vec<Option<Instant>>,
+    wakes: BinaryHeap<Reverse<(Instant, usize)>>,
     files: BTreeMap<String, Result<Vec<u8>, String>>,
     transit: BinaryHeap<Reverse<InTransit>>,
     seq: u64,
@@ -275,7 +279,9 @@ impl Sim {
             config,
             hosts: BTreeMap::new(),
             nodes: Vec::new(),
-            links: BTreeSet::new(),
+            links: Links::default(),
+            wake_at: Vec::new(),
+            wakes: BinaryHeap::new(),
             files: BTreeMap::new(),
             transit: BinaryHeap::new(),
             seq: 0,
@@ -328,6 +334,7 @@ impl Sim {
             events: Vec::new(),
             restarts: 0,
         });
+        self.wake_at.push(None);
         self.host_mut(&name).node = Some(index);
         self.start_node(index);
     }
@@ -368,7 +375,11 @@ impl Sim {
         host.up = up;
         let node = host.node;
         if !up {
-            self.cut_links(|a, b| a == name || b == name, "peer down");
+            let gone = self.links.touching(name);
+            self.cut_links(gone, "peer down");
+            if let Some(i) = node {
+                self.wake_at[i] = None;
+            }
             return;
         }
         if let Some(index) = node {
@@ -395,12 +406,11 @@ impl Sim {
         let group = |h: &BTreeMap<NodeName, Host>, n: &NodeName| h.get(n).map_or(0, |h| h.group);
         let cut: Vec<(NodeName, NodeName)> = self
             .links
-            .iter()
+            .all()
             .filter(|(a, b)| group(&self.hosts, a) != group(&self.hosts, b))
-            .cloned()
+            .map(|(a, b)| (a.clone(), b.clone()))
             .collect();
-        let cut: BTreeSet<_> = cut.into_iter().collect();
-        self.cut_links(|a, b| cut.contains(&(a.clone(), b.clone())), "partitioned");
+        self.cut_links(cut, "partitioned");
     }
 
     /// Creates a link from `a` to `b` outside the clusters' control (as if the application
@@ -408,16 +418,18 @@ impl Sim {
     pub fn link(&mut self, a: &NodeName, b: &NodeName) {
         self.host_mut(a);
         self.host_mut(b);
-        self.links.insert((a.clone(), b.clone()));
+        self.links.insert(a, b);
     }
 
     /// Cuts the link between `a` and `b` (both directions), notifying the clusters if the
     /// configuration says so.
     pub fn drop_link(&mut self, a: &NodeName, b: &NodeName) {
-        self.cut_links(
-            |x, y| (x == a && y == b) || (x == b && y == a),
-            "link dropped",
-        );
+        let pairs = [(a.clone(), b.clone()), (b.clone(), a.clone())];
+        let cut = pairs
+            .into_iter()
+            .filter(|(x, y)| self.links.contains(x, y))
+            .collect();
+        self.cut_links(cut, "link dropped");
     }
 
     /// Ends every partition.
@@ -461,8 +473,7 @@ impl Sim {
     }
 
     fn has_link(&self, a: &NodeName, b: &NodeName) -> bool {
-        self.links.contains(&(a.clone(), b.clone()))
-            || (self.config.symmetric && self.links.contains(&(b.clone(), a.clone())))
+        self.links.contains(a, b) || (self.config.symmetric && self.links.contains(b, a))
     }
 
     /// The cluster running on `name`.
@@ -513,15 +524,11 @@ impl Sim {
         }));
     }
 
-    fn cut_links(&mut self, cut: impl Fn(&NodeName, &NodeName) -> bool, reason: &str) {
-        let gone: Vec<(NodeName, NodeName)> = self
-            .links
-            .iter()
-            .filter(|(a, b)| cut(a, b))
-            .cloned()
-            .collect();
+    fn cut_links(&mut self, gone: Vec<(NodeName, NodeName)>, reason: &str) {
         for (a, b) in gone {
-            self.links.remove(&(a.clone(), b.clone()));
+            if !self.links.remove(&a, &b) {
+                continue;
+            }
             if !self.config.notify_drops {
                 continue;
             }
@@ -569,6 +576,7 @@ impl Sim {
             &n.cluster,
             n.config.max_in_flight,
         );
+        self.rearm(index);
     }
 
     fn execute(&mut self, index: usize, token: Token, request: Request) {
@@ -620,7 +628,7 @@ impl Sim {
                                 Answer::Failed(&text)
                             }
                             Some(ConnectBehaviour::Accept) => {
-                                self.links.insert((me.clone(), peer.clone()));
+                                self.links.insert(&me, &peer);
                                 if self.config.symmetric && self.config.notify_drops {
                                     let other = self.hosts.get(&peer).and_then(|h| h.node);
                                     if let Some(o) = other {
@@ -646,9 +654,9 @@ impl Sim {
                             text = why;
                             Answer::Failed(&text)
                         } else if self.has_link(&me, &peer) {
-                            self.links.remove(&(me.clone(), peer.clone()));
+                            self.links.remove(&me, &peer);
                             if self.config.symmetric {
-                                self.links.remove(&(peer.clone(), me.clone()));
+                                self.links.remove(&peer, &me);
                             }
                             if self.config.symmetric && self.config.notify_drops {
                                 // Erlang tells the other side with a nodedown.
@@ -712,19 +720,9 @@ impl Sim {
     }
 
     fn list_of(&self, me: &NodeName) -> Vec<NodeName> {
-        let mut out: Vec<NodeName> = self
-            .links
-            .iter()
-            .filter(|(a, _)| a == me)
-            .map(|(_, b)| b.clone())
-            .collect();
+        let mut out: Vec<NodeName> = self.links.outgoing(me).cloned().collect();
         if self.config.symmetric {
-            out.extend(
-                self.links
-                    .iter()
-                    .filter(|(_, b)| b == me)
-                    .map(|(a, _)| a.clone()),
-            );
+            out.extend(self.links.incoming(me).cloned());
             out.sort();
             out.dedup();
         }
@@ -737,15 +735,32 @@ impl Sim {
             .is_some_and(|h| h.up)
     }
 
-    /// The next time something is due, if anything is.
-    pub fn next_due(&self) -> Option<Instant> {
-        let mut at = self.transit.peek().map(|Reverse(t)| t.at);
-        for i in 0..self.nodes.len() {
-            if self.node_up(i) {
-                at = crate::time::earliest(at, self.nodes[i].cluster.poll_timeout());
+    /// Records when node `i` next needs `handle_timeout`, after anything changed it.
+    fn rearm(&mut self, i: usize) {
+        let at = self.nodes[i].cluster.poll_timeout();
+        if at != self.wake_at[i] {
+            self.wake_at[i] = at;
+            if let Some(at) = at {
+                self.wakes.push(Reverse((at, i)));
             }
         }
-        at
+    }
+
+    /// The earliest valid wake-up, dropping stale entries.
+    fn next_wake(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, i))) = self.wakes.peek() {
+            if self.wake_at[i] == Some(at) && self.node_up(i) {
+                return Some(at);
+            }
+            self.wakes.pop();
+        }
+        None
+    }
+
+    /// The next time something is due, if anything is.
+    pub fn next_due(&mut self) -> Option<Instant> {
+        let at = self.transit.peek().map(|Reverse(t)| t.at);
+        crate::time::earliest(at, self.next_wake())
     }
 
     /// Advances virtual time to the next thing due and runs everything due then. Returns
@@ -771,19 +786,17 @@ impl Sim {
             }
             self.deliver(t.node, t.what);
         }
-        for i in 0..self.nodes.len() {
-            if !self.node_up(i) {
-                continue;
+        while let Some(at) = self.next_wake() {
+            if at > self.now {
+                break;
             }
-            if self.nodes[i]
-                .cluster
-                .poll_timeout()
-                .is_some_and(|t| t <= self.now)
-            {
-                self.stats.timeouts += 1;
-                self.nodes[i].cluster.handle_timeout(self.now);
-                self.drain(i);
-            }
+            let Some(Reverse((_, i))) = self.wakes.pop() else {
+                break;
+            };
+            self.wake_at[i] = None;
+            self.stats.timeouts += 1;
+            self.nodes[i].cluster.handle_timeout(self.now);
+            self.drain(i);
         }
         self.check_liveness();
         true

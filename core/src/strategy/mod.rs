@@ -73,6 +73,12 @@
 //! let Some(Output::Request { token, request: Request::ReadFile { .. } }) = cluster.poll_output()
 //!     else { panic!("expected a read") };
 //! cluster.handle_input(now, Input::Answer { token, answer: Answer::Data(b"a@host1\nb@host2\n") });
+//! // Before connecting, the cluster asks the connector what is connected already.
+//! let mut list = None;
+//! while let Some(out) = cluster.poll_output() {
+//!     if let Output::Request { token, request: Request::ListNodes } = out { list = Some(token) }
+//! }
+//! cluster.handle_input(now, Input::Answer { token: list.unwrap(), answer: Answer::Nodes(&[]) });
 //! let mut connects = 0;
 //! while let Some(out) = cluster.poll_output() {
 //!     if let Output::Request { request: Request::Connect { .. }, .. } = out { connects += 1 }

@@ -1,4 +1,5 @@
 //! Helpers shared by the simulator tests.
+#![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 #![allow(dead_code)]
 
 use std::time::Duration;

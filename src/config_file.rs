@@ -1,0 +1,546 @@
+//! The `muster` configuration file: TOML in, a ready [`Builder`] out, with every error naming
+//! the file, the line and the key.
+//!
+//! ```toml
+//! [node]
+//! name = "app@127.0.0.1"      # this node; never connected to
+//! connector = "tcp"           # none | tcp
+//!
+//! [connector]
+//! port = 7000                 # tcp: the port each node's service listens on
+//!
+//! [topologies.app]
+//! strategy = "epmd"
+//! [topologies.app.config]     # the strategy's options, with libcluster's names
+//! hosts = ["app@127.0.0.2", "app@127.0.0.3"]
+//! timeout = 5000
+//! [topologies.app.connect]    # how its nodes are connected (all in ms but prune)
+//! backoff_base = 500
+//! ```
+//!
+//! The full reference is `docs/configuration.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use muster_core::config::Options;
+use muster_core::strategy::Registry;
+use muster_core::{ClusterConfig, ConfigError, NodeName, TopologySpec, Value};
+use muster_tokio::{Builder, NoneConnector, TcpConnector};
+use toml::de::{DeTable, DeValue};
+
+/// The connector a configuration names, with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectorConfig {
+    /// `none`: discovery only.
+    None,
+    /// `tcp`: one held TCP connection per node.
+    Tcp {
+        /// The port each node's service listens on (an address hint overrides it).
+        port: u16,
+    },
+}
+
+impl ConnectorConfig {
+    fn name(&self) -> &'static str {
+        match self {
+            ConnectorConfig::None => "none",
+            ConnectorConfig::Tcp { .. } => "tcp",
+        }
+    }
+}
+
+/// A parsed, validated configuration file.
+#[derive(Debug)]
+pub struct ConfigFile {
+    /// The file's path, as given.
+    pub path: String,
+    /// The cluster's settings, this node's name among them.
+    pub cluster: ClusterConfig,
+    /// The connector.
+    pub connector: ConnectorConfig,
+    /// The topologies, in file order.
+    pub topologies: Vec<TopologySpec>,
+}
+
+/// A configuration error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// The file.
+    pub file: String,
+    /// The line (1-based), when known.
+    pub line: Option<usize>,
+    /// The offending key, when there is one.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        match &self.key {
+            Some(k) => write!(f, ": `{k}`: {}", self.message),
+            None => write!(f, ": {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Where each key was written: dotted key path to 1-based line.
+struct Lines {
+    src_lines: Vec<usize>,
+    keys: HashMap<String, usize>,
+}
+
+impl Lines {
+    fn new(src: &str) -> Self {
+        let src_lines = src
+            .char_indices()
+            .filter(|(_, c)| *c == '\n')
+            .map(|(i, _)| i)
+            .collect();
+        Lines {
+            src_lines,
+            keys: HashMap::new(),
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.src_lines.partition_point(|&nl| nl < offset) + 1
+    }
+
+    /// The line of `key`, or of the nearest enclosing table that was written.
+    fn find(&self, key: &str) -> Option<usize> {
+        let mut k = key;
+        loop {
+            if let Some(l) = self.keys.get(k) {
+                return Some(*l);
+            }
+            let cut = k.rfind(['.', '['])?;
+            k = &k[..cut];
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn convert_table(
+    t: &DeTable<'_>,
+    path: &str,
+    lines: &mut Lines,
+) -> Result<Value, (String, String)> {
+    let mut out = Vec::with_capacity(t.len());
+    for (k, v) in t.iter() {
+        let key = join(path, k.get_ref());
+        let line = lines.line_of(k.span().start);
+        lines.keys.entry(key.clone()).or_insert(line);
+        out.push((k.get_ref().to_string(), convert(v.get_ref(), &key, lines)?));
+    }
+    Ok(Value::Table(out))
+}
+
+fn convert(v: &DeValue<'_>, path: &str, lines: &mut Lines) -> Result<Value, (String, String)> {
+    Ok(match v {
+        DeValue::String(s) => Value::Str(s.to_string()),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Integer(i) => {
+            let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
+            let digits = digits.trim_start_matches('+');
+            let digits = digits
+                .strip_prefix("0x")
+                .or_else(|| digits.strip_prefix("0o"))
+                .or_else(|| digits.strip_prefix("0b"))
+                .unwrap_or(digits);
+            let n = i64::from_str_radix(digits, i.radix()).map_err(|_| {
+                (
+                    path.to_owned(),
+                    format!("integer {} is out of range", i.as_str()),
+                )
+            })?;
+            Value::Int(n)
+        }
+        DeValue::Float(f) => Value::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN)),
+        DeValue::Datetime(_) => {
+            return Err((path.to_owned(), "dates are not accepted here".to_owned()));
+        }
+        DeValue::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                let line = lines.line_of(item.span().start);
+                lines.keys.entry(p.clone()).or_insert(line);
+                out.push(convert(item.get_ref(), &p, lines)?);
+            }
+            Value::List(out)
+        }
+        DeValue::Table(t) => convert_table(t, path, lines)?,
+    })
+}
+
+impl ConfigFile {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &str) -> Result<ConfigFile, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FileError {
+            file: path.to_owned(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        ConfigFile::parse(path, &text)
+    }
+
+    /// Validates `text`, naming `path` in errors.
+    pub fn parse(path: &str, text: &str) -> Result<ConfigFile, FileError> {
+        ConfigFile::parse_with(path, text, &Registry::builtin())
+    }
+
+    /// [`parse`](ConfigFile::parse) with a registry that may hold your own strategies.
+    pub fn parse_with(
+        path: &str,
+        text: &str,
+        registry: &Registry,
+    ) -> Result<ConfigFile, FileError> {
+        let mut lines = Lines::new(text);
+        let err = |lines: &Lines, key: String, message: String| FileError {
+            file: path.to_owned(),
+            line: lines.find(&key),
+            key: Some(key),
+            message,
+        };
+        let doc = DeTable::parse(text).map_err(|e| FileError {
+            file: path.to_owned(),
+            line: e.span().map(|s| lines.line_of(s.start)),
+            key: None,
+            message: format!("invalid TOML: {}", e.message()),
+        })?;
+        let root = convert_table(doc.get_ref(), "", &mut lines)
+            .map_err(|(key, message)| err(&lines, key, message))?;
+        let from_core = |lines: &Lines, e: ConfigError| err(lines, e.key, e.problem.to_string());
+        let built = (|| {
+            let mut o = Options::of("", &root)?;
+            let (cluster, connector_kind) = match o.table("node")? {
+                Some(mut node) => {
+                    let r = node_section(&mut node)?;
+                    node.finish()?;
+                    r
+                }
+                None => (ClusterConfig::new(), "none".to_owned()),
+            };
+            let empty = Vec::new();
+            let mut c = o
+                .table("connector")?
+                .unwrap_or_else(|| Options::new("connector", &empty));
+            let connector = connector_section(&connector_kind, &mut c)?;
+            c.finish()?;
+            let mut topologies = Vec::new();
+            let mut t = o.table("topologies")?;
+            let t = o.required("topologies", t.as_mut())?;
+            for (name, value) in t.rest() {
+                let mut spec = Options::of(t.key_path(name), value)?;
+                topologies.push(TopologySpec::from_config(name, &mut spec, registry)?);
+                spec.finish()?;
+            }
+            if topologies.is_empty() {
+                return Err(ConfigError::invalid(
+                    "topologies",
+                    "needs at least one topology",
+                ));
+            }
+            o.finish()?;
+            Ok((cluster, connector, topologies))
+        })();
+        let (cluster, connector, topologies) = built.map_err(|e| from_core(&lines, e))?;
+        Ok(ConfigFile {
+            path: path.to_owned(),
+            cluster,
+            connector,
+            topologies,
+        })
+    }
+
+    /// A [`Builder`] with this configuration's node, connector and topologies.
+    pub fn into_builder(self) -> Builder {
+        let builder = match self.connector {
+            ConnectorConfig::None => Builder::new(NoneConnector),
+            ConnectorConfig::Tcp { port } => Builder::new(TcpConnector::new(port)),
+        };
+        self.topologies
+            .into_iter()
+            .fold(builder.config(self.cluster), Builder::topology)
+    }
+
+    /// The resolved configuration, every default filled in, as TOML.
+    pub fn describe(&self) -> String {
+        let mut node = Vec::new();
+        if let Some(n) = &self.cluster.this_node {
+            node.push(("name".to_owned(), Value::str(n.as_str())));
+        }
+        node.push(("connector".to_owned(), Value::str(self.connector.name())));
+        node.push((
+            "max_in_flight".to_owned(),
+            Value::Int(self.cluster.max_in_flight as i64),
+        ));
+        node.push((
+            "list_timeout".to_owned(),
+            Value::millis(self.cluster.list_timeout),
+        ));
+        let connector = match &self.connector {
+            ConnectorConfig::None => Vec::new(),
+            ConnectorConfig::Tcp { port } => {
+                vec![("port".to_owned(), Value::Int(i64::from(*port)))]
+            }
+        };
+        let topologies = self
+            .topologies
+            .iter()
+            .map(|t| (t.name.clone(), t.describe()))
+            .collect();
+        let root = vec![
+            ("node".to_owned(), Value::Table(node)),
+            ("connector".to_owned(), Value::Table(connector)),
+            ("topologies".to_owned(), Value::Table(topologies)),
+        ];
+        let mut out = String::new();
+        write_table(&mut out, "", &root);
+        out
+    }
+}
+
+fn node_section(o: &mut Options<'_>) -> Result<(ClusterConfig, String), ConfigError> {
+    let mut cluster = ClusterConfig::new();
+    if let Some(name) = o.string("name")? {
+        let n = NodeName::new(name).map_err(|e| ConfigError::invalid(o.key_path("name"), e))?;
+        cluster = cluster.this_node(n);
+    }
+    let connector = o.string("connector")?.unwrap_or("none").to_owned();
+    if let Some(m) = o.u64("max_in_flight")? {
+        if m == 0 {
+            return Err(ConfigError::invalid(
+                o.key_path("max_in_flight"),
+                "must be at least 1",
+            ));
+        }
+        cluster = cluster.max_in_flight(usize::try_from(m).unwrap_or(usize::MAX));
+    }
+    if let Some(d) = o.positive_millis("list_timeout")? {
+        cluster = cluster.list_timeout(d);
+    }
+    Ok((cluster, connector))
+}
+
+fn connector_section(kind: &str, o: &mut Options<'_>) -> Result<ConnectorConfig, ConfigError> {
+    match kind {
+        "none" => Ok(ConnectorConfig::None),
+        "tcp" => {
+            let port = o.u64("port")?;
+            let port = o.required("port", port)?;
+            let port = u16::try_from(port)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        o.key_path("port"),
+                        format!("{port} is not a TCP port (1-65535)"),
+                    )
+                })?;
+            Ok(ConnectorConfig::Tcp { port })
+        }
+        other => Err(ConfigError::invalid(
+            "node.connector",
+            format!("unknown connector {other:?} (known: none, tcp)"),
+        )),
+    }
+}
+
+fn bare_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn key_text(k: &str) -> String {
+    if bare_key(k) {
+        k.to_owned()
+    } else {
+        serde_json::Value::String(k.to_owned()).to_string()
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Str(s) => serde_json::Value::String(s.clone()).to_string(),
+        Value::List(items) => {
+            let inner: Vec<String> = items.iter().map(scalar).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Table(t) => {
+            let inner: Vec<String> = t
+                .iter()
+                .map(|(k, v)| format!("{} = {}", key_text(k), scalar(v)))
+                .collect();
+            format!("{{ {} }}", inner.join(", "))
+        }
+        _ => String::new(),
+    }
+}
+
+/// TOML for `table` at `path`: its scalars first, then each sub-table under its own header.
+fn write_table(out: &mut String, path: &str, table: &[(String, Value)]) {
+    for (k, v) in table {
+        if !matches!(v, Value::Table(_)) {
+            out.push_str(&format!("{} = {}\n", key_text(k), scalar(v)));
+        }
+    }
+    for (k, v) in table {
+        if let Value::Table(t) = v {
+            let p = if path.is_empty() {
+                key_text(k)
+            } else {
+                format!("{path}.{}", key_text(k))
+            };
+            let has_scalars = t.iter().any(|(_, v)| !matches!(v, Value::Table(_)));
+            if has_scalars || t.is_empty() {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&format!("[{p}]\n"));
+            }
+            write_table(out, &p, t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(text: &str) -> Result<ConfigFile, FileError> {
+        ConfigFile::parse("muster.toml", text)
+    }
+
+    const GOOD: &str = r#"
+[node]
+name = "app@127.0.0.1"
+connector = "tcp"
+
+[connector]
+port = 7000
+
+[topologies.app]
+strategy = "epmd"
+
+[topologies.app.config]
+hosts = ["app@127.0.0.2", "app@127.0.0.3"]
+timeout = 5_000
+
+[topologies.app.connect]
+backoff_base = 100
+"#;
+
+    #[test]
+    fn a_good_file_resolves_with_every_default() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.connector, ConnectorConfig::Tcp { port: 7000 });
+        assert_eq!(c.topologies.len(), 1);
+        assert_eq!(
+            c.topologies[0].policy.backoff_base,
+            Duration::from_millis(100)
+        );
+        let d = c.describe();
+        for line in [
+            "name = \"app@127.0.0.1\"",
+            "connector = \"tcp\"",
+            "max_in_flight = 128",
+            "port = 7000",
+            "[topologies.app]",
+            "strategy = \"epmd\"",
+            "hosts = [\"app@127.0.0.2\", \"app@127.0.0.3\"]",
+            "timeout = 5000",
+            "connect_timeout = 7000",
+            "backoff_base = 100",
+            "backoff_max = 30000",
+            "prune = true",
+            "grace = 0",
+        ] {
+            assert!(d.contains(line), "{line:?} missing from:\n{d}");
+        }
+        // The description is itself a valid configuration that resolves the same.
+        let again = parse(&d).unwrap();
+        assert_eq!(again.describe(), d);
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_key() {
+        let unknown = GOOD.replace("timeout = 5_000", "timeout = 5_000\nbogus = 1");
+        assert_eq!(
+            error(&unknown),
+            "muster.toml:15: `topologies.app.config.bogus`: unknown key (accepted here: hosts, timeout)"
+        );
+        let wrong = GOOD.replace("timeout = 5_000", "timeout = \"5s\"");
+        assert_eq!(
+            error(&wrong),
+            "muster.toml:14: `topologies.app.config.timeout`: expected an integer number of milliseconds, found a string"
+        );
+        let bad_host = GOOD.replace("\"app@127.0.0.3\"", "\n  \"app@@x\"");
+        assert_eq!(
+            error(&bad_host),
+            "muster.toml:14: `topologies.app.config.hosts[1]`: node name has more than one '@'"
+        );
+        let strategy = GOOD.replace("strategy = \"epmd\"", "strategy = \"consul\"");
+        assert_eq!(
+            error(&strategy),
+            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd)"
+        );
+        let missing = GOOD.replace("strategy = \"epmd\"", "");
+        assert_eq!(
+            error(&missing),
+            "muster.toml:9: `topologies.app.strategy`: missing required key"
+        );
+        let port = GOOD.replace("port = 7000", "");
+        assert_eq!(
+            error(&port),
+            "muster.toml:6: `connector.port`: missing required key"
+        );
+        let connector = GOOD.replace("connector = \"tcp\"", "connector = \"carrier-pigeon\"");
+        assert!(
+            error(&connector).starts_with("muster.toml:4: `node.connector`: unknown connector")
+        );
+        assert_eq!(
+            error("[topologies]\n"),
+            "muster.toml:1: `topologies`: needs at least one topology"
+        );
+        assert_eq!(
+            error("[node]\n"),
+            "muster.toml: `topologies`: missing required key"
+        );
+        let toml = error("[node\nname = 1");
+        assert!(toml.starts_with("muster.toml:1: invalid TOML"), "{toml}");
+        let top = GOOD.replace("[node]", "extra = true\n[node]");
+        assert!(error(&top).starts_with("muster.toml:2: `extra`: unknown key"));
+        let policy = GOOD.replace("backoff_base = 100", "backoff_base = -1");
+        assert_eq!(
+            error(&policy),
+            "muster.toml:17: `topologies.app.connect.backoff_base`: must not be negative, got -1"
+        );
+    }
+}

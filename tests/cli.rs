@@ -1,0 +1,211 @@
+//! The `muster` tool from the outside: its exit codes, messages and event lines.
+#![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn muster() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_muster"))
+}
+
+fn temp_config(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("muster-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn check_prints_the_resolved_configuration() {
+    let path = temp_config(
+        "good.toml",
+        "[node]\nname = \"a@127.0.0.1\"\nconnector = \"tcp\"\n[connector]\nport = 7000\n\
+         [topologies.app]\nstrategy = \"epmd\"\nconfig = { hosts = [\"b@127.0.0.2\"] }\n",
+    );
+    let out = muster()
+        .args(["check", "--config", &path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "connector = \"tcp\"",
+        "port = 7000",
+        "hosts = [\"b@127.0.0.2\"]",
+        "backoff_max = 30000",
+        "prune = true",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+}
+
+#[test]
+fn a_bad_file_exits_2_naming_file_line_and_key() {
+    let cases = [
+        (
+            "unknown.toml",
+            "[topologies.app]\nstrategy = \"epmd\"\nhostz = 1\n",
+            ":3: `topologies.app.hostz`: unknown key",
+        ),
+        (
+            "missing.toml",
+            "[topologies.app]\nconfig = {}\n",
+            ":1: `topologies.app.strategy`: missing required key",
+        ),
+        (
+            "type.toml",
+            "[topologies.app]\nstrategy = \"epmd\"\n[topologies.app.config]\ntimeout = \"soon\"\n",
+            ":4: `topologies.app.config.timeout`: expected an integer",
+        ),
+        (
+            "strategy.toml",
+            "[topologies.app]\nstrategy = \"zookeeper\"\n",
+            ":2: `topologies.app.strategy`: unknown strategy \"zookeeper\"",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let path = temp_config(name, text);
+        for cmd in ["check", "run"] {
+            let out = muster().args([cmd, "--config", &path]).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{cmd} {name}");
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert!(
+                err.contains(&format!("{path}{want}")),
+                "{cmd} {name}: {err}"
+            );
+        }
+    }
+    let out = muster()
+        .args(["check", "--config", "/nonexistent/muster.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/muster.toml: cannot read"));
+    let out = muster().args(["run", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Reads the child's stdout lines on a thread, so the test can wait for the one it needs.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<serde_json::Value>,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the tool printed nothing in 30 s");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        seen.push(v.clone());
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn run_prints_connects_failures_backoff_and_reconnection_then_stops_on_sigterm() {
+    let up = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = up.local_addr().unwrap().port();
+    let path = temp_config(
+        "run.toml",
+        &format!(
+            "[node]\nname = \"me@127.0.0.1\"\nconnector = \"tcp\"\n[connector]\nport = {port}\n\
+             [topologies.app]\nstrategy = \"epmd\"\n\
+             [topologies.app.config]\nhosts = [\"up@127.0.0.1\", \"late@127.0.0.2\", \"me@127.0.0.1\"]\ntimeout = 1000\n\
+             [topologies.app.connect]\nbackoff_base = 50\nbackoff_max = 400\n"
+        ),
+    );
+    let mut child = muster()
+        .args(["run", "--config", &path, "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut child);
+    let mut seen = Vec::new();
+    let c = wait_for(&rx, &mut seen, |v| v["event"] == "connected");
+    assert_eq!(c["node"], "up@127.0.0.1");
+    assert_eq!(c["topology"], "app");
+    let f1 = wait_for(&rx, &mut seen, |v| {
+        v["event"] == "connect_failed" && v["attempt"] == 1
+    });
+    assert_eq!(f1["node"], "late@127.0.0.2");
+    assert!(
+        f1["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.2:{port}")),
+        "{f1}"
+    );
+    let f2 = wait_for(&rx, &mut seen, |v| {
+        v["event"] == "connect_failed" && v["attempt"] == 2
+    });
+    let (r1, r2) = (
+        f1["retry_in_ms"].as_u64().unwrap(),
+        f2["retry_in_ms"].as_u64().unwrap(),
+    );
+    assert!(
+        (25..=50).contains(&r1) && (50..=100).contains(&r2),
+        "backoff {r1} then {r2}"
+    );
+    // The listener comes back: the node is connected at its next retry.
+    let late = TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let c = wait_for(&rx, &mut seen, |v| v["event"] == "connected");
+    assert_eq!(c["node"], "late@127.0.0.2");
+    assert!(
+        seen.iter().all(|v| v["node"] != "me@127.0.0.1"),
+        "never itself"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    drop((up, late));
+}
+
+#[test]
+fn demo_forms_and_heals_a_real_cluster() {
+    let out = muster().args(["demo", "--nodes", "3"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("full mesh: 3 nodes, 6 connections"), "{text}");
+    assert!(text.contains("connect_failed demo2@127.0.0.1"), "{text}");
+    assert!(text.contains("healed: full mesh again"), "{text}");
+    let connected = text.lines().filter(|l| l.contains("] connected ")).count();
+    assert_eq!(
+        connected,
+        6 + 2,
+        "six to form the mesh, two to heal it:\n{text}"
+    );
+}
