@@ -42,3 +42,8 @@ pub mod output;
 
 pub use muster_core as core;
 pub use muster_tokio as tokio;
+
+/// The README's Rust example, compiled as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
