@@ -87,8 +87,14 @@ pub(crate) fn spawn(
             tasks.spawn(async move {
                 let a = match tokio::time::timeout_at(fallback, fut).await {
                     Ok(Ok(nodes)) => Owned::Nodes(nodes),
-                    Ok(Err(e)) => Owned::Failed(e),
-                    Err(_) => Owned::TimedOut,
+                    Ok(Err(e)) => {
+                        tracing::warn!(reason = %e, "the connector could not list its nodes");
+                        Owned::Failed(e)
+                    }
+                    Err(_) => {
+                        tracing::warn!("the connector did not list its nodes in time");
+                        Owned::TimedOut
+                    }
                 };
                 let _ = tx.send((token, a)).await;
             });
