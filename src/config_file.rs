@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use muster_core::config::Options;
-use muster_core::strategy::Registry;
+use muster_core::strategy::{Environment, Registry};
 use muster_core::{ClusterConfig, ConfigError, NodeName, TopologySpec, Value};
 use muster_tokio::{Builder, NoneConnector, TcpConnector};
 use toml::de::{DeTable, DeValue};
@@ -201,9 +201,11 @@ impl ConfigFile {
         ConfigFile::parse(path, &text)
     }
 
-    /// Validates `text`, naming `path` in errors.
+    /// Validates `text`, naming `path` in errors, with the built-in strategies and this
+    /// process's environment.
     pub fn parse(path: &str, text: &str) -> Result<ConfigFile, FileError> {
-        ConfigFile::parse_with(path, text, &Registry::builtin())
+        let env = Environment::from_vars(std::env::vars());
+        ConfigFile::parse_with(path, text, &Registry::builtin().with_env(env))
     }
 
     /// [`parse`](ConfigFile::parse) with a registry that may hold your own strategies.

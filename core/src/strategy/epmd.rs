@@ -14,7 +14,7 @@
 
 use core::time::Duration;
 
-use super::{Context, Strategy};
+use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::node::{Node, NodeName};
 use crate::time::Instant;
@@ -70,7 +70,10 @@ impl Epmd {
     }
 
     /// The registry's builder.
-    pub(crate) fn build(o: &mut Options<'_>) -> Result<Box<dyn Strategy>, ConfigError> {
+    pub(crate) fn build(
+        o: &mut Options<'_>,
+        _env: &Environment,
+    ) -> Result<Box<dyn Strategy>, ConfigError> {
         Ok(Box::new(Epmd::new(EpmdConfig::from_options(o)?)))
     }
 }

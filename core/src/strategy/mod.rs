@@ -309,13 +309,47 @@ impl Drop for Round<'_, '_> {
     }
 }
 
-/// Builds a strategy from its options.
-pub type Builder = fn(&mut Options<'_>) -> Result<Box<dyn Strategy>, ConfigError>;
+/// Builds a strategy from its options and the process environment.
+pub type Builder = fn(&mut Options<'_>, &Environment) -> Result<Box<dyn Strategy>, ConfigError>;
 
-/// The strategies a configuration can name, by name.
+/// The environment variables a strategy may consult when it is built (`CLUSTER_DOMAIN`,
+/// `HOME`, `ERL_EPMD_PORT`, ...). The core never reads the process environment itself: the
+/// front end takes a snapshot and hands it over, so builds are reproducible and testable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    vars: std::collections::BTreeMap<String, String>,
+}
+
+impl Environment {
+    /// An empty environment.
+    pub fn new() -> Self {
+        Environment::default()
+    }
+
+    /// An environment holding `vars` (e.g. `std::env::vars()`).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        Environment {
+            vars: vars.into_iter().collect(),
+        }
+    }
+
+    /// Sets one variable.
+    pub fn set(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+}
+
+/// The strategies a configuration can name, by name, and the environment they are built in.
 #[derive(Clone)]
 pub struct Registry {
     builders: Vec<(&'static str, Builder)>,
+    env: Environment,
 }
 
 impl core::fmt::Debug for Registry {
@@ -333,11 +367,23 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// The built-in strategies.
+    /// The built-in strategies, in an empty environment.
     pub fn builtin() -> Self {
         Registry {
             builders: vec![("epmd", epmd::Epmd::build)],
+            env: Environment::new(),
         }
+    }
+
+    /// Builds strategies in `env` from now on.
+    pub fn with_env(mut self, env: Environment) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// The environment strategies are built in.
+    pub fn env(&self) -> &Environment {
+        &self.env
     }
 
     /// Adds (or replaces) a strategy under `name`.
@@ -360,7 +406,7 @@ impl Registry {
         options: &mut Options<'_>,
     ) -> Result<Box<dyn Strategy>, ConfigError> {
         match self.builders.iter().find(|(n, _)| *n == kind) {
-            Some((_, b)) => b(options),
+            Some((_, b)) => b(options, &self.env),
             None => {
                 let known: Vec<&str> = self.names().collect();
                 Err(ConfigError::new(
