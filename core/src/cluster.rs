@@ -209,6 +209,7 @@ impl Cluster {
             return false;
         }
         self.core.forget_topology_tokens(id.0);
+        self.core.close_topology_sockets(id.0);
         self.core.drop_topology(id.0);
         self.core.topos[id.index()] = None;
         self.core.flush(now);
@@ -240,7 +241,13 @@ impl Cluster {
             Input::Answer { token, answer } => {
                 let more_due = matches!(answer, Answer::Data(_));
                 match self.core.take_pending(token, more_due) {
-                    None => self.core.metrics.stale_answers += 1,
+                    // An answer on an open socket's token: a send on it failed.
+                    None => match self.core.socket_topology(token) {
+                        Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
+                            s.handle_answer(now, token, answer, cx)
+                        }),
+                        None => self.core.metrics.stale_answers += 1,
+                    },
                     Some(Pending::Connect(i)) => {
                         let result = match answer {
                             Answer::Connected => Ok(()),
@@ -270,12 +277,22 @@ impl Cluster {
                         self.core.list_done(now, token, nodes);
                     }
                     Some(Pending::Strategy { topology, .. }) => {
+                        if let Answer::Failed(_) | Answer::TimedOut = answer {
+                            // A socket that failed to open is not a socket.
+                            self.core.close_socket(token);
+                        }
                         self.with_strategy(topology, now, |s, now, cx| {
                             s.handle_answer(now, token, answer, cx)
                         });
                     }
                 }
             }
+            Input::Datagram { socket, from, data } => match self.core.socket_topology(socket) {
+                Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
+                    s.handle_datagram(now, socket, from, data, cx)
+                }),
+                None => self.core.metrics.stale_answers += 1,
+            },
             Input::NodeDown { node, reason } => self.core.node_down(now, node, reason),
             Input::NodeUp { node } => self.core.node_up(now, node),
         }
@@ -316,6 +333,14 @@ impl Cluster {
             at = earliest(at, topo.strategy.poll_timeout());
         }
         at
+    }
+
+    /// Tells the cluster the wall-clock (Unix) time at `now`, for strategies that put
+    /// timestamps on the wire (secure gossip). Adapters call it at start and now and then;
+    /// the core extrapolates with `now` in between.
+    pub fn set_unix_time(&mut self, now: Instant, since_epoch: Duration) {
+        let now = self.clock(now);
+        self.core.set_wall(now, since_epoch);
     }
 
     /// Asks for a disconnect of every node the cluster has connected, whatever the topologies

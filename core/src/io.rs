@@ -70,6 +70,122 @@ pub enum Request {
     },
     /// Talk to a service over a stream: connect, write `send`, then deliver what comes back.
     Exchange(Exchange),
+    /// Open a UDP socket. Answer: [`Answer::Opened`] with the bound address, or
+    /// [`Answer::Failed`] naming the address, the interface and the OS error. From then on,
+    /// datagrams arriving on it come as [`Input::Datagram`] with this request's token, and a
+    /// failure to send on it as [`Answer::Failed`] with this token.
+    OpenUdp(UdpOptions),
+    /// Send a datagram on the socket opened with `socket`. No answer on success (a datagram
+    /// is unreliable anyway); a failure is answered on the socket's token.
+    SendDatagram {
+        /// The token of the `OpenUdp` request.
+        socket: Token,
+        /// The destination; a host name is resolved by the adapter.
+        to: Endpoint,
+        /// The datagram.
+        data: Bytes,
+    },
+    /// Close the socket opened with `socket`. No answer.
+    CloseUdp {
+        /// The token of the `OpenUdp` request.
+        socket: Token,
+    },
+}
+
+/// How to open a UDP socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpOptions {
+    /// The address to bind.
+    pub bind: SocketAddr,
+    /// `SO_REUSEADDR` and `SO_REUSEPORT` (with the platform's own constants), so several
+    /// nodes on one host share the port.
+    pub reuse: bool,
+    /// `SO_BROADCAST`.
+    pub broadcast: bool,
+    /// Multicast membership and sending options, if any.
+    pub multicast: Option<Multicast>,
+}
+
+impl UdpOptions {
+    /// Binds `bind`, with address and port reuse, no broadcast and no multicast.
+    pub fn new(bind: SocketAddr) -> Self {
+        UdpOptions {
+            bind,
+            reuse: true,
+            broadcast: false,
+            multicast: None,
+        }
+    }
+
+    /// Sets `SO_BROADCAST`.
+    pub fn broadcast(mut self, yes: bool) -> Self {
+        self.broadcast = yes;
+        self
+    }
+
+    /// Joins a multicast group and sends to it as `m` says.
+    pub fn multicast(mut self, m: Multicast) -> Self {
+        self.multicast = Some(m);
+        self
+    }
+}
+
+/// Multicast options of a UDP socket: the group to join, on which interface, and how to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Multicast {
+    /// The group to join (IPv4 or IPv6).
+    pub group: std::net::IpAddr,
+    /// The interface to join it on and to send from.
+    pub interface: MulticastInterface,
+    /// TTL (IPv4) or hop limit (IPv6) of sent datagrams.
+    pub ttl: u32,
+    /// Whether this host's own sockets receive what it sends.
+    pub loopback: bool,
+}
+
+impl Multicast {
+    /// Group `group` on `interface`, TTL 1, loopback on (libcluster's settings).
+    pub fn new(group: std::net::IpAddr, interface: MulticastInterface) -> Self {
+        Multicast {
+            group,
+            interface,
+            ttl: 1,
+            loopback: true,
+        }
+    }
+
+    /// Sets the TTL.
+    pub fn ttl(mut self, ttl: u32) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
+/// Which interface a multicast group is joined on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MulticastInterface {
+    /// Let the system choose (the default route's interface).
+    Default,
+    /// An IPv4 interface, by one of its addresses.
+    V4(std::net::Ipv4Addr),
+    /// An interface by index (IPv6).
+    Index(u32),
+    /// An interface by name, e.g. `eth0` (IPv6; the adapter looks up its index).
+    Name(String),
+}
+
+impl fmt::Display for MulticastInterface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MulticastInterface::Default => f.write_str("the default interface"),
+            MulticastInterface::V4(a) => write!(f, "interface {a}"),
+            MulticastInterface::Index(i) => write!(f, "interface #{i}"),
+            MulticastInterface::Name(n) => write!(f, "interface {n}"),
+        }
+    }
 }
 
 /// A stream exchange: connect to `to`, write `send`, then deliver every chunk that comes
@@ -155,6 +271,15 @@ pub enum Input<'a> {
         /// The node (as text; unknown or invalid names are ignored).
         node: &'a str,
     },
+    /// A datagram arrived on the UDP socket opened with `socket`.
+    Datagram {
+        /// The token of the `OpenUdp` request.
+        socket: Token,
+        /// The sender.
+        from: SocketAddr,
+        /// The datagram, borrowed for the call.
+        data: &'a [u8],
+    },
 }
 
 /// The outcome of a request, borrowed for the duration of the call.
@@ -180,6 +305,8 @@ pub enum Answer<'a> {
     Failed(&'a str),
     /// The adapter's deadline for the request passed.
     TimedOut,
+    /// The UDP socket is open, bound to this address.
+    Opened(SocketAddr),
 }
 
 /// How long the adapter has left for a request that must end at `deadline`.

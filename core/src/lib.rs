@@ -23,6 +23,7 @@ mod hash;
 mod io;
 mod metrics;
 mod node;
+pub mod proto;
 mod reconcile;
 mod rng;
 mod slab;

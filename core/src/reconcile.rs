@@ -182,6 +182,10 @@ pub(crate) struct Core {
     slots: Slab<Slot>,
     index: HashMap<NodeName, u32, KeyedState>,
     pending: HashMap<Token, Pending, KeyedState>,
+    /// Open UDP sockets, by the token of their `OpenUdp` request, and their topology.
+    sockets: HashMap<Token, u8, KeyedState>,
+    /// A monotonic instant and the Unix time at that instant, when the adapter gave one.
+    wall: Option<(Instant, Duration)>,
     timers: BTreeSet<(Instant, u32, TimerKind)>,
     out: VecDeque<Output>,
     queued_events: usize,
@@ -213,6 +217,8 @@ impl Core {
             slots: Slab::default(),
             index: HashMap::with_hasher(keys),
             pending: HashMap::with_hasher(KeyedState::new(keys_for_tokens(&keys), 0)),
+            sockets: HashMap::with_hasher(KeyedState::new(keys_for_tokens(&keys), 1)),
+            wall: None,
             timers: BTreeSet::new(),
             out: VecDeque::new(),
             queued_events: 0,
@@ -251,6 +257,53 @@ impl Core {
         self.pending.insert(token, pending);
         self.out.push_back(Output::Request { token, request });
         token
+    }
+
+    /// A request nobody waits an answer for (datagram sends, socket closes).
+    pub(crate) fn request_untracked(&mut self, request: Request) -> Token {
+        let token = self.token();
+        self.out.push_back(Output::Request { token, request });
+        token
+    }
+
+    pub(crate) fn open_socket(&mut self, token: Token, topology: u8) {
+        self.sockets.insert(token, topology);
+    }
+
+    pub(crate) fn socket_topology(&self, token: Token) -> Option<u8> {
+        self.sockets.get(&token).copied()
+    }
+
+    pub(crate) fn close_socket(&mut self, token: Token) -> bool {
+        self.sockets.remove(&token).is_some()
+    }
+
+    /// Closes every socket of topology `t` (being removed).
+    pub(crate) fn close_topology_sockets(&mut self, t: u8) {
+        let mine: Vec<Token> = self
+            .sockets
+            .iter()
+            .filter(|(_, topo)| **topo == t)
+            .map(|(tok, _)| *tok)
+            .collect();
+        for socket in mine {
+            self.sockets.remove(&socket);
+            self.request_untracked(Request::CloseUdp { socket });
+        }
+    }
+
+    pub(crate) fn set_wall(&mut self, now: Instant, unix: Duration) {
+        self.wall = Some((now, unix));
+    }
+
+    /// Unix time at `now`, from the adapter's last reading.
+    pub(crate) fn unix_time(&self, now: Instant) -> Option<Duration> {
+        let (at, unix) = self.wall?;
+        Some(if now >= at {
+            unix + now.saturating_duration_since(at)
+        } else {
+            unix.saturating_sub(at.saturating_duration_since(now))
+        })
     }
 
     pub(crate) fn poll_output(&mut self) -> Option<Output> {

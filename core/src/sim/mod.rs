@@ -44,6 +44,7 @@
 mod checker;
 mod links;
 mod nodes_file;
+mod udp;
 
 pub use checker::Violation;
 pub use nodes_file::NodesFile;
@@ -51,6 +52,9 @@ pub use nodes_file::NodesFile;
 use core::time::Duration;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::event::Event;
@@ -61,6 +65,7 @@ use crate::time::Instant;
 use crate::topology::TopologySpec;
 use checker::Checker;
 use links::Links;
+use udp::Udp;
 
 /// How the simulated network behaves.
 #[derive(Debug, Clone)]
@@ -79,6 +84,10 @@ pub struct SimConfig {
     pub notify_drops: bool,
     /// Record every event of every cluster (turn off for long benchmarks).
     pub record_events: bool,
+    /// Probability that a datagram is lost, per recipient.
+    pub datagram_loss: f64,
+    /// Each node's wall clock is off by a random amount up to this, either way.
+    pub clock_skew: Duration,
 }
 
 impl Default for SimConfig {
@@ -89,6 +98,8 @@ impl Default for SimConfig {
             symmetric: false,
             notify_drops: true,
             record_events: true,
+            datagram_loss: 0.0,
+            clock_skew: Duration::ZERO,
         }
     }
 }
@@ -123,7 +134,22 @@ impl SimConfig {
         self.record_events = yes;
         self
     }
+
+    /// Sets the probability that a datagram is lost.
+    pub fn datagram_loss(mut self, p: f64) -> Self {
+        self.datagram_loss = p;
+        self
+    }
+
+    /// Sets the largest wall-clock skew between a node and true time.
+    pub fn clock_skew(mut self, d: Duration) -> Self {
+        self.clock_skew = d;
+        self
+    }
 }
+
+/// The Unix time the simulated world starts at (2023-11-14T22:13:20Z).
+const EPOCH_AT_START: Duration = Duration::from_secs(1_700_000_000);
 
 /// The bound the simulator's convergence check uses, stated: once the network is healthy, a
 /// node that a cluster wants and can reach is connected within
@@ -164,6 +190,8 @@ pub enum ConnectBehaviour {
 type Factory = Box<dyn FnMut() -> Vec<TopologySpec>>;
 
 struct Host {
+    /// The host's address on the simulated network.
+    ip: IpAddr,
     up: bool,
     group: u32,
     connect: ConnectBehaviour,
@@ -183,9 +211,22 @@ struct SimNode {
 
 #[derive(Debug)]
 enum Delivery {
-    Answer { token: Token, answer: Owned },
-    Down { peer: NodeName, reason: String },
-    Up { peer: NodeName },
+    Answer {
+        token: Token,
+        answer: Owned,
+    },
+    Datagram {
+        socket: Token,
+        from: SocketAddr,
+        data: Bytes,
+    },
+    Down {
+        peer: NodeName,
+        reason: String,
+    },
+    Up {
+        peer: NodeName,
+    },
 }
 
 #[derive(Debug)]
@@ -195,6 +236,7 @@ enum Owned {
     List,
     Data(Vec<u8>),
     Failed(String),
+    Opened(SocketAddr),
 }
 
 struct InTransit {
@@ -252,6 +294,11 @@ pub struct Sim {
     hosts: BTreeMap<NodeName, Host>,
     nodes: Vec<SimNode>,
     links: Links,
+    udp: Udp,
+    /// Which host has which address.
+    ips: BTreeMap<IpAddr, NodeName>,
+    /// Each node's wall-clock skew, in milliseconds either way.
+    skews: Vec<i64>,
     /// When each node's cluster next needs `handle_timeout`, as last read.
     wake_at: Vec<Option<Instant>>,
     wakes: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -280,6 +327,9 @@ impl Sim {
             hosts: BTreeMap::new(),
             nodes: Vec::new(),
             links: Links::default(),
+            udp: Udp::default(),
+            ips: BTreeMap::new(),
+            skews: Vec::new(),
             wake_at: Vec::new(),
             wakes: BinaryHeap::new(),
             files: BTreeMap::new(),
@@ -306,13 +356,33 @@ impl Sim {
     }
 
     fn host_mut(&mut self, name: &NodeName) -> &mut Host {
-        self.hosts.entry(name.clone()).or_insert(Host {
-            up: true,
-            group: 0,
-            connect: ConnectBehaviour::Accept,
-            disconnect_failure: None,
-            node: None,
-        })
+        if !self.hosts.contains_key(name) {
+            let n = self.hosts.len() as u32 + 1;
+            let ip = name.host_ip().unwrap_or_else(|| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    10,
+                    (n >> 16) as u8,
+                    (n >> 8) as u8,
+                    n as u8,
+                ))
+            });
+            self.ips.insert(ip, name.clone());
+            self.hosts.insert(
+                name.clone(),
+                Host {
+                    ip,
+                    up: true,
+                    group: 0,
+                    connect: ConnectBehaviour::Accept,
+                    disconnect_failure: None,
+                    node: None,
+                },
+            );
+        }
+        match self.hosts.get_mut(name) {
+            Some(h) => h,
+            None => unreachable!("inserted above"),
+        }
     }
 
     /// Adds a full node: a host running a cluster named `name` with the topologies `factory`
@@ -335,13 +405,29 @@ impl Sim {
             restarts: 0,
         });
         self.wake_at.push(None);
+        let max = u64::try_from(self.config.clock_skew.as_millis()).unwrap_or(0);
+        let skew = self.rng.range_inclusive(0, 2 * max) as i64 - max as i64;
+        self.skews.push(skew);
         self.host_mut(&name).node = Some(index);
         self.start_node(index);
+    }
+
+    /// The Unix time on node `index`'s (skewed) clock now.
+    fn wall_clock(&self, index: usize) -> Duration {
+        let t = EPOCH_AT_START + self.now.since_origin();
+        let skew = self.skews[index];
+        if skew >= 0 {
+            t + Duration::from_millis(skew as u64)
+        } else {
+            t.saturating_sub(Duration::from_millis(skew.unsigned_abs()))
+        }
     }
 
     fn start_node(&mut self, index: usize) {
         let specs = (self.nodes[index].factory)();
         let now = self.now;
+        let wall = self.wall_clock(index);
+        self.nodes[index].cluster.set_unix_time(now, wall);
         for spec in specs {
             if let Err(e) = self.nodes[index].cluster.add(now, spec) {
                 panic!("sim: bad topology for {}: {e}", self.nodes[index].name);
@@ -379,6 +465,7 @@ impl Sim {
             self.cut_links(gone, "peer down");
             if let Some(i) = node {
                 self.wake_at[i] = None;
+                self.udp.drop_node(i);
             }
             return;
         }
@@ -595,6 +682,24 @@ impl Sim {
                 None => Owned::Failed(format!("{path}: no such file")),
             },
             Request::Exchange(x) => Owned::Failed(format!("no simulated service at {}", x.to)),
+            Request::OpenUdp(opts) => {
+                let restarts = self.nodes[index].restarts;
+                match self.udp.open(index, restarts, token, &opts) {
+                    Ok(port) => {
+                        let ip = self.host_ip(index);
+                        Owned::Opened(SocketAddr::new(ip, port))
+                    }
+                    Err(e) => Owned::Failed(e),
+                }
+            }
+            Request::SendDatagram { socket, to, data } => {
+                self.send_datagram(index, socket, to, data);
+                return;
+            }
+            Request::CloseUdp { socket } => {
+                self.udp.close(index, socket);
+                return;
+            }
         };
         self.schedule(
             index,
@@ -690,6 +795,7 @@ impl Sim {
                         text = why;
                         Answer::Failed(&text)
                     }
+                    Owned::Opened(a) => Answer::Opened(a),
                 };
                 self.nodes[index]
                     .cluster
@@ -701,6 +807,16 @@ impl Sim {
                     Input::NodeDown {
                         node: peer.as_str(),
                         reason: &reason,
+                    },
+                );
+            }
+            Delivery::Datagram { socket, from, data } => {
+                self.nodes[index].cluster.handle_input(
+                    now,
+                    Input::Datagram {
+                        socket,
+                        from,
+                        data: &data,
                     },
                 );
             }
@@ -717,6 +833,59 @@ impl Sim {
         }
         self.stats.inputs += 1;
         self.drain(index);
+    }
+
+    fn host_ip(&self, index: usize) -> IpAddr {
+        self.hosts
+            .get(&self.nodes[index].name)
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |h| h.ip)
+    }
+
+    /// Delivers a datagram to every socket it reaches, each copy with its own latency and
+    /// chance of loss, within the sender's partition.
+    fn send_datagram(&mut self, index: usize, socket: Token, to: crate::io::Endpoint, data: Bytes) {
+        let restarts = self.nodes[index].restarts;
+        let Some(port) = self.udp.port_of(index, restarts, socket) else {
+            return;
+        };
+        let to = match to {
+            crate::io::Endpoint::Addr(a) => a,
+            crate::io::Endpoint::Host { host, port } => {
+                let ip = self
+                    .hosts
+                    .iter()
+                    .find(|(n, _)| n.host() == host)
+                    .map(|(_, h)| h.ip);
+                match ip {
+                    Some(ip) => SocketAddr::new(ip, port),
+                    None => return,
+                }
+            }
+        };
+        let me = self.nodes[index].name.clone();
+        let from = SocketAddr::new(self.host_ip(index), port);
+        let to_node = self
+            .ips
+            .get(&to.ip())
+            .and_then(|n| self.hosts.get(n))
+            .and_then(|h| h.node);
+        for (node, life, token) in self.udp.recipients(index, to, to_node) {
+            let peer = self.nodes[node].name.clone();
+            if !self.reachable(&me, &peer) || self.rng.chance(self.config.datagram_loss) {
+                continue;
+            }
+            if self.nodes[node].restarts != life {
+                continue;
+            }
+            self.schedule(
+                node,
+                Delivery::Datagram {
+                    socket: token,
+                    from,
+                    data: data.clone(),
+                },
+            );
+        }
     }
 
     fn list_of(&self, me: &NodeName) -> Vec<NodeName> {

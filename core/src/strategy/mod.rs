@@ -88,6 +88,7 @@
 //! ```
 
 pub mod epmd;
+pub mod gossip;
 
 use std::net::SocketAddr;
 
@@ -125,6 +126,20 @@ pub trait Strategy: Send + 'static {
         cx: &mut Context<'_>,
     ) {
         let _ = (now, token, answer, cx);
+    }
+
+    /// A datagram arrived on a UDP socket this strategy opened with
+    /// [`Request::OpenUdp`](crate::Request::OpenUdp). `data` is borrowed for the call:
+    /// validate it before anything that allocates.
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: Token,
+        from: SocketAddr,
+        data: &[u8],
+        cx: &mut Context<'_>,
+    ) {
+        let _ = (now, socket, from, data, cx);
     }
 
     /// The next time the strategy needs [`handle_timeout`](Strategy::handle_timeout), if any.
@@ -171,16 +186,44 @@ impl<'a> Context<'a> {
     }
 
     /// Asks the adapter for I/O; the answer comes to [`Strategy::handle_answer`] with the
-    /// returned token.
+    /// returned token (datagrams on an opened socket to [`Strategy::handle_datagram`]).
+    /// Sends and closes get no answer.
     pub fn request(&mut self, request: Request) -> Token {
-        let streaming = matches!(request, Request::Exchange(_));
-        self.core.request(
-            Pending::Strategy {
-                topology: self.topology,
-                streaming,
-            },
-            request,
-        )
+        match request {
+            Request::SendDatagram { .. } => self.core.request_untracked(request),
+            Request::CloseUdp { socket } => {
+                self.core.close_socket(socket);
+                self.core.request_untracked(request)
+            }
+            Request::OpenUdp(_) => {
+                let pending = Pending::Strategy {
+                    topology: self.topology,
+                    streaming: false,
+                };
+                let token = self.core.request(pending, request);
+                self.core.open_socket(token, self.topology);
+                token
+            }
+            other => {
+                let streaming = matches!(other, Request::Exchange(_));
+                let pending = Pending::Strategy {
+                    topology: self.topology,
+                    streaming,
+                };
+                self.core.request(pending, other)
+            }
+        }
+    }
+
+    /// The Unix time now (for timestamps that other hosts check), if the adapter provided a
+    /// wall clock with [`Cluster::set_unix_time`](crate::Cluster::set_unix_time).
+    pub fn unix_time(&self) -> Option<core::time::Duration> {
+        self.core.unix_time(self.now)
+    }
+
+    /// Forgets a socket whose opening failed, so that nothing is routed to it.
+    pub fn forget_socket(&mut self, socket: Token) {
+        self.core.close_socket(socket);
     }
 
     /// Stops waiting for `token`: later answers to it are dropped and counted as stale.
@@ -253,6 +296,12 @@ impl<'a> Context<'a> {
             from,
             reason: reason.into(),
         });
+    }
+
+    /// Counts bad input from the network without reporting it (a strategy rate-limits its
+    /// reports, and counts every rejection).
+    pub fn count_rejected(&mut self) {
+        self.core.metrics.rejected += 1;
     }
 
     /// Asks for a reconcile against the connector's actual list of connected nodes, so that
@@ -370,7 +419,10 @@ impl Registry {
     /// The built-in strategies, in an empty environment.
     pub fn builtin() -> Self {
         Registry {
-            builders: vec![("epmd", epmd::Epmd::build)],
+            builders: vec![
+                ("epmd", epmd::Epmd::build),
+                ("gossip", gossip::Gossip::build),
+            ],
             env: Environment::new(),
         }
     }
