@@ -13,8 +13,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use muster_core::config::Options;
 use muster_core::sim::{ConnectBehaviour, Sim, SimConfig, convergence_bound};
-use muster_core::{ClusterConfig, ConnectPolicy, NodeName, Rng};
+use muster_core::strategy::gossip::{Gossip, GossipConfig};
+use muster_core::{ClusterConfig, ConnectPolicy, NodeName, Rng, TopologySpec, Value};
 
 struct Scenario {
     nodes: Vec<NodeName>,
@@ -55,6 +57,18 @@ fn build(seed: u64) -> (Sim, Scenario) {
     }
     let everyone: Vec<NodeName> = nodes.iter().chain(&fakes).cloned().collect();
     sim.write_file("dns", subset(&mut rng, &everyone));
+    // One gossip configuration for the whole band: every gossiping node must share it.
+    let mut gossip_options: Vec<(String, Value)> = match rng.range_inclusive(0, 2) {
+        0 => vec![],
+        1 => vec![("secret".into(), Value::str("band"))],
+        _ => vec![
+            ("secret".into(), Value::str("band")),
+            ("compat".into(), Value::Bool(true)),
+        ],
+    };
+    let heartbeat_max = rng.range_inclusive(200, 5000);
+    gossip_options.push(("heartbeat_max_ms".into(), Value::Int(heartbeat_max as i64)));
+    let gossip = GossipConfig::from_options(&mut Options::new("gossip", &gossip_options)).unwrap();
     let mut bound = Duration::ZERO;
     for me in &nodes {
         let interval = rng.range_inclusive(500, 5000);
@@ -69,8 +83,13 @@ fn build(seed: u64) -> (Sim, Scenario) {
                 rng.range_inclusive(1, 3000)
             }));
         bound = bound.max(convergence_bound(&policy, ms(interval), &config));
-        let use_static = rng.chance(0.7);
-        let use_file = !use_static || rng.chance(0.5);
+        let use_gossip = rng.chance(0.4);
+        let use_static = rng.chance(0.6);
+        let use_file = !(use_static || use_gossip) || rng.chance(0.4);
+        if use_gossip {
+            bound = bound.max(convergence_bound(&policy, ms(heartbeat_max), &config));
+        }
+        let gossip = gossip.clone();
         let hosts: Vec<String> = everyone.iter().map(|n| n.to_string()).collect();
         sim.add_node(
             me.clone(),
@@ -83,6 +102,13 @@ fn build(seed: u64) -> (Sim, Scenario) {
                 }
                 if use_file {
                     t.push(file("dns", "dns", interval, policy));
+                }
+                if use_gossip {
+                    t.push(TopologySpec {
+                        name: "gossip".into(),
+                        strategy: Box::new(Gossip::new(gossip.clone())),
+                        policy,
+                    });
                 }
                 t
             },
@@ -104,7 +130,8 @@ fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
     while sim.now() < until {
         sim.run_for(ms(rng.range_inclusive(100, 5000)));
         let target = pick(rng, &all).clone();
-        match rng.range_inclusive(0, 8) {
+        match rng.range_inclusive(0, 9) {
+            9 => sim.set_datagram_loss(if rng.chance(0.5) { 0.0 } else { 0.3 }),
             0 => sim.set_up(&target, false),
             1 => sim.set_up(&target, true),
             2 => {
@@ -139,6 +166,7 @@ fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
 fn heal(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
     let all: Vec<NodeName> = sc.nodes.iter().chain(&sc.fakes).cloned().collect();
     sim.heal();
+    sim.set_datagram_loss(0.0);
     for n in &all {
         sim.set_up(n, true);
         sim.set_connect_behaviour(n, ConnectBehaviour::Accept);

@@ -519,6 +519,16 @@ impl Sim {
         self.cut_links(cut, "link dropped");
     }
 
+    /// Changes the probability that a datagram is lost, from now on.
+    pub fn set_datagram_loss(&mut self, p: f64) {
+        self.config.datagram_loss = p;
+    }
+
+    /// Changes the probability that a connect gets no answer, from now on.
+    pub fn set_connect_loss(&mut self, p: f64) {
+        self.config.connect_loss = p;
+    }
+
     /// Ends every partition.
     pub fn heal(&mut self) {
         for h in self.hosts.values_mut() {
