@@ -38,7 +38,10 @@ pub mod sim;
 pub use cluster::{Cluster, ClusterConfig};
 pub use config::{ConfigError, Problem, Value};
 pub use event::{Event, TopologyName};
-pub use io::{Answer, Endpoint, Exchange, Input, Output, Request, Token, time_left};
+pub use io::{
+    Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, Request, Token,
+    UdpOptions, time_left,
+};
 pub use metrics::Metrics;
 pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};
 pub use reconcile::MAX_TOPOLOGIES;

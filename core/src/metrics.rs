@@ -48,4 +48,6 @@ pub struct Metrics {
     pub connected_nodes: u64,
     /// Gauge: connect and disconnect requests in flight.
     pub in_flight: u64,
+    /// Gauge: UDP sockets open (or being opened) for strategies.
+    pub sockets: u64,
 }

@@ -268,6 +268,7 @@ impl Core {
 
     pub(crate) fn open_socket(&mut self, token: Token, topology: u8) {
         self.sockets.insert(token, topology);
+        self.metrics.sockets = self.sockets.len() as u64;
     }
 
     pub(crate) fn socket_topology(&self, token: Token) -> Option<u8> {
@@ -275,7 +276,9 @@ impl Core {
     }
 
     pub(crate) fn close_socket(&mut self, token: Token) -> bool {
-        self.sockets.remove(&token).is_some()
+        let closed = self.sockets.remove(&token).is_some();
+        self.metrics.sockets = self.sockets.len() as u64;
+        closed
     }
 
     /// Closes every socket of topology `t` (being removed).
@@ -287,7 +290,7 @@ impl Core {
             .map(|(tok, _)| *tok)
             .collect();
         for socket in mine {
-            self.sockets.remove(&socket);
+            self.close_socket(socket);
             self.request_untracked(Request::CloseUdp { socket });
         }
     }

@@ -13,6 +13,7 @@ use tokio::time::Instant as TokioInstant;
 
 use crate::connector::{Connector, Notice, Notices};
 use crate::exec::{self, Owned};
+use crate::udp::{Arrival, Sockets};
 
 const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
 
@@ -125,6 +126,9 @@ impl Builder {
         let list_timeout = config.list_timeout;
         let mut cluster = Cluster::new(config, seed);
         let origin = TokioInstant::now();
+        if let Ok(unix) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            cluster.set_unix_time(muster_core::Instant::ZERO, unix);
+        }
         for spec in self.topologies {
             cluster.add(muster_core::Instant::ZERO, spec)?;
         }
@@ -135,7 +139,13 @@ impl Builder {
         let (notice_tx, notice_rx) = mpsc::channel(1024);
         self.connector.attach(Notices::new(notice_tx));
         let (answers_tx, answers_rx) = mpsc::channel(1024);
+        let (arrivals_tx, arrivals_rx) = mpsc::channel(1024);
+        let (send_failures_tx, send_failures_rx) = mpsc::channel(64);
         let driver = Driver {
+            sockets: Sockets::default(),
+            arrivals: arrivals_tx,
+            send_failures: send_failures_tx,
+            immediate: Vec::new(),
             cluster,
             connector: self.connector,
             origin,
@@ -147,7 +157,13 @@ impl Builder {
             metrics: metrics_tx,
             published: u64::MAX,
         };
-        tokio::spawn(driver.run(cmd_rx, answers_rx, notice_rx));
+        tokio::spawn(driver.run(Inputs {
+            cmd: cmd_rx,
+            answers: answers_rx,
+            notices: notice_rx,
+            arrivals: arrivals_rx,
+            send_failures: send_failures_rx,
+        }));
         let handle = ClusterHandle {
             cmd: cmd_tx,
             members: members_rx,
@@ -203,6 +219,17 @@ impl ClusterHandle {
     /// A snapshot of the core's counters.
     pub fn metrics(&self) -> Metrics {
         *self.metrics.borrow()
+    }
+
+    /// Waits until the counters satisfy `pred` (they are published after every step of the
+    /// cluster), and returns them. Returns `None` if the cluster stopped first.
+    pub async fn wait_for_metrics(
+        &self,
+        mut pred: impl FnMut(&Metrics) -> bool,
+    ) -> Option<Metrics> {
+        let mut rx = self.metrics.clone();
+        let m = rx.wait_for(|m| pred(m)).await.ok()?;
+        Some(*m)
     }
 
     /// A new stream of the events from now on.
@@ -298,7 +325,21 @@ impl Events {
     }
 }
 
+/// Everything the driver listens to.
+struct Inputs {
+    cmd: mpsc::Receiver<Command>,
+    answers: mpsc::Receiver<(muster_core::Token, Owned)>,
+    notices: mpsc::Receiver<Notice>,
+    arrivals: mpsc::Receiver<Arrival>,
+    send_failures: mpsc::Receiver<(muster_core::Token, String)>,
+}
+
 struct Driver {
+    sockets: Sockets,
+    arrivals: mpsc::Sender<Arrival>,
+    send_failures: mpsc::Sender<(muster_core::Token, String)>,
+    /// Answers known at once (a socket opened or failed to), fed back after the drain.
+    immediate: Vec<(muster_core::Token, Owned)>,
     cluster: Cluster,
     connector: Arc<dyn Connector>,
     origin: TokioInstant,
@@ -320,27 +361,83 @@ impl Driver {
         origin + at.since_origin()
     }
 
-    /// Executes every output, then publishes what changed.
-    fn drain(&mut self) {
+    /// `now`, after telling the core the wall clock (secure gossip timestamps need it).
+    fn tick(&mut self) -> muster_core::Instant {
+        let now = self.now();
+        if let Ok(unix) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            self.cluster.set_unix_time(now, unix);
+        }
+        now
+    }
+
+    fn execute(
+        &mut self,
+        token: muster_core::Token,
+        request: muster_core::Request,
+        fallback: TokioInstant,
+    ) {
+        use muster_core::Request;
         let origin = self.origin;
-        let fallback = TokioInstant::now() + self.list_timeout;
-        while let Some(out) = self.cluster.poll_output() {
-            match out {
-                Output::Event(e) => {
-                    log(&e);
-                    // No subscriber is fine: events are also logged.
-                    let _ = self.events.send(e);
+        match request {
+            Request::OpenUdp(opts) => {
+                let answer = match self.sockets.open(token, &opts, &self.arrivals) {
+                    Ok(local) => {
+                        tracing::debug!(%local, "UDP socket open");
+                        Owned::Opened(local)
+                    }
+                    Err(e) => {
+                        tracing::warn!(reason = %e, "UDP socket");
+                        Owned::Failed(e)
+                    }
+                };
+                self.immediate.push((token, answer));
+            }
+            Request::SendDatagram { socket, to, data } => {
+                if let Some(e) = self.sockets.send(socket, to, data, &self.send_failures) {
+                    self.immediate.push((socket, Owned::Failed(e)));
                 }
-                Output::Request { token, request } => exec::spawn(
-                    &mut self.tasks,
-                    &self.connector,
-                    &self.answers_tx,
-                    token,
-                    request,
-                    |at| Self::tokio_at(origin, at),
-                    fallback,
-                ),
-                other => tracing::debug!(?other, "output this adapter does not know"),
+            }
+            Request::CloseUdp { socket } => self.sockets.close(socket),
+            other => exec::spawn(
+                &mut self.tasks,
+                &self.connector,
+                &self.answers_tx,
+                token,
+                other,
+                |at| Self::tokio_at(origin, at),
+                fallback,
+            ),
+        }
+    }
+
+    /// Executes every output (feeding back the answers known at once, and draining again),
+    /// then publishes what changed.
+    fn drain(&mut self) {
+        let fallback = TokioInstant::now() + self.list_timeout;
+        loop {
+            while let Some(out) = self.cluster.poll_output() {
+                match out {
+                    Output::Event(e) => {
+                        log(&e);
+                        // No subscriber is fine: events are also logged.
+                        let _ = self.events.send(e);
+                    }
+                    Output::Request { token, request } => self.execute(token, request, fallback),
+                    other => tracing::debug!(?other, "output this adapter does not know"),
+                }
+            }
+            if self.immediate.is_empty() {
+                break;
+            }
+            let now = self.now();
+            for (token, owned) in std::mem::take(&mut self.immediate) {
+                self.cluster.handle_input(
+                    now,
+                    Input::Answer {
+                        token,
+                        answer: owned.borrow(),
+                    },
+                );
             }
         }
         while self.tasks.try_join_next().is_some() {}
@@ -350,15 +447,22 @@ impl Driver {
             m.sort();
             self.members.send_replace(m);
         }
-        self.metrics.send_replace(self.cluster.metrics());
+        let m = self.cluster.metrics();
+        self.metrics.send_if_modified(|old| {
+            let changed = *old != m;
+            *old = m;
+            changed
+        });
     }
 
-    async fn run(
-        mut self,
-        mut cmd: mpsc::Receiver<Command>,
-        mut answers: mpsc::Receiver<(muster_core::Token, Owned)>,
-        mut notices: mpsc::Receiver<Notice>,
-    ) {
+    async fn run(mut self, inputs: Inputs) {
+        let Inputs {
+            mut cmd,
+            mut answers,
+            mut notices,
+            mut arrivals,
+            mut send_failures,
+        } = inputs;
         let mut leaving: Option<(TokioInstant, oneshot::Sender<()>)> = None;
         loop {
             self.drain();
@@ -398,8 +502,16 @@ impl Driver {
                     }
                 },
                 Some((token, owned)) = answers.recv() => {
-                    let now = self.now();
+                    let now = self.tick();
                     self.cluster.handle_input(now, Input::Answer { token, answer: owned.borrow() });
+                }
+                Some((socket, from, data)) = arrivals.recv() => {
+                    let now = self.tick();
+                    self.cluster.handle_input(now, Input::Datagram { socket, from, data: &data });
+                }
+                Some((socket, why)) = send_failures.recv() => {
+                    let now = self.tick();
+                    self.cluster.handle_input(now, Input::Answer { token: socket, answer: muster_core::Answer::Failed(&why) });
                 }
                 Some(n) = notices.recv() => {
                     let now = self.now();
@@ -414,12 +526,13 @@ impl Driver {
                     }
                 }
                 _ = sleep_until(wake) => {
-                    let now = self.now();
+                    let now = self.tick();
                     self.cluster.handle_timeout(now);
                 }
             }
         }
         self.tasks.abort_all();
+        self.sockets.close_all();
         if let Some((_, done)) = leaving {
             let _ = done.send(());
         }

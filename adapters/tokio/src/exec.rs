@@ -23,6 +23,7 @@ pub(crate) enum Owned {
     Closed,
     Failed(String),
     TimedOut,
+    Opened(std::net::SocketAddr),
 }
 
 impl Owned {
@@ -37,6 +38,7 @@ impl Owned {
             Owned::Closed => Answer::Closed,
             Owned::Failed(f) => Answer::Failed(f),
             Owned::TimedOut => Answer::TimedOut,
+            Owned::Opened(a) => Answer::Opened(*a),
         }
     }
 }

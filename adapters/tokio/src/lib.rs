@@ -19,6 +19,7 @@ mod connector;
 mod driver;
 mod exec;
 mod tcp;
+mod udp;
 
 pub use connector::{
     BoxFuture, Call, CallbackConnector, ConnectOutcome, Connector, DisconnectOutcome,
