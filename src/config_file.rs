@@ -511,7 +511,7 @@ backoff_base = 100
         let strategy = GOOD.replace("strategy = \"epmd\"", "strategy = \"consul\"");
         assert_eq!(
             error(&strategy),
-            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd)"
+            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd, gossip)"
         );
         let missing = GOOD.replace("strategy = \"epmd\"", "");
         assert_eq!(

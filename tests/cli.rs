@@ -200,7 +200,7 @@ fn run_prints_connects_failures_backoff_and_reconnection_then_stops_on_sigterm()
 }
 
 #[test]
-fn demo_forms_and_heals_a_real_cluster() {
+fn demo_forms_and_heals_a_real_cluster_over_gossip() {
     let out = muster().args(["demo", "--nodes", "3"]).output().unwrap();
     assert!(
         out.status.success(),
@@ -208,13 +208,23 @@ fn demo_forms_and_heals_a_real_cluster() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("full mesh: 3 nodes, 6 connections"), "{text}");
-    assert!(text.contains("connect_failed demo2@127.0.0.1"), "{text}");
+    assert!(
+        text.contains("every node knows every other after"),
+        "{text}"
+    );
+    assert!(text.contains("full mesh of 6 connections"), "{text}");
+    assert!(text.contains("connect_failed demo2@127.0.0.2"), "{text}");
     assert!(text.contains("healed: full mesh again"), "{text}");
+    let discovered = text.lines().filter(|l| l.contains("] discovered ")).count();
+    assert_eq!(
+        discovered, 6,
+        "each of 3 nodes discovers the 2 others:\n{text}"
+    );
     let connected = text.lines().filter(|l| l.contains("] connected ")).count();
     assert_eq!(
         connected,
         6 + 2,
         "six to form the mesh, two to heal it:\n{text}"
     );
+    assert!(!text.contains("rejected"), "{text}");
 }
