@@ -39,7 +39,11 @@ impl Drop for Peer {
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rust_node(port: u16, secret: Option<&str>, peers: Vec<String>) -> (ClusterHandle, Events) {
@@ -48,7 +52,10 @@ fn rust_node(port: u16, secret: Option<&str>, peers: Vec<String>) -> (ClusterHan
         ("multicast_if".to_string(), Value::str("127.0.0.1")),
         ("heartbeat_max_ms".to_string(), Value::Int(200)),
         ("compat".to_string(), Value::Bool(true)),
-        ("peers".to_string(), Value::List(peers.into_iter().map(Value::Str).collect())),
+        (
+            "peers".to_string(),
+            Value::List(peers.into_iter().map(Value::Str).collect()),
+        ),
     ];
     if let Some(s) = secret {
         t.push(("secret".to_string(), Value::str(s)));
@@ -83,11 +90,18 @@ async fn muster_understands_erlangs_heartbeats_plain_and_with_a_secret() {
     for secret in [None, Some("x")] {
         let port = free_udp_port();
         let (handle, mut events) = rust_node(port, secret, Vec::new());
-        let mut args = vec!["send".to_string(), port.to_string(), "erl@127.0.0.1".to_string()];
+        let mut args = vec![
+            "send".to_string(),
+            port.to_string(),
+            "erl@127.0.0.1".to_string(),
+        ];
         args.extend(secret.map(str::to_owned));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let _peer = Peer(escript(&refs));
-        let e = next_where(&mut events, |e| e.name() == "discovered" || e.name() == "rejected").await;
+        let e = next_where(&mut events, |e| {
+            e.name() == "discovered" || e.name() == "rejected"
+        })
+        .await;
         assert_eq!(e.name(), "discovered", "secret {secret:?}: {e}");
         assert_eq!(e.node().unwrap().as_str(), "erl@127.0.0.1");
         assert_eq!(handle.metrics().rejected, 0);
@@ -99,14 +113,24 @@ async fn muster_understands_erlangs_heartbeats_plain_and_with_a_secret() {
 async fn erlang_decodes_musters_heartbeats_with_safe_binary_to_term() {
     for secret in [None, Some("x")] {
         let erl_port = free_udp_port();
-        let mut args = vec!["recv".to_string(), erl_port.to_string(), "rust@127.0.0.1".to_string()];
+        let mut args = vec![
+            "recv".to_string(),
+            erl_port.to_string(),
+            "rust@127.0.0.1".to_string(),
+        ];
         args.extend(secret.map(str::to_owned));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut peer = Peer(escript(&refs));
         let mut out = BufReader::new(peer.0.stdout.take().unwrap()).lines();
         assert_eq!(out.next().unwrap().unwrap(), "listening");
-        let (handle, _events) = rust_node(free_udp_port(), secret, vec![format!("127.0.0.1:{erl_port}")]);
-        let got = tokio::task::spawn_blocking(move || out.next().unwrap().unwrap()).await.unwrap();
+        let (handle, _events) = rust_node(
+            free_udp_port(),
+            secret,
+            vec![format!("127.0.0.1:{erl_port}")],
+        );
+        let got = tokio::task::spawn_blocking(move || out.next().unwrap().unwrap())
+            .await
+            .unwrap();
         assert_eq!(got, "rust@127.0.0.1", "secret {secret:?}");
         handle.shutdown().await;
     }
