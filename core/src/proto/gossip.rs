@@ -488,6 +488,35 @@ mod tests {
         );
     }
 
+    /// A secure packet built independently of this code, with Python's hmac and hashlib
+    /// (HKDF as RFC 5869 writes it) and `openssl enc -aes-256-cbc`: secret "k", IV 00..0f,
+    /// node "peer@10.0.0.2", timestamp 1,700,000,000,005.
+    #[test]
+    fn reads_a_secure_packet_built_by_another_implementation() {
+        let packet = hex(
+            "4d53545201010000018bcfe56805000102030405060708090a0b0c0d0e0f4cf71ff658b712f4eaf3221871d6432715bf309269fc0b3ef2fd375c629ce3a36a24f0bdd936d58b2cee1ace5e8685c2",
+        );
+        let mut scratch = [0u8; MAX_PACKET];
+        let got = read_secure(&packet, &SecureKeys::derive(b"k"), &mut scratch).unwrap();
+        assert_eq!(
+            got,
+            Secure {
+                timestamp_ms: 1_700_000_000_005,
+                node: "peer@10.0.0.2"
+            }
+        );
+        let mut ours = Vec::new();
+        let iv: [u8; 16] = core::array::from_fn(|i| i as u8);
+        write_secure(
+            &mut ours,
+            &SecureKeys::derive(b"k"),
+            1_700_000_000_005,
+            iv,
+            "peer@10.0.0.2",
+        );
+        assert_eq!(ours, packet);
+    }
+
     proptest! {
         #[test]
         fn no_reader_panics_on_any_input(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
