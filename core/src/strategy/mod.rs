@@ -129,7 +129,7 @@ pub trait Strategy: Send + 'static {
     }
 
     /// A datagram arrived on a UDP socket this strategy opened with
-    /// [`Request::OpenUdp`](crate::Request::OpenUdp). `data` is borrowed for the call:
+    /// [`Request::OpenUdp`]. `data` is borrowed for the call:
     /// validate it before anything that allocates.
     fn handle_datagram(
         &mut self,
