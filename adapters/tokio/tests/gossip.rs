@@ -2,36 +2,16 @@
 //! attacker's packets come to, and a socket that cannot bind.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
-use std::time::Duration;
+mod support;
+
+use support::{n, next_where, within};
 
 use muster_core::config::Options;
 use muster_core::proto::gossip::{self as wire, SecureKeys};
 use muster_core::strategy::gossip::{Gossip, GossipConfig};
-use muster_core::{ConnectPolicy, Event, NodeName, TopologySpec, Value};
+use muster_core::{ConnectPolicy, TopologySpec, Value};
 use muster_tokio::{Builder, ClusterHandle, Events, NoneConnector};
 use tokio::net::UdpSocket;
-
-fn n(s: &str) -> NodeName {
-    s.parse().unwrap()
-}
-
-async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), fut)
-        .await
-        .expect("timed out waiting")
-}
-
-async fn next_where(events: &mut Events, f: impl Fn(&Event) -> bool) -> Event {
-    within(async {
-        loop {
-            let e = events.recv().await.expect("cluster stopped");
-            if f(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-}
 
 /// A port nobody uses right now.
 async fn free_port() -> u16 {

@@ -2,40 +2,21 @@
 //! connector notices through the recording connector.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
+mod support;
+
+use support::{n, next_where};
+
 use std::time::Duration;
 
 use muster_core::sim::NodesFile;
 use muster_core::strategy::epmd::{Epmd, EpmdConfig};
 use muster_core::strategy::{Context, Strategy};
 use muster_core::{
-    Answer, ConnectPolicy, Endpoint, Event, Exchange, Instant, Node, NodeName, Request, Token,
-    TopologySpec,
+    Answer, ConnectPolicy, Endpoint, Exchange, Instant, Node, Request, Token, TopologySpec,
 };
-use muster_tokio::{Builder, Call, Events, NoneConnector, RecordingConnector};
+use muster_tokio::{Builder, Call, NoneConnector, RecordingConnector};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-
-fn n(s: &str) -> NodeName {
-    s.parse().unwrap()
-}
-
-async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), fut)
-        .await
-        .expect("timed out waiting")
-}
-
-async fn next_where(events: &mut Events, f: impl Fn(&Event) -> bool) -> Event {
-    within(async {
-        loop {
-            let e = events.recv().await.expect("cluster stopped");
-            if f(&e) {
-                return e;
-            }
-        }
-    })
-    .await
-}
 
 #[tokio::test]
 async fn a_file_strategy_reads_real_files_every_poll() {

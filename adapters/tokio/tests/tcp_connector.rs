@@ -2,18 +2,18 @@
 //! shut down, leave.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
+mod support;
+
+use support::{n, next_where, within};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use muster_core::strategy::epmd::{Epmd, EpmdConfig};
-use muster_core::{ConnectPolicy, Event, Node, NodeName, TopologySpec};
-use muster_tokio::{Builder, Connector, Events, TcpConnector};
+use muster_core::{ConnectPolicy, Event, Node, TopologySpec};
+use muster_tokio::{Builder, Connector, TcpConnector};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-
-fn n(s: &str) -> NodeName {
-    s.parse().unwrap()
-}
 
 fn quick() -> ConnectPolicy {
     ConnectPolicy::default()
@@ -29,25 +29,6 @@ fn epmd(hosts: Vec<Node>, every_ms: u64) -> TopologySpec {
         )),
         policy: quick(),
     }
-}
-
-/// A failsafe around awaits that should complete: a hung test fails instead of hanging CI.
-async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), fut)
-        .await
-        .expect("timed out waiting")
-}
-
-async fn next_where(events: &mut Events, f: impl Fn(&Event) -> bool) -> Event {
-    within(async {
-        loop {
-            let e = events.recv().await.expect("cluster stopped");
-            if f(&e) {
-                return e;
-            }
-        }
-    })
-    .await
 }
 
 /// Accepts connections forever, holding each until the peer closes it.
