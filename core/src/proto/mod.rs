@@ -1,4 +1,7 @@
 //! Pure codecs: bytes in, values out, never a panic, no I/O.
 
+pub mod dist;
+pub mod epmd;
 pub mod etf;
 pub mod gossip;
+pub mod term;
