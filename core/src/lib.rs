@@ -18,6 +18,7 @@
 
 mod cluster;
 pub mod config;
+pub mod dist;
 mod event;
 mod hash;
 mod io;

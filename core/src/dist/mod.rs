@@ -1,0 +1,15 @@
+//! Erlang distribution as state machines: a connection between two nodes ([`Link`]) and an
+//! EPMD of our own ([`EpmdServer`]). An adapter's Erlang connector drives them over TCP.
+
+mod epmd_server;
+mod link;
+
+pub use epmd_server::{EpmdOutput, EpmdServer};
+pub use link::{Admission, Link, LinkConfig, LinkEvent, MAX_FRAME};
+
+/// The cookie in the text of an `.erlang.cookie` file: its first line, trimmed, as Erlang
+/// reads it.
+pub fn cookie_from_file(text: &str) -> Option<&str> {
+    let c = text.lines().next()?.trim();
+    (!c.is_empty()).then_some(c)
+}
