@@ -17,6 +17,8 @@
 
 mod connector;
 mod driver;
+mod epmd;
+mod erlang;
 mod exec;
 mod tcp;
 mod udp;
@@ -26,6 +28,8 @@ pub use connector::{
     NoneConnector, Notice, Notices, RecordingConnector,
 };
 pub use driver::{Builder, ClusterHandle, Events};
+pub use epmd::{EpmdHandle, epmd_running, run_epmd};
+pub use erlang::{ErlangConfig, ErlangConnector};
 pub use tcp::TcpConnector;
 
 pub use muster_core as core;

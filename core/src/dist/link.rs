@@ -210,6 +210,19 @@ impl Link {
         self.down(reason);
     }
 
+    /// The peer closed the stream: the reason says what that means at this point of the
+    /// handshake (an Erlang acceptor closes without a word on a wrong cookie).
+    pub fn peer_closed(&mut self) {
+        let peer = self.peer_text();
+        let why = match self.phase {
+            Phase::AwaitAck { .. } => format!("{peer} closed the connection after our challenge reply: it has another cookie"),
+            Phase::AwaitStatus | Phase::AwaitChallenge => format!("{peer} closed the connection during the handshake"),
+            Phase::Up => format!("{peer} closed the connection"),
+            _ => format!("{peer} closed the connection during the handshake"),
+        };
+        self.down(why);
+    }
+
     fn peer_text(&self) -> String {
         self.peer
             .as_ref()
