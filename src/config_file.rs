@@ -40,6 +40,40 @@ pub enum ConnectorConfig {
         /// The port each node's service listens on (an address hint overrides it).
         port: u16,
     },
+    /// `erlang`: Erlang distribution; this process is a node BEAM nodes see connected.
+    Erlang(ErlangSettings),
+}
+
+/// The `erlang` connector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErlangSettings {
+    /// The cookie (from `cookie`, `MUSTER_COOKIE` or `~/.erlang.cookie`).
+    pub cookie: String,
+    /// Where the cookie came from, for `muster check`.
+    pub cookie_source: String,
+    /// The EPMD port (`epmd_port`, else `ERL_EPMD_PORT`, else 4369).
+    pub epmd_port: u16,
+    /// Where distribution connections are accepted (`listen`, default `0.0.0.0:0`).
+    pub listen: std::net::SocketAddr,
+    /// `hidden` (default true).
+    pub hidden: bool,
+    /// `tick_time` in ms (Erlang's `net_ticktime`, default 60000).
+    pub tick_time: std::time::Duration,
+    /// `embedded_epmd`: `"auto"` (run muster's own when nothing answers on the EPMD port),
+    /// `"always"` or `"never"`.
+    pub embedded_epmd: EmbeddedEpmd,
+}
+
+/// When the tool runs its own EPMD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddedEpmd {
+    /// When nothing answers on the EPMD port.
+    Auto,
+    /// Always (fails if the port is taken).
+    Always,
+    /// Never.
+    Never,
 }
 
 impl ConnectorConfig {
@@ -47,6 +81,7 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::None => "none",
             ConnectorConfig::Tcp { .. } => "tcp",
+            ConnectorConfig::Erlang(_) => "erlang",
         }
     }
 }
@@ -62,6 +97,15 @@ pub struct ConfigFile {
     pub connector: ConnectorConfig,
     /// The topologies, in file order.
     pub topologies: Vec<TopologySpec>,
+}
+
+/// What [`ConfigFile::start`] started.
+#[derive(Debug)]
+pub struct Started {
+    /// The cluster, ready to spawn.
+    pub builder: Builder,
+    /// muster's own EPMD, when it runs one; it stops when this is dropped.
+    pub epmd: Option<muster_tokio::EpmdHandle>,
 }
 
 /// A configuration error, located in its file.
@@ -230,6 +274,7 @@ impl ConfigFile {
         let root = convert_table(doc.get_ref(), "", &mut lines)
             .map_err(|(key, message)| err(&lines, key, message))?;
         let from_core = |lines: &Lines, e: ConfigError| err(lines, e.key, e.problem.to_string());
+        let env = registry.env().clone();
         let built = (|| {
             let mut o = Options::of("", &root)?;
             let (cluster, connector_kind) = match o.table("node")? {
@@ -244,7 +289,8 @@ impl ConfigFile {
             let mut c = o
                 .table("connector")?
                 .unwrap_or_else(|| Options::new("connector", &empty));
-            let connector = connector_section(&connector_kind, &mut c)?;
+            let connector =
+                connector_section(&connector_kind, &mut c, &env, cluster.this_node.as_ref())?;
             c.finish()?;
             let mut topologies = Vec::new();
             let mut t = o.table("topologies")?;
@@ -272,15 +318,40 @@ impl ConfigFile {
         })
     }
 
-    /// A [`Builder`] with this configuration's node, connector and topologies.
-    pub fn into_builder(self) -> Builder {
-        let builder = match self.connector {
-            ConnectorConfig::None => Builder::new(NoneConnector),
-            ConnectorConfig::Tcp { port } => Builder::new(TcpConnector::new(port)),
+    /// Starts what the configuration needs (the Erlang connector and, if asked or needed,
+    /// muster's own EPMD) and returns a [`Builder`] with its node, connector and topologies.
+    pub async fn start(self) -> std::io::Result<Started> {
+        let mut epmd = None;
+        let connector: std::sync::Arc<dyn muster_tokio::Connector> = match self.connector {
+            ConnectorConfig::None => std::sync::Arc::new(NoneConnector),
+            ConnectorConfig::Tcp { port } => std::sync::Arc::new(TcpConnector::new(port)),
+            ConnectorConfig::Erlang(e) => {
+                let port = e.epmd_port;
+                let run = match e.embedded_epmd {
+                    EmbeddedEpmd::Always => true,
+                    EmbeddedEpmd::Never => false,
+                    EmbeddedEpmd::Auto => !muster_tokio::epmd_running(("127.0.0.1", port)).await,
+                };
+                if run {
+                    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+                    epmd = Some(muster_tokio::run_epmd(addr).await?);
+                }
+                let name = self.cluster.this_node.clone().ok_or_else(|| {
+                    std::io::Error::other("the erlang connector needs [node] name")
+                })?;
+                let cfg = muster_tokio::ErlangConfig::new(name, e.cookie)
+                    .epmd_port(port)
+                    .listen(e.listen)
+                    .hidden(e.hidden)
+                    .tick_time(e.tick_time);
+                std::sync::Arc::new(muster_tokio::ErlangConnector::start(cfg).await?)
+            }
         };
-        self.topologies
-            .into_iter()
-            .fold(builder.config(self.cluster), Builder::topology)
+        let builder = self.topologies.into_iter().fold(
+            Builder::with_connector(connector).config(self.cluster),
+            Builder::topology,
+        );
+        Ok(Started { builder, epmd })
     }
 
     /// The resolved configuration, every default filled in, as TOML.
@@ -303,6 +374,24 @@ impl ConfigFile {
             ConnectorConfig::Tcp { port } => {
                 vec![("port".to_owned(), Value::Int(i64::from(*port)))]
             }
+            ConnectorConfig::Erlang(e) => vec![
+                (
+                    "cookie".to_owned(),
+                    Value::str(format!("******** (from {})", e.cookie_source)),
+                ),
+                ("epmd_port".to_owned(), Value::Int(i64::from(e.epmd_port))),
+                ("listen".to_owned(), Value::str(e.listen.to_string())),
+                ("hidden".to_owned(), Value::Bool(e.hidden)),
+                ("tick_time".to_owned(), Value::millis(e.tick_time)),
+                (
+                    "embedded_epmd".to_owned(),
+                    Value::str(match e.embedded_epmd {
+                        EmbeddedEpmd::Auto => "auto",
+                        EmbeddedEpmd::Always => "always",
+                        EmbeddedEpmd::Never => "never",
+                    }),
+                ),
+            ],
         };
         let topologies = self
             .topologies
@@ -342,8 +431,103 @@ fn node_section(o: &mut Options<'_>) -> Result<(ClusterConfig, String), ConfigEr
     Ok((cluster, connector))
 }
 
-fn connector_section(kind: &str, o: &mut Options<'_>) -> Result<ConnectorConfig, ConfigError> {
+/// The cookie, as the issue of precedence says: the file's `cookie`, then `MUSTER_COOKIE`,
+/// then `~/.erlang.cookie` as Erlang reads it.
+fn cookie(o: &mut Options<'_>, env: &Environment) -> Result<(String, String), ConfigError> {
+    if let Some(c) = o.string("cookie")? {
+        if c.is_empty() {
+            return Err(ConfigError::invalid(
+                o.key_path("cookie"),
+                "must not be empty",
+            ));
+        }
+        return Ok((c.to_owned(), "the config file".to_owned()));
+    }
+    if let Some(c) = env.get("MUSTER_COOKIE").filter(|c| !c.is_empty()) {
+        return Ok((c.to_owned(), "MUSTER_COOKIE".to_owned()));
+    }
+    if let Some(home) = env.get("HOME") {
+        let path = format!("{}/.erlang.cookie", home.trim_end_matches('/'));
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Some(c) = muster_core::dist::cookie_from_file(&text)
+        {
+            return Ok((c.to_owned(), path));
+        }
+    }
+    Err(ConfigError::new(
+        o.key_path("cookie"),
+        muster_core::Problem::Invalid(
+            "no cookie: set it here, or MUSTER_COOKIE, or write ~/.erlang.cookie".to_owned(),
+        ),
+    ))
+}
+
+fn erlang_section(
+    o: &mut Options<'_>,
+    env: &Environment,
+    me: Option<&NodeName>,
+) -> Result<ErlangSettings, ConfigError> {
+    if me.is_none() {
+        return Err(ConfigError::new("node.name", muster_core::Problem::Missing));
+    }
+    let (cookie, cookie_source) = cookie(o, env)?;
+    let epmd_port = match o.u64("epmd_port")? {
+        Some(p) => u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+            ConfigError::invalid(o.key_path("epmd_port"), format!("{p} is not a TCP port"))
+        })?,
+        None => match env.get("ERL_EPMD_PORT") {
+            Some(v) => v.trim().parse().map_err(|_| {
+                ConfigError::invalid(
+                    o.key_path("epmd_port"),
+                    format!("ERL_EPMD_PORT={v:?} is not a port"),
+                )
+            })?,
+            None => muster_core::proto::epmd::DEFAULT_PORT,
+        },
+    };
+    let listen = match o.string("listen")? {
+        Some(s) => s.parse().map_err(|_| {
+            ConfigError::invalid(
+                o.key_path("listen"),
+                format!("{s:?} is not an address:port"),
+            )
+        })?,
+        None => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let hidden = o.bool("hidden")?.unwrap_or(true);
+    let tick_time = o
+        .positive_millis("tick_time")?
+        .unwrap_or(std::time::Duration::from_secs(60));
+    let embedded_epmd = match o.string("embedded_epmd")? {
+        None | Some("auto") => EmbeddedEpmd::Auto,
+        Some("always") => EmbeddedEpmd::Always,
+        Some("never") => EmbeddedEpmd::Never,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                o.key_path("embedded_epmd"),
+                format!("{other:?} is not auto, always or never"),
+            ));
+        }
+    };
+    Ok(ErlangSettings {
+        cookie,
+        cookie_source,
+        epmd_port,
+        listen,
+        hidden,
+        tick_time,
+        embedded_epmd,
+    })
+}
+
+fn connector_section(
+    kind: &str,
+    o: &mut Options<'_>,
+    env: &Environment,
+    me: Option<&NodeName>,
+) -> Result<ConnectorConfig, ConfigError> {
     match kind {
+        "erlang" => erlang_section(o, env, me).map(ConnectorConfig::Erlang),
         "none" => Ok(ConnectorConfig::None),
         "tcp" => {
             let port = o.u64("port")?;
@@ -361,7 +545,7 @@ fn connector_section(kind: &str, o: &mut Options<'_>) -> Result<ConnectorConfig,
         }
         other => Err(ConfigError::invalid(
             "node.connector",
-            format!("unknown connector {other:?} (known: none, tcp)"),
+            format!("unknown connector {other:?} (known: none, tcp, erlang)"),
         )),
     }
 }
@@ -511,7 +695,7 @@ backoff_base = 100
         let strategy = GOOD.replace("strategy = \"epmd\"", "strategy = \"consul\"");
         assert_eq!(
             error(&strategy),
-            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd, gossip)"
+            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd, local_epmd, erlang_hosts, gossip)"
         );
         let missing = GOOD.replace("strategy = \"epmd\"", "");
         assert_eq!(

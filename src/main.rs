@@ -124,7 +124,21 @@ async fn wait_for_signal() -> std::io::Result<&'static str> {
 
 async fn run(config: ConfigFile, format: Format) -> ExitCode {
     let path = config.path.clone();
-    let (handle, mut events) = match config.into_builder().spawn() {
+    let started = match config.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("muster: {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(epmd) = &started.epmd {
+        eprintln!(
+            "muster: no EPMD was running; muster's own answers on {}",
+            epmd.local_addr()
+        );
+    }
+    let _epmd = started.epmd;
+    let (handle, mut events) = match started.builder.spawn() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("muster: {path}: {e}");

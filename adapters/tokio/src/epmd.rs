@@ -11,8 +11,8 @@ use muster_core::Rng;
 use muster_core::dist::{EpmdOutput, EpmdServer};
 use muster_core::proto::epmd::{self, NodeEntry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -30,7 +30,12 @@ pub(crate) async fn ask(at: (&str, u16), request: &[u8]) -> io::Result<Vec<u8>> 
     };
     tokio::time::timeout(REQUEST_TIMEOUT, job)
         .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "EPMD did not answer")))
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "EPMD did not answer",
+            ))
+        })
 }
 
 /// Whether an EPMD answers `NAMES` at `at`.
@@ -52,21 +57,32 @@ pub(crate) async fn register(at: (&str, u16), entry: &NodeEntry) -> io::Result<(
         loop {
             let n = s.read(&mut buf).await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EPMD closed the registration"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "EPMD closed the registration",
+                ));
             }
             reply.extend_from_slice(&buf[..n]);
             match epmd::parse_alive2_reply(&reply) {
                 Ok(Some(creation)) => return Ok((creation, s)),
                 Ok(None) => continue,
                 Err(e) => {
-                    return Err(io::Error::other(format!("EPMD refused to register {:?}: {e} (is the name taken?)", entry.name)));
+                    return Err(io::Error::other(format!(
+                        "EPMD refused to register {:?}: {e} (is the name taken?)",
+                        entry.name
+                    )));
                 }
             }
         }
     };
     tokio::time::timeout(REQUEST_TIMEOUT, job)
         .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "EPMD did not answer the registration")))
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "EPMD did not answer the registration",
+            ))
+        })
 }
 
 /// A running embedded EPMD. Dropping it stops it.

@@ -151,14 +151,25 @@ impl ErlangConnector {
     /// must be running (Erlang's, or muster's own from [`run_epmd`](crate::run_epmd)). Fails
     /// naming what went wrong.
     pub async fn start(config: ErlangConfig) -> io::Result<ErlangConnector> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for distribution on {}: {e}", config.listen)))?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen for distribution on {}: {e}", config.listen),
+            )
+        })?;
         let local = listener.local_addr()?;
         let entry = NodeEntry::new(config.name.name(), local.port(), config.hidden);
         let (creation, registration) = register(("127.0.0.1", config.epmd_port), &entry)
             .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot register {} with EPMD on port {}: {e}", config.name, config.epmd_port)))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot register {} with EPMD on port {}: {e}",
+                        config.name, config.epmd_port
+                    ),
+                )
+            })?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
         let mut link = LinkConfig::new(config.name.clone(), config.cookie.clone(), creation);
@@ -335,12 +346,20 @@ async fn port_of(node: &Node, epmd_port: u16) -> Result<SocketAddr, String> {
         Some(a) => a.ip().to_string(),
         None => node.name.host().to_owned(),
     };
-    let reply = ask((host.as_str(), epmd_port), &epmd::port_please_request(node.name.name()))
-        .await
-        .map_err(|e| format!("EPMD on {host}:{epmd_port}: {e}"))?;
+    let reply = ask(
+        (host.as_str(), epmd_port),
+        &epmd::port_please_request(node.name.name()),
+    )
+    .await
+    .map_err(|e| format!("EPMD on {host}:{epmd_port}: {e}"))?;
     let entry = epmd::parse_port2(&reply)
         .map_err(|e| format!("EPMD on {host}:{epmd_port}: {e}"))?
-        .ok_or_else(|| format!("{} is not registered with EPMD on {host}:{epmd_port}", node.name))?;
+        .ok_or_else(|| {
+            format!(
+                "{} is not registered with EPMD on {host}:{epmd_port}",
+                node.name
+            )
+        })?;
     let ip: IpAddr = match node.addr {
         Some(a) => a.ip(),
         None => tokio::net::lookup_host((host.as_str(), entry.port))
@@ -366,10 +385,16 @@ impl Connector for ErlangConnector {
                 let stream = TcpStream::connect(addr)
                     .await
                     .map_err(|e| format!("{} at {addr}: {e}", node.name))?;
-                let link = Link::connect(inner.link.clone(), node.name.clone(), inner.now(), &mut lock(&inner.rng));
+                let link = Link::connect(
+                    inner.link.clone(),
+                    node.name.clone(),
+                    inner.now(),
+                    &mut lock(&inner.rng),
+                );
                 let (tx, rx) = oneshot::channel();
                 tokio::spawn(drive(inner.clone(), stream, link, Some(tx)));
-                rx.await.unwrap_or_else(|_| Err("the link stopped".to_owned()))
+                rx.await
+                    .unwrap_or_else(|_| Err("the link stopped".to_owned()))
             }
             .await;
             lock(&inner.dialing).remove(&node.name);

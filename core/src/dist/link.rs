@@ -215,8 +215,12 @@ impl Link {
     pub fn peer_closed(&mut self) {
         let peer = self.peer_text();
         let why = match self.phase {
-            Phase::AwaitAck { .. } => format!("{peer} closed the connection after our challenge reply: it has another cookie"),
-            Phase::AwaitStatus | Phase::AwaitChallenge => format!("{peer} closed the connection during the handshake"),
+            Phase::AwaitAck { .. } => format!(
+                "{peer} closed the connection after our challenge reply: it has another cookie"
+            ),
+            Phase::AwaitStatus | Phase::AwaitChallenge => {
+                format!("{peer} closed the connection during the handshake")
+            }
             Phase::Up => format!("{peer} closed the connection"),
             _ => format!("{peer} closed the connection during the handshake"),
         };

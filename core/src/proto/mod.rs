@@ -4,4 +4,5 @@ pub mod dist;
 pub mod epmd;
 pub mod etf;
 pub mod gossip;
+pub mod hosts_file;
 pub mod term;

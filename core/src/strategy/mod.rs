@@ -88,7 +88,10 @@
 //! ```
 
 pub mod epmd;
+mod epmd_names;
+pub mod erlang_hosts;
 pub mod gossip;
+pub mod local_epmd;
 
 use std::net::SocketAddr;
 
@@ -421,6 +424,8 @@ impl Registry {
         Registry {
             builders: vec![
                 ("epmd", epmd::Epmd::build),
+                ("local_epmd", local_epmd::LocalEpmd::build),
+                ("erlang_hosts", erlang_hosts::ErlangHosts::build),
                 ("gossip", gossip::Gossip::build),
             ],
             env: Environment::new(),

@@ -1,0 +1,110 @@
+//! Asking EPMDs for their registered names: what LocalEpmd and ErlangHosts share.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use super::{Context, Environment};
+use crate::config::{ConfigError, Options};
+use crate::io::{Answer, Endpoint, Exchange, Request, Token};
+use crate::proto::epmd;
+
+/// How long an EPMD has to answer `NAMES`.
+pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The EPMD port: the `epmd_port` option, else `ERL_EPMD_PORT`, else 4369.
+pub(crate) fn epmd_port(o: &mut Options<'_>, env: &Environment) -> Result<u16, ConfigError> {
+    if let Some(p) = o.u64("epmd_port")? {
+        return u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+            ConfigError::invalid(o.key_path("epmd_port"), format!("{p} is not a TCP port"))
+        });
+    }
+    match env.get("ERL_EPMD_PORT") {
+        Some(v) => v.trim().parse().map_err(|_| {
+            ConfigError::invalid(
+                o.key_path("epmd_port"),
+                format!("ERL_EPMD_PORT={v:?} is not a port"),
+            )
+        }),
+        None => Ok(epmd::DEFAULT_PORT),
+    }
+}
+
+/// `NAMES` requests in flight, by token, each with the host asked and the reply so far.
+#[derive(Debug, Default)]
+pub(crate) struct Asking {
+    pending: BTreeMap<Token, (String, Vec<u8>)>,
+}
+
+/// What came of one host's `NAMES`.
+pub(crate) enum Reply {
+    /// The host's registered node names (before the `@`).
+    Names(String, Vec<String>),
+    /// The host could not be asked, or answered nonsense: why.
+    Failed(String),
+}
+
+impl Asking {
+    pub(crate) fn ask(
+        &mut self,
+        cx: &mut Context<'_>,
+        host: &str,
+        port: u16,
+        deadline: crate::Instant,
+    ) {
+        let to = match host.parse() {
+            Ok(ip) => Endpoint::Addr(std::net::SocketAddr::new(ip, port)),
+            Err(_) => Endpoint::Host {
+                host: host.to_owned(),
+                port,
+            },
+        };
+        let x = Exchange::tcp(to, epmd::names_request().into(), deadline).max_reply(64 * 1024);
+        let token = cx.request(Request::Exchange(x));
+        self.pending.insert(token, (host.to_owned(), Vec::new()));
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Stops waiting for every request (a new poll starts).
+    pub(crate) fn cancel_all(&mut self, cx: &mut Context<'_>) {
+        for token in std::mem::take(&mut self.pending).into_keys() {
+            cx.cancel(token);
+        }
+    }
+
+    /// Takes an answer; returns what it completed, if anything.
+    pub(crate) fn answer(&mut self, token: Token, answer: Answer<'_>, port: u16) -> Option<Reply> {
+        let (host, buf) = self.pending.get_mut(&token)?;
+        match answer {
+            Answer::Data(d) => {
+                buf.extend_from_slice(d);
+                None
+            }
+            Answer::Closed => {
+                let (host, buf) = self.pending.remove(&token)?;
+                Some(match epmd::parse_names(&buf) {
+                    Ok(n) => {
+                        Reply::Names(host, n.nodes.into_iter().map(|(name, _)| name).collect())
+                    }
+                    Err(e) => Reply::Failed(format!("EPMD on {host}:{port}: {e}")),
+                })
+            }
+            Answer::Failed(why) => {
+                let why = format!("EPMD on {host}:{port}: {why}");
+                self.pending.remove(&token);
+                Some(Reply::Failed(why))
+            }
+            Answer::TimedOut => {
+                let why = format!(
+                    "EPMD on {host}:{port} did not answer within {} s",
+                    ASK_TIMEOUT.as_secs()
+                );
+                self.pending.remove(&token);
+                Some(Reply::Failed(why))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The LocalEpmd strategy: the nodes registered with this host's EPMD (libcluster's
+//! `Cluster.Strategy.LocalEpmd`).
+//!
+//! Options:
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `polling_interval` | `5000` | how often to ask EPMD (ms) |
+//! | `epmd_port` | `ERL_EPMD_PORT`, else `4369` | the local EPMD's port |
+//!
+//! Every node registered with the EPMD at 127.0.0.1 becomes `name@<this node's host>`. Unlike
+//! libcluster, which asks once at start and crashes when EPMD is down, it asks on every poll;
+//! an EPMD that is absent or answers nonsense is a `discovery_failed` event and the next poll
+//! tries again, keeping what was found before. A node that unregisters (it stopped) leaves
+//! the discovered set.
+
+use core::time::Duration;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::epmd_names::{ASK_TIMEOUT, Asking, Reply, epmd_port};
+use super::{Context, Environment, Strategy};
+use crate::config::{ConfigError, Options, Value};
+use crate::io::{Answer, Token};
+use crate::time::Instant;
+
+/// The LocalEpmd strategy's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalEpmdConfig {
+    /// `polling_interval`.
+    pub polling_interval: Duration,
+    /// `epmd_port`.
+    pub epmd_port: u16,
+}
+
+impl LocalEpmdConfig {
+    /// Asks the EPMD on `epmd_port` every `polling_interval`.
+    pub fn new(epmd_port: u16, polling_interval: Duration) -> Self {
+        LocalEpmdConfig {
+            polling_interval,
+            epmd_port,
+        }
+    }
+
+    /// Reads the options.
+    pub fn from_options(o: &mut Options<'_>, env: &Environment) -> Result<Self, ConfigError> {
+        Ok(LocalEpmdConfig {
+            polling_interval: o
+                .positive_millis("polling_interval")?
+                .unwrap_or(Duration::from_millis(5000)),
+            epmd_port: epmd_port(o, env)?,
+        })
+    }
+}
+
+/// The LocalEpmd strategy; see the module documentation.
+#[derive(Debug)]
+pub struct LocalEpmd {
+    config: LocalEpmdConfig,
+    next: Option<Instant>,
+    asking: Asking,
+}
+
+impl LocalEpmd {
+    /// The strategy for `config`.
+    pub fn new(config: LocalEpmdConfig) -> Self {
+        LocalEpmd {
+            config,
+            next: None,
+            asking: Asking::default(),
+        }
+    }
+
+    pub(crate) fn build(
+        o: &mut Options<'_>,
+        env: &Environment,
+    ) -> Result<Box<dyn Strategy>, ConfigError> {
+        Ok(Box::new(LocalEpmd::new(LocalEpmdConfig::from_options(
+            o, env,
+        )?)))
+    }
+
+    fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.next = Some(now + self.config.polling_interval);
+        if !self.asking.is_idle() {
+            self.asking.cancel_all(cx);
+        }
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST).to_string();
+        self.asking
+            .ask(cx, &local, self.config.epmd_port, now + ASK_TIMEOUT);
+    }
+}
+
+impl Strategy for LocalEpmd {
+    fn kind(&self) -> &'static str {
+        "local_epmd"
+    }
+
+    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.poll(now, cx);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if self.next.is_some_and(|t| t <= now) {
+            self.poll(now, cx);
+        }
+    }
+
+    fn handle_answer(
+        &mut self,
+        _now: Instant,
+        token: Token,
+        answer: Answer<'_>,
+        cx: &mut Context<'_>,
+    ) {
+        match self.asking.answer(token, answer, self.config.epmd_port) {
+            None => {}
+            Some(Reply::Failed(why)) => cx.discovery_failed(why),
+            Some(Reply::Names(_, names)) => {
+                let Some(host) = cx.this_node().map(|n| n.host().to_owned()) else {
+                    return cx.discovery_failed(
+                        "local_epmd names nodes after this node's host: give this node a name",
+                    );
+                };
+                let mut round = cx.round();
+                for name in &names {
+                    if let Err(e) = round.add(&format!("{name}@{host}"), None) {
+                        drop(round);
+                        return cx.discovery_failed(format!("EPMD listed {name:?}: {e}"));
+                    }
+                }
+                round.commit();
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next
+    }
+
+    fn describe(&self) -> Vec<(String, Value)> {
+        vec![
+            (
+                "polling_interval".into(),
+                Value::millis(self.config.polling_interval),
+            ),
+            (
+                "epmd_port".into(),
+                Value::Int(i64::from(self.config.epmd_port)),
+            ),
+        ]
+    }
+}
