@@ -1,27 +1,31 @@
-//! `muster demo`: a real cluster forming on this machine over gossip, with no configuration
-//! and no system service.
+//! `muster demo`: a real Erlang-distribution cluster forming on this machine, with no
+//! configuration and no system service.
 //!
-//! N nodes run in this process. Node *i* is `demo<i>@127.0.0.<i>`: a TCP service listening on
-//! its own loopback address, and a muster cluster with the Gossip strategy (secure mode,
-//! multicast on loopback) and the `tcp` connector. The demo shows the nodes discovering each
-//! other from their heartbeats and connecting into a full mesh, then stops one node's service
-//! so that the others report the failure and back off, brings it back, and shows the mesh
-//! heal. Every address is on loopback and every packet stays on this host.
+//! N nodes run in this process, `demo1@127.0.0.1` to `demoN@127.0.0.1`. Each is a hidden
+//! Erlang node (the `erlang` connector): it registers with EPMD — the system's if one
+//! runs, else muster's own — and finds the others with the LocalEpmd strategy, which asks
+//! EPMD for its names every second. The demo prints every event, the time until the nodes
+//! form a full mesh, then stops one node so that the others see it go, starts it again and
+//! shows the mesh heal. It prints the `erl` command with which a person can join the cluster
+//! from a real Erlang shell (with `--stay`, the demo keeps running for that).
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use muster_core::strategy::gossip::{Gossip, GossipConfig};
-use muster_core::{ConnectPolicy, Event, MulticastInterface, NodeName, TopologySpec};
-use muster_tokio::{Builder, ClusterHandle, TcpConnector};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, UdpSocket};
+use muster_core::proto::epmd::DEFAULT_PORT;
+use muster_core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
+use muster_core::{ConnectPolicy, Event, NodeName, TopologySpec};
+use muster_tokio::{
+    Builder, ClusterHandle, EpmdHandle, ErlangConfig, ErlangConnector, epmd_running, run_epmd,
+};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
 
 use crate::output::{Format, event_line};
+
+/// The demo cluster's cookie.
+pub const COOKIE: &str = "muster-demo";
 
 /// What the demo does.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +34,8 @@ pub struct DemoOptions {
     pub nodes: usize,
     /// How events are printed.
     pub format: Format,
-    /// The gossip `heartbeat_max_ms`: heartbeats go out every uniform 1..this ms.
-    pub heartbeat_max: Duration,
+    /// Keep running after the show, until interrupted, so a person can join.
+    pub stay: bool,
     /// Give up if the cluster has not done what it should within this long.
     pub limit: Duration,
 }
@@ -41,7 +45,7 @@ impl Default for DemoOptions {
         DemoOptions {
             nodes: 5,
             format: Format::Text,
-            heartbeat_max: Duration::from_millis(1000),
+            stay: false,
             limit: Duration::from_secs(60),
         }
     }
@@ -50,52 +54,14 @@ impl Default for DemoOptions {
 /// What the demo measured.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoReport {
-    /// From start until every node had discovered every other.
-    pub known: Duration,
     /// From start until every node had every other connected.
     pub full_mesh: Duration,
-    /// From the stopped service's restart until the mesh was full again.
+    /// From the stopped node's restart until the mesh was full again.
     pub healed: Duration,
 }
 
-/// A node's service: accepts connections and holds them until stopped.
-struct Service {
-    accept: JoinHandle<()>,
-}
-
-impl Service {
-    async fn start(addr: SocketAddr) -> io::Result<Service> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {addr}: {e} (the demo gives each node its own loopback address, as Linux allows)"),
-            )
-        })?;
-        let accept = tokio::spawn(async move {
-            // Dropping this set, when the task is aborted, closes every accepted connection.
-            let mut held = JoinSet::new();
-            while let Ok((mut s, _)) = listener.accept().await {
-                held.spawn(async move {
-                    let mut buf = [0u8; 64];
-                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
-                });
-                while held.try_join_next().is_some() {}
-            }
-        });
-        Ok(Service { accept })
-    }
-
-    fn stop(self) {
-        self.accept.abort();
-    }
-}
-
-fn ip(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, (i + 1) as u8)
-}
-
 fn name(i: usize) -> NodeName {
-    NodeName::new(&format!("demo{}@{}", i + 1, ip(i)))
+    NodeName::new(&format!("demo{}@127.0.0.1", i + 1))
         .unwrap_or_else(|e| unreachable!("demo node names are valid: {e}"))
 }
 
@@ -106,53 +72,121 @@ fn say(format: Format, text: &str) {
     }
 }
 
-struct Demo {
-    opts: DemoOptions,
-    start: Instant,
-    handles: Vec<ClusterHandle>,
-    rx: mpsc::Receiver<(usize, Event)>,
-    /// Each node's discovered and connected peers, as its events told (so that what is
-    /// printed and what is checked agree).
-    known: Vec<BTreeSet<NodeName>>,
-    peers: Vec<BTreeSet<NodeName>>,
+/// The EPMD the demo uses: the system's on 4369 if one answers, else muster's own there, else
+/// muster's own on a free port.
+async fn epmd() -> io::Result<(u16, Option<EpmdHandle>, &'static str)> {
+    if epmd_running(("127.0.0.1", DEFAULT_PORT)).await {
+        return Ok((DEFAULT_PORT, None, "the system's EPMD"));
+    }
+    if let Ok(h) = run_epmd(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))).await {
+        return Ok((DEFAULT_PORT, Some(h), "muster's own EPMD"));
+    }
+    let h = run_epmd(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    Ok((h.local_addr().port(), Some(h), "muster's own EPMD"))
 }
 
-impl Demo {
-    fn all(sets: &[BTreeSet<NodeName>]) -> bool {
-        let n = sets.len();
-        sets.iter().all(|p| p.len() == n - 1)
+struct Node {
+    handle: ClusterHandle,
+    connector: ErlangConnector,
+}
+
+impl Node {
+    /// Leaves the cluster and Erlang distribution.
+    async fn stop(self) {
+        self.handle.leave().await;
+        self.connector.shutdown();
+    }
+}
+
+async fn register(i: usize, epmd_port: u16) -> io::Result<ErlangConnector> {
+    let config = ErlangConfig::new(name(i), COOKIE)
+        .epmd_port(epmd_port)
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+    ErlangConnector::start(config).await
+}
+
+fn start_node(
+    i: usize,
+    epmd_port: u16,
+    connector: ErlangConnector,
+    tx: &mpsc::Sender<(usize, Event)>,
+) -> io::Result<Node> {
+    let policy = ConnectPolicy::default()
+        .connect_timeout(Duration::from_secs(3))
+        .backoff(Duration::from_millis(100), Duration::from_millis(1600));
+    let local = LocalEpmd::new(LocalEpmdConfig::new(epmd_port, Duration::from_secs(1)));
+    let (handle, mut events) = Builder::new(connector.clone())
+        .this_node(name(i))
+        .topology(TopologySpec {
+            name: "demo".into(),
+            strategy: Box::new(local),
+            policy,
+        })
+        .spawn()
+        .map_err(io::Error::other)?;
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if tx.send((i, e)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Node { handle, connector })
+}
+
+struct Show {
+    opts: DemoOptions,
+    start: Instant,
+    rx: mpsc::Receiver<(usize, Event)>,
+    /// Each node's connected demo peers, as its events told.
+    peers: Vec<BTreeSet<NodeName>>,
+    /// Events since the last check, for conditions that look at them.
+    seen: Vec<(usize, Event)>,
+}
+
+impl Show {
+    fn full_mesh(&self, except: Option<usize>) -> bool {
+        let n = self.peers.len();
+        let want = if except.is_some() { n - 2 } else { n - 1 };
+        (0..n).filter(|i| Some(*i) != except).all(|i| {
+            self.peers[i]
+                .iter()
+                .filter(|p| (0..n).any(|j| Some(j) != except && name(j) == **p))
+                .count()
+                == want
+        })
     }
 
     fn track(&mut self, (i, e): &(usize, Event)) -> Option<String> {
         let n = self.peers.len();
         let changed = match e {
-            Event::Discovered { node, .. } => self.known[*i].insert(node.clone()),
             Event::Connected { node, .. } => self.peers[*i].insert(node.clone()),
             Event::Disconnected { node, .. } => self.peers[*i].remove(node),
             _ => false,
         };
-        changed.then(|| {
-            format!(
-                "knows {}/{}, connected {}/{}",
-                self.known[*i].len(),
-                n - 1,
-                self.peers[*i].len(),
-                n - 1
-            )
-        })
+        changed.then(|| format!("connected {}/{}", self.peers[*i].len(), n - 1))
+    }
+
+    fn print(&mut self, ev: &(usize, Event)) {
+        let membership = self.track(ev);
+        let on = name(ev.0);
+        let mut line = event_line(
+            &ev.1,
+            self.opts.format,
+            self.start.elapsed(),
+            Some(on.as_str()),
+        );
+        if let (Some(m), Format::Text) = (membership, self.opts.format) {
+            line = format!("{line:<100}  [{m}]");
+        }
+        println!("{line}");
     }
 
     /// Prints events until `done` says the demo may move on.
-    async fn until(
-        &mut self,
-        what: &str,
-        mut done: impl FnMut(&Self, Option<&(usize, Event)>) -> bool,
-    ) -> io::Result<()> {
-        if done(self, None) {
-            return Ok(());
-        }
-        let deadline = tokio::time::Instant::from_std(self.start + self.opts.limit);
-        loop {
+    async fn until(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) -> io::Result<()> {
+        let deadline = tokio::time::Instant::from_std(Instant::now() + self.opts.limit);
+        while !done(self) {
             let got = tokio::time::timeout_at(deadline, self.rx.recv()).await;
             let Ok(Some(ev)) = got else {
                 return Err(io::Error::new(
@@ -163,161 +197,126 @@ impl Demo {
                     ),
                 ));
             };
-            let membership = self.track(&ev);
-            let on = name(ev.0);
-            let mut line = event_line(
-                &ev.1,
-                self.opts.format,
-                self.start.elapsed(),
-                Some(on.as_str()),
-            );
-            if let (Some(m), Format::Text) = (membership, self.opts.format) {
-                line = format!("{line:<90}  [{m}]");
-            }
-            println!("{line}");
-            if done(self, Some(&ev)) {
-                return Ok(());
-            }
+            self.print(&ev);
+            self.seen.push(ev);
         }
+        self.seen.clear();
+        Ok(())
     }
-}
-
-/// A UDP port free on this host right now, for the demo's gossip.
-async fn free_udp_port() -> io::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0").await?.local_addr()?.port())
 }
 
 /// Runs the demo, printing as it goes.
 pub async fn run(opts: DemoOptions) -> io::Result<DemoReport> {
     let n = opts.nodes.clamp(2, 64);
     let format = opts.format;
-    let gossip_port = free_udp_port().await?;
-    let service_port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
-    let mut services = Vec::with_capacity(n);
-    for i in 0..n {
-        services.push(Some(
-            Service::start(SocketAddr::new(IpAddr::V4(ip(i)), service_port)).await?,
-        ));
-    }
+    let (epmd_port, _epmd, which) = epmd().await?;
     say(
         format,
         &format!(
-            "muster demo: {n} nodes on loopback, each a TCP service on port {service_port} of its own address and a muster cluster: \
-             gossip in secure mode on multicast 233.252.1.32:{gossip_port} (heartbeats every 1..{} ms), tcp connector",
-            opts.heartbeat_max.as_millis()
+            "muster demo: {n} hidden Erlang nodes in this process, registered with {which} on port {epmd_port}, finding each other with the LocalEpmd strategy and connected by Erlang distribution (cookie {COOKIE:?})"
         ),
     );
-    let mut gossip = GossipConfig::default();
-    gossip.port = gossip_port;
-    gossip.multicast_if = Some(MulticastInterface::V4(Ipv4Addr::LOCALHOST));
-    gossip.secret = Some(b"muster demo".to_vec());
-    gossip.heartbeat_max = opts.heartbeat_max;
-    let policy = ConnectPolicy::default()
-        .connect_timeout(Duration::from_secs(2))
-        .backoff(Duration::from_millis(100), Duration::from_millis(1600));
     let (tx, rx) = mpsc::channel(4096);
     let start = Instant::now();
-    let mut handles = Vec::with_capacity(n);
+    // Every node registers first, so that each one's first look at EPMD finds them all.
+    let mut connectors = Vec::with_capacity(n);
     for i in 0..n {
-        let (handle, mut events) = Builder::new(TcpConnector::new(service_port))
-            .this_node(name(i))
-            .topology(TopologySpec {
-                name: "demo".into(),
-                strategy: Box::new(Gossip::new(gossip.clone())),
-                policy,
-            })
-            .spawn()
-            .map_err(io::Error::other)?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                if tx.send((i, e)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        handles.push(handle);
+        connectors.push(register(i, epmd_port).await?);
     }
-    drop(tx);
-    let mut demo = Demo {
+    let mut nodes = Vec::with_capacity(n);
+    for (i, c) in connectors.into_iter().enumerate() {
+        nodes.push(Some(start_node(i, epmd_port, c, &tx)?));
+    }
+    let mut show = Show {
         opts,
         start,
-        handles,
         rx,
-        known: vec![BTreeSet::new(); n],
         peers: vec![BTreeSet::new(); n],
+        seen: Vec::new(),
     };
-
-    let mut known_at = None;
-    demo.until("form a full mesh", |d, _| {
-        if known_at.is_none() && Demo::all(&d.known) {
-            known_at = Some(d.start.elapsed());
-        }
-        known_at.is_some() && Demo::all(&d.peers)
-    })
-    .await?;
+    show.until("form a full mesh", |s| s.full_mesh(None))
+        .await?;
     let full_mesh = start.elapsed();
-    let known = known_at.unwrap_or(full_mesh);
-    let mean = opts.heartbeat_max.as_secs_f64() / 2.0;
     say(
         format,
         &format!(
-            "every node knows every other after {:.0} ms ({:.1} mean heartbeat intervals); full mesh of {} connections after {:.0} ms",
-            known.as_secs_f64() * 1000.0,
-            known.as_secs_f64() / mean,
+            "full mesh: {n} nodes, {} connections, after {:.0} ms",
             n * (n - 1),
             full_mesh.as_secs_f64() * 1000.0
         ),
     );
 
     let victim = n / 2;
-    let victim_name = name(victim);
     say(
         format,
-        &format!("stopping {victim_name}'s service: its peers notice, fail and back off"),
+        &format!("stopping {}: its peers see it go", name(victim)),
     );
-    if let Some(svc) = services[victim].take() {
-        svc.stop();
+    if let Some(node) = nodes[victim].take() {
+        node.stop().await;
     }
-    let mut failures: BTreeSet<(usize, u32)> = BTreeSet::new();
-    demo.until("report the stopped service", |_, ev| {
-        if let Some((i, Event::ConnectFailed { node, attempt, .. })) = ev
-            && *node == victim_name
-        {
-            failures.insert((*i, *attempt));
+    show.peers[victim].clear();
+    // Each peer sees its connection drop at once, and loses the node at its next look at
+    // EPMD.
+    let mut lost: BTreeSet<usize> = BTreeSet::new();
+    show.until("notice the stopped node", |s| {
+        for (i, e) in &s.seen {
+            if let Event::Lost { node, .. } = e
+                && *node == name(victim)
+            {
+                lost.insert(*i);
+            }
         }
-        // Every other node has failed at least twice: the backoff is visible.
         (0..n)
             .filter(|i| *i != victim)
-            .all(|i| failures.contains(&(i, 2)))
+            .all(|i| !s.peers[i].contains(&name(victim)) && lost.contains(&i))
     })
     .await?;
-
-    let addr = SocketAddr::new(IpAddr::V4(ip(victim)), service_port);
-    say(
-        format,
-        &format!("restarting {victim_name}'s service on {addr}"),
-    );
-    services[victim] = Some(Service::start(addr).await?);
+    say(format, &format!("starting {} again", name(victim)));
     let restarted = Instant::now();
-    demo.until("heal", |d, _| Demo::all(&d.peers)).await?;
+    let c = register(victim, epmd_port).await?;
+    nodes[victim] = Some(start_node(victim, epmd_port, c, &tx)?);
+    show.until("heal", |s| s.full_mesh(None)).await?;
     let healed = restarted.elapsed();
     say(
         format,
         &format!(
-            "healed: full mesh again {:.0} ms after the restart (each peer retried on its own backoff)",
+            "healed: full mesh again {:.0} ms after the restart",
             healed.as_secs_f64() * 1000.0
         ),
     );
-    for h in demo.handles.drain(..) {
-        h.leave().await;
+    let env = if epmd_port == DEFAULT_PORT {
+        String::new()
+    } else {
+        format!("ERL_EPMD_PORT={epmd_port} ")
+    };
+    let erl = format!("{env}erl -name you@127.0.0.1 -setcookie {COOKIE}");
+    if opts.stay {
+        say(
+            format,
+            &format!(
+                "the cluster keeps running; join it from Erlang with:  {erl}  then  nodes(hidden).  (Ctrl-C ends the demo)"
+            ),
+        );
+        drop(tx);
+        loop {
+            tokio::select! {
+                ev = show.rx.recv() => match ev {
+                    Some(ev) => show.print(&ev),
+                    None => break,
+                },
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+    } else {
+        say(
+            format,
+            &format!(
+                "to join it from a real Erlang shell, run `muster demo --stay` and then:  {erl}"
+            ),
+        );
     }
-    for svc in services.into_iter().flatten() {
-        svc.stop();
+    for node in nodes.into_iter().flatten() {
+        node.stop().await;
     }
-    Ok(DemoReport {
-        known,
-        full_mesh,
-        healed,
-    })
+    Ok(DemoReport { full_mesh, healed })
 }

@@ -20,8 +20,9 @@ const USAGE: &str = "\
 muster: automatic cluster formation
 
 usage:
-  muster demo [--nodes N] [--format text|json]
-      a real cluster of N nodes (default 5) forming on loopback, then healing
+  muster demo [--nodes N] [--stay] [--format text|json]
+      a real Erlang-distribution cluster of N nodes (default 5) forming on this host,
+      losing a node and healing; --stay keeps it running for a real erl shell to join
   muster run --config FILE [--format text|json]
       run the topologies of FILE until SIGINT or SIGTERM, one line per event
   muster check --config FILE
@@ -36,6 +37,7 @@ struct Args {
     config: Option<String>,
     format: Format,
     nodes: Option<usize>,
+    stay: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -45,6 +47,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         config: None,
         format: Format::Text,
         nodes: None,
+        stay: false,
     };
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -60,6 +63,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         match flag.as_str() {
             "--config" | "-c" => args.config = Some(value("--config")?),
             "--format" => args.format = value("--format")?.parse()?,
+            "--stay" => args.stay = true,
             "--nodes" => {
                 let v = value("--nodes")?;
                 let n: usize = v
@@ -214,6 +218,7 @@ fn main() -> ExitCode {
             let opts = DemoOptions {
                 nodes: args.nodes.unwrap_or(5),
                 format: args.format,
+                stay: args.stay,
                 ..DemoOptions::default()
             };
             match runtime.block_on(demo::run(opts)) {

@@ -200,7 +200,7 @@ fn run_prints_connects_failures_backoff_and_reconnection_then_stops_on_sigterm()
 }
 
 #[test]
-fn demo_forms_and_heals_a_real_cluster_over_gossip() {
+fn demo_forms_and_heals_an_erlang_distribution_cluster() {
     let out = muster().args(["demo", "--nodes", "3"]).output().unwrap();
     assert!(
         out.status.success(),
@@ -208,23 +208,56 @@ fn demo_forms_and_heals_a_real_cluster_over_gossip() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("full mesh: 3 nodes, 6 connections"), "{text}");
+    assert!(text.contains("stopping demo2@127.0.0.1"), "{text}");
+    assert!(text.contains("disconnected demo2@127.0.0.1"), "{text}");
+    assert!(text.contains("lost demo2@127.0.0.1"), "{text}");
+    assert!(text.contains("healed: full mesh again"), "{text}");
     assert!(
-        text.contains("every node knows every other after"),
+        text.contains("erl -name you@127.0.0.1 -setcookie muster-demo"),
         "{text}"
     );
-    assert!(text.contains("full mesh of 6 connections"), "{text}");
-    assert!(text.contains("connect_failed demo2@127.0.0.2"), "{text}");
-    assert!(text.contains("healed: full mesh again"), "{text}");
-    let discovered = text.lines().filter(|l| l.contains("] discovered ")).count();
-    assert_eq!(
-        discovered, 6,
-        "each of 3 nodes discovers the 2 others:\n{text}"
-    );
-    let connected = text.lines().filter(|l| l.contains("] connected ")).count();
-    assert_eq!(
-        connected,
-        6 + 2,
-        "six to form the mesh, two to heal it:\n{text}"
-    );
     assert!(!text.contains("rejected"), "{text}");
+}
+
+#[test]
+fn the_erlang_connector_is_configured_and_checked_with_its_cookie_hidden() {
+    let path = temp_config(
+        "erlang.toml",
+        "[node]\nname = \"rust@127.0.0.1\"\nconnector = \"erlang\"\n[connector]\nepmd_port = 4370\n\
+         [topologies.local]\nstrategy = \"local_epmd\"\n",
+    );
+    let out = muster()
+        .args(["check", "--config", &path])
+        .env("MUSTER_COOKIE", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("connector = \"erlang\""), "{text}");
+    assert!(
+        text.contains("cookie = \"******** (from MUSTER_COOKIE)\""),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(
+        text.contains("epmd_port = 4370")
+            && text.contains("hidden = true")
+            && text.contains("tick_time = 60000"),
+        "{text}"
+    );
+    // No cookie anywhere: an error naming the key.
+    let out = muster()
+        .args(["check", "--config", &path])
+        .env_remove("MUSTER_COOKIE")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`connector.cookie`: no cookie"), "{err}");
 }

@@ -181,6 +181,12 @@ impl Cluster {
             }
         };
         let now = self.clock(now);
+        if self.core.last_names.len() <= index {
+            self.core
+                .last_names
+                .resize(index + 1, TopologyName::from("?"));
+        }
+        self.core.last_names[index] = TopologyName::from(name);
         self.core.topos[index] = Some(TopoInfo {
             name: TopologyName::from(name),
             policy,

@@ -176,6 +176,8 @@ pub(crate) struct Core {
     pub(crate) rng: Rng,
     pub(crate) limits: Limits,
     pub(crate) topos: Vec<Option<TopoInfo>>,
+    /// The name each topology slot last had.
+    pub(crate) last_names: Vec<TopologyName>,
     pub(crate) metrics: Metrics,
     pub(crate) membership_version: u64,
     next_token: u64,
@@ -211,6 +213,7 @@ impl Core {
             rng,
             limits,
             topos: Vec::new(),
+            last_names: Vec::new(),
             metrics: Metrics::default(),
             membership_version: 0,
             next_token: 1,
@@ -361,10 +364,16 @@ impl Core {
             .retain(|_, p| !matches!(p, Pending::Strategy { topology, .. } if *topology == t));
     }
 
+    /// The name of topology `t`, or of the last topology that held its slot (events about
+    /// nodes it owned can outlive a removed topology).
     pub(crate) fn topo_name(&self, t: u8) -> TopologyName {
         match self.topos.get(usize::from(t)) {
             Some(Some(info)) => info.name.clone(),
-            _ => TopologyName::from("?"),
+            _ => self
+                .last_names
+                .get(usize::from(t))
+                .cloned()
+                .unwrap_or_else(|| TopologyName::from("?")),
         }
     }
 

@@ -91,8 +91,12 @@ struct Inner {
     /// Nodes we are connecting to right now (for simultaneous connects).
     dialing: Mutex<BTreeSet<NodeName>>,
     notices: OnceLock<Notices>,
+    /// Signalled whenever a link comes up.
+    came_up: tokio::sync::Notify,
     local: SocketAddr,
-    _registration: Mutex<Option<AbortHandle>>,
+    /// The EPMD registration and the accept loop, stopped by `shutdown`.
+    tasks: Mutex<Vec<AbortHandle>>,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -184,8 +188,10 @@ impl ErlangConnector {
             up: Mutex::new(BTreeMap::new()),
             dialing: Mutex::new(BTreeSet::new()),
             notices: OnceLock::new(),
+            came_up: tokio::sync::Notify::new(),
             local,
-            _registration: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         // The registration lasts as long as this connection: hold it.
         let name = config.name.clone();
@@ -195,9 +201,9 @@ impl ErlangConnector {
             while matches!(reg.read(&mut buf).await, Ok(n) if n > 0) {}
             tracing::warn!(node = %name, "EPMD closed this node's registration; other nodes can no longer find it");
         });
-        *lock(&inner._registration) = Some(held.abort_handle());
+        lock(&inner.tasks).push(held.abort_handle());
         let weak = Arc::downgrade(&inner);
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             while let Ok((stream, from)) = listener.accept().await {
                 let Some(inner) = weak.upgrade() else { return };
                 let now = inner.now();
@@ -206,6 +212,7 @@ impl ErlangConnector {
                 tokio::spawn(drive(inner, stream, link, None));
             }
         });
+        lock(&inner.tasks).push(accept.abort_handle());
         Ok(ErlangConnector { inner })
     }
 
@@ -219,6 +226,19 @@ impl ErlangConnector {
         self.inner.link.creation
     }
 
+    /// Leaves distribution: unregisters from EPMD, stops accepting, and closes every
+    /// connection. The connector connects nothing afterwards.
+    pub fn shutdown(&self) {
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in lock(&self.inner.tasks).drain(..) {
+            t.abort();
+        }
+        // Dropping the entries drops their stop senders, which closes the links.
+        lock(&self.inner.up).clear();
+    }
+
     /// The nodes connected now.
     pub fn connected(&self) -> Vec<NodeName> {
         lock(&self.inner.up).keys().cloned().collect()
@@ -227,8 +247,8 @@ impl ErlangConnector {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(r) = lock(&self._registration).take() {
-            r.abort();
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
         }
     }
 }
@@ -239,7 +259,7 @@ async fn drive(
     inner: Arc<Inner>,
     stream: TcpStream,
     mut link: Link,
-    mut dialed: Option<oneshot::Sender<Result<(), String>>>,
+    mut dialed: Option<oneshot::Sender<Result<(), Dial>>>,
 ) {
     let _ = stream.set_nodelay(true);
     let id = inner.id();
@@ -263,6 +283,9 @@ async fn drive(
                     let answer = inner.admission(&peer);
                     link.admit(inner.now(), answer);
                 }
+                LinkEvent::Up { .. } if inner.stopped.load(std::sync::atomic::Ordering::SeqCst) => {
+                    link.close("this node left distribution");
+                }
                 LinkEvent::Up { peer, .. } => {
                     let (stop_tx, stop_rx) = oneshot::channel::<()>();
                     // Replacing a stale connection to the same node drops its stop sender,
@@ -270,6 +293,7 @@ async fn drive(
                     lock(&inner.up).insert(peer.clone(), Held { id, _stop: stop_tx });
                     stop = Some(stop_rx);
                     registered = Some(peer.clone());
+                    inner.came_up.notify_waiters();
                     match dialed.take() {
                         Some(tx) => {
                             let _ = tx.send(Ok(()));
@@ -297,7 +321,10 @@ async fn drive(
                         }
                     }
                     if let Some(tx) = dialed.take() {
-                        let _ = tx.send(Err(reason));
+                        let _ = tx.send(Err(Dial {
+                            reason,
+                            lost_race: link.lost_race(),
+                        }));
                     }
                     let _ = write.shutdown().await;
                     return;
@@ -321,6 +348,13 @@ async fn drive(
             _ = stopped(&mut stop) => link.close("disconnected by this node"),
         }
     }
+}
+
+/// Why a link we opened did not come up.
+struct Dial {
+    reason: String,
+    /// The peer's own connection to us wins a simultaneous connect.
+    lost_race: bool,
 }
 
 /// Resolves when the link's stop sender is dropped; never before the link is up.
@@ -379,12 +413,21 @@ impl Connector for ErlangConnector {
             if lock(&inner.up).contains_key(&node.name) {
                 return ConnectOutcome::Connected;
             }
+            if inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                return ConnectOutcome::Failed("this node left distribution".to_owned());
+            }
             lock(&inner.dialing).insert(node.name.clone());
             let result = async {
-                let addr = port_of(&node, inner.epmd_port).await?;
-                let stream = TcpStream::connect(addr)
+                let addr = port_of(&node, inner.epmd_port)
                     .await
-                    .map_err(|e| format!("{} at {addr}: {e}", node.name))?;
+                    .map_err(|reason| Dial {
+                        reason,
+                        lost_race: false,
+                    })?;
+                let stream = TcpStream::connect(addr).await.map_err(|e| Dial {
+                    reason: format!("{} at {addr}: {e}", node.name),
+                    lost_race: false,
+                })?;
                 let link = Link::connect(
                     inner.link.clone(),
                     node.name.clone(),
@@ -393,16 +436,34 @@ impl Connector for ErlangConnector {
                 );
                 let (tx, rx) = oneshot::channel();
                 tokio::spawn(drive(inner.clone(), stream, link, Some(tx)));
-                rx.await
-                    .unwrap_or_else(|_| Err("the link stopped".to_owned()))
+                rx.await.unwrap_or_else(|_| {
+                    Err(Dial {
+                        reason: "the link stopped".to_owned(),
+                        lost_race: false,
+                    })
+                })
             }
             .await;
             lock(&inner.dialing).remove(&node.name);
             match result {
                 Ok(()) => ConnectOutcome::Connected,
-                // A simultaneous connect that the other side won: its connection to us is up.
-                Err(_) if lock(&inner.up).contains_key(&node.name) => ConnectOutcome::Connected,
-                Err(e) => ConnectOutcome::Failed(e),
+                // A simultaneous connect the other side won: its connection to us is coming.
+                Err(d) if d.lost_race => {
+                    let wait = async {
+                        loop {
+                            let notified = inner.came_up.notified();
+                            if lock(&inner.up).contains_key(&node.name) {
+                                return;
+                            }
+                            notified.await;
+                        }
+                    };
+                    match tokio::time::timeout(inner.link.handshake_timeout, wait).await {
+                        Ok(()) => ConnectOutcome::Connected,
+                        Err(_) => ConnectOutcome::Failed(d.reason),
+                    }
+                }
+                Err(d) => ConnectOutcome::Failed(d.reason),
             }
         })
     }

@@ -135,6 +135,7 @@ pub struct Link {
     last_recv: Instant,
     next_tick: Option<Instant>,
     challenge: u32,
+    lost_race: bool,
 }
 
 impl Link {
@@ -158,6 +159,7 @@ impl Link {
             last_recv: now,
             next_tick: None,
             challenge: rng.next_u64() as u32,
+            lost_race: false,
         }
     }
 
@@ -186,6 +188,12 @@ impl Link {
     /// Whether the handshake is done and the link is up.
     pub fn is_up(&self) -> bool {
         self.phase == Phase::Up
+    }
+
+    /// (Initiator) Whether the peer refused because its own, simultaneous connection to us
+    /// wins: that connection, not this one, will come up.
+    pub fn lost_race(&self) -> bool {
+        self.lost_race
     }
 
     /// Whether the link is over.
@@ -339,10 +347,12 @@ impl Link {
                         self.out.push_back(dist::write_status("true"));
                         self.phase = Phase::AwaitChallenge;
                     }
-                    "nok" => self.down(format!(
-                        "{} is connecting to us at the same time",
-                        self.peer_text()
-                    )),
+                    "nok" => {
+                        self.lost_race = true;
+                        let why =
+                            format!("{} is connecting to us at the same time", self.peer_text());
+                        self.down(why);
+                    }
                     "not_allowed" => {
                         self.down(format!("{} does not allow us to connect", self.peer_text()))
                     }
