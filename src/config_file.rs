@@ -292,12 +292,20 @@ impl ConfigFile {
             let connector =
                 connector_section(&connector_kind, &mut c, &env, cluster.this_node.as_ref())?;
             c.finish()?;
+            // Strategies that ask EPMD (local_epmd, erlang_hosts) default to the connector's
+            // EPMD port, so one `epmd_port` configures both.
+            let registry = match &connector {
+                ConnectorConfig::Erlang(e) => registry
+                    .clone()
+                    .with_env(env.clone().set("ERL_EPMD_PORT", e.epmd_port.to_string())),
+                _ => registry.clone(),
+            };
             let mut topologies = Vec::new();
             let mut t = o.table("topologies")?;
             let t = o.required("topologies", t.as_mut())?;
             for (name, value) in t.rest() {
                 let mut spec = Options::of(t.key_path(name), value)?;
-                topologies.push(TopologySpec::from_config(name, &mut spec, registry)?);
+                topologies.push(TopologySpec::from_config(name, &mut spec, &registry)?);
                 spec.finish()?;
             }
             if topologies.is_empty() {

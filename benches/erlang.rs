@@ -1,0 +1,295 @@
+//! Erlang distribution figures, against real Erlang (erlang-base must be installed):
+//!
+//! - `handshake`: connect time (EPMD lookup + TCP + cookie handshake) to a local `erl` node
+//!   and to another muster node, median of many;
+//! - `epmd`: requests per second muster's own EPMD answers;
+//! - `footprint`: RSS and CPU time of one idle `muster run` holding 20 distribution
+//!   connections, beside one idle `erl` node holding the same 20;
+//! - `demo`: `muster demo` with 5 and 20 nodes, time to a full mesh.
+//!
+//! `cargo bench --bench erlang [-- handshake|epmd|footprint|demo]`. Prints figures; asserts
+//! nothing about speed.
+
+#![allow(clippy::unwrap_used)] // a benchmark unwraps what it set up itself
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use muster::core::Node;
+use muster::tokio::{Connector, ErlangConfig, ErlangConnector, run_epmd};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn epmd(port: u16) -> Proc {
+    Proc(
+        Command::new("epmd")
+            .args(["-port", &port.to_string()])
+            .spawn()
+            .expect("epmd (erlang-base)"),
+    )
+}
+
+fn registered(port: u16) -> Vec<String> {
+    let out = Command::new("epmd")
+        .args(["-port", &port.to_string(), "-names"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("name ")
+                .and_then(|r| r.split(' ').next())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+fn wait_registered(port: u16, names: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !names.iter().all(|n| registered(port).contains(n)) {
+        assert!(Instant::now() < deadline, "erl nodes did not register");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn erl(port: u16, name: &str, cookie: &str, eval: Option<&str>) -> Proc {
+    let mut c = Command::new("erl");
+    c.env("ERL_EPMD_PORT", port.to_string())
+        .args([
+            "-name",
+            &format!("{name}@127.0.0.1"),
+            "-setcookie",
+            cookie,
+            "-noshell",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(e) = eval {
+        c.args(["-eval", e]);
+    }
+    Proc(c.spawn().expect("erl (erlang-base)"))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn handshake() {
+    const ROUNDS: usize = 200;
+    let port = free_port();
+    let _epmd = epmd(port);
+    let _a = erl(port, "a", "c", None);
+    wait_registered(port, &["a".to_string()]);
+    let me = ErlangConnector::start(
+        ErlangConfig::new("bench@127.0.0.1".parse().unwrap(), "c").epmd_port(port),
+    )
+    .await
+    .unwrap();
+    let other = ErlangConnector::start(
+        ErlangConfig::new("other@127.0.0.1".parse().unwrap(), "c").epmd_port(port),
+    )
+    .await
+    .unwrap();
+    for (label, target) in [
+        ("a local erl node", "a@127.0.0.1"),
+        ("another muster node", "other@127.0.0.1"),
+    ] {
+        let node = Node::new(target.parse().unwrap());
+        let mut times = Vec::new();
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            let r = me.connect(node.clone()).await;
+            times.push(t.elapsed());
+            assert_eq!(r, muster::tokio::ConnectOutcome::Connected, "{label}");
+            me.disconnect(node.name.clone()).await;
+            // Let the peer see the close before the next round.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!(
+            "  connect to {label} (EPMD lookup, TCP, cookie handshake): median {:.2} ms over {ROUNDS}",
+            median(times).as_secs_f64() * 1000.0
+        );
+    }
+    me.shutdown();
+    other.shutdown();
+}
+
+async fn epmd_rate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = run_epmd("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let req = muster::core::proto::epmd::port_please_request("nobody");
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let req = req.clone();
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(&req).await.unwrap();
+                let mut reply = Vec::new();
+                s.read_to_end(&mut reply).await.unwrap();
+                assert_eq!(reply, [119, 1]);
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for c in clients {
+        total += c.await.unwrap();
+    }
+    println!(
+        "  muster's EPMD: {:.0} PORT_PLEASE2 requests/s (8 clients, a TCP connection each, 5 s; {} counted by the server)",
+        total as f64 / 5.0,
+        server.requests()
+    );
+}
+
+fn proc_stat(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (rss_kb, ticks as f64 / 100.0)
+}
+
+fn footprint() {
+    const N: usize = 20;
+    let port = free_port();
+    let _epmd = epmd(port);
+    let names: Vec<String> = (0..N).map(|i| format!("n{i}")).collect();
+    let _nodes: Vec<Proc> = names.iter().map(|n| erl(port, n, "c", None)).collect();
+    wait_registered(port, &names);
+    // The erl node that holds the same 20 connections.
+    let pings: Vec<String> = names
+        .iter()
+        .map(|n| format!("net_adm:ping('{n}@127.0.0.1')"))
+        .collect();
+    let eval = format!("[{}], receive after infinity -> ok end.", pings.join(", "));
+    let watcher = erl(port, "watcher", "c", Some(&eval));
+    let dir = std::env::temp_dir().join(format!("muster-footprint-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("muster.toml");
+    std::fs::write(
+        &config,
+        format!("[node]\nname = \"rust@127.0.0.1\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\nepmd_port = {port}\nembedded_epmd = \"never\"\n[topologies.local]\nstrategy = \"local_epmd\"\n"),
+    )
+    .unwrap();
+    let mut tool = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tool.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if l.contains("] connected ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    // 20 erl nodes, plus the watcher, which it connects to as well.
+    for _ in 0..N {
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("muster did not connect");
+    }
+    let tool_pid = tool.id();
+    let watcher_pid = watcher.0.id();
+    let settle = Duration::from_secs(3);
+    std::thread::sleep(settle);
+    let (m0, mc0) = proc_stat(tool_pid);
+    let (e0, ec0) = proc_stat(watcher_pid);
+    let idle = Duration::from_secs(30);
+    std::thread::sleep(idle);
+    let (m1, mc1) = proc_stat(tool_pid);
+    let (e1, ec1) = proc_stat(watcher_pid);
+    println!(
+        "  one idle node holding {N} distribution connections, over {} s:",
+        idle.as_secs()
+    );
+    println!(
+        "    muster run (erlang connector, local_epmd): RSS {} KiB, CPU {:.2} s ({:.3}%)",
+        m1.max(m0),
+        mc1 - mc0,
+        (mc1 - mc0) / idle.as_secs_f64() * 100.0
+    );
+    println!(
+        "    erl -noshell, the same connections:         RSS {} KiB, CPU {:.2} s ({:.3}%)",
+        e1.max(e0),
+        ec1 - ec0,
+        (ec1 - ec0) / idle.as_secs_f64() * 100.0
+    );
+    let _ = tool.kill();
+    let _ = tool.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn demo() {
+    for n in [5, 20] {
+        let out = Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["demo", "--nodes", &n.to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("full mesh:"))
+            .unwrap_or("no full mesh");
+        let heal = text
+            .lines()
+            .find(|l| l.starts_with("healed:"))
+            .unwrap_or("no heal");
+        println!("  muster demo --nodes {n}: {line}; {heal}");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    println!("muster Erlang distribution benchmark");
+    if want("handshake") {
+        handshake().await;
+    }
+    if want("epmd") {
+        epmd_rate().await;
+    }
+    if want("footprint") {
+        tokio::task::spawn_blocking(footprint).await.unwrap();
+    }
+    if want("demo") {
+        tokio::task::spawn_blocking(demo).await.unwrap();
+    }
+}
