@@ -388,3 +388,38 @@ async fn real_erl_nodes_use_musters_own_epmd() {
     );
     assert!(server.requests() >= 3);
 }
+
+#[tokio::test]
+async fn a_visible_rust_node_appears_in_nodes_and_leaves_global_working() {
+    let port = free_port();
+    let _epmd = epmd(port);
+    let _a = erl(port, "a", COOKIE, 2).await;
+    let config = ErlangConfig::new(n("rust@127.0.0.1"), COOKIE)
+        .epmd_port(port)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .tick_time(Duration::from_secs(2))
+        .hidden(false);
+    let connector = ErlangConnector::start(config).await.unwrap();
+    let (h, mut events) = Builder::new(connector.clone())
+        .this_node(n("rust@127.0.0.1"))
+        .topology(epmd_topology(&["a@127.0.0.1"], Duration::from_secs(1)))
+        .spawn()
+        .unwrap();
+    next_where(&mut events, |e| e.name() == "connected").await;
+    let visible = erl_eval(port, COOKIE, "rpc:call('a@127.0.0.1', erlang, nodes, [])").await;
+    assert!(
+        visible.contains("'rust@127.0.0.1'"),
+        "a's nodes(): {visible}"
+    );
+    let reg = erl_eval(port, COOKIE, "rpc:call('a@127.0.0.1', global, register_name, [muster_test_name, list_to_pid(\"<0.1.0>\")], 10000)").await;
+    assert_eq!(
+        reg, "yes",
+        "global registration still works beside a node that takes no part in it"
+    );
+    // Survives more than twice the tick time, global's checks included.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(connector.connected(), vec![n("a@127.0.0.1")]);
+    assert_eq!(h.metrics().dropped, 0);
+    h.shutdown().await;
+    connector.shutdown();
+}
