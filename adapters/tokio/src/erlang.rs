@@ -307,6 +307,11 @@ async fn drive(
                     }
                 }
                 LinkEvent::Down { reason } => {
+                    if registered.is_none() && dialed.is_none() {
+                        // An incoming connection that never came up (a wrong cookie, a
+                        // refused name): nobody else hears of it.
+                        tracing::warn!(%reason, "refused an incoming distribution connection");
+                    }
                     let peer = registered.take().or_else(|| link.peer().cloned());
                     if let Some(p) = &peer {
                         let mut up = lock(&inner.up);
