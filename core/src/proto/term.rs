@@ -1,6 +1,6 @@
 //! Erlang terms as values: what the distribution's control messages are made of.
 //!
-//! Decoding is bounded like [`etf::Reader`](super::etf::Reader): every length is checked
+//! Decoding is bounded like [`etf::Reader`]: every length is checked
 //! against the input before anything is allocated for it, nesting is limited, and unknown
 //! tags are errors.
 
