@@ -1,8 +1,10 @@
 //! Pure codecs: bytes in, values out, never a panic, no I/O.
 
 pub mod dist;
+pub mod dns;
 pub mod epmd;
 pub mod etf;
 pub mod gossip;
 pub mod hosts_file;
+pub mod resolv_conf;
 pub mod term;
