@@ -97,6 +97,9 @@ pub struct ConfigFile {
     pub connector: ConnectorConfig,
     /// The topologies, in file order.
     pub topologies: Vec<TopologySpec>,
+    /// Keys that were accepted but deserve attention (deprecated aliases), located like
+    /// errors.
+    pub warnings: Vec<FileError>,
 }
 
 /// What [`ConfigFile::start`] started.
@@ -306,6 +309,7 @@ impl ConfigFile {
             for (name, value) in t.rest() {
                 let mut spec = Options::of(t.key_path(name), value)?;
                 topologies.push(TopologySpec::from_config(name, &mut spec, &registry)?);
+                t.absorb_warnings(&mut spec);
                 spec.finish()?;
             }
             if topologies.is_empty() {
@@ -314,15 +318,21 @@ impl ConfigFile {
                     "needs at least one topology",
                 ));
             }
+            let warnings = t.take_warnings();
             o.finish()?;
-            Ok((cluster, connector, topologies))
+            Ok((cluster, connector, topologies, warnings))
         })();
-        let (cluster, connector, topologies) = built.map_err(|e| from_core(&lines, e))?;
+        let (cluster, connector, topologies, warnings) = built.map_err(|e| from_core(&lines, e))?;
+        let warnings = warnings
+            .into_iter()
+            .map(|w| err(&lines, w.key, w.message))
+            .collect();
         Ok(ConfigFile {
             path: path.to_owned(),
             cluster,
             connector,
             topologies,
+            warnings,
         })
     }
 

@@ -102,10 +102,14 @@ fn load(args: &Args) -> Result<ConfigFile, ExitCode> {
         );
         return Err(ExitCode::from(2));
     };
-    ConfigFile::load(path).map_err(|e| {
+    let file = ConfigFile::load(path).map_err(|e| {
         eprintln!("muster: {e}");
         ExitCode::from(2)
-    })
+    })?;
+    for w in &file.warnings {
+        eprintln!("muster: warning: {w}");
+    }
+    Ok(file)
 }
 
 async fn wait_for_signal() -> std::io::Result<&'static str> {

@@ -377,6 +377,12 @@ impl Cluster {
         self.core.is_connected(node)
     }
 
+    /// The address hint a strategy gave for `node` (the connector gets it with each
+    /// connect), if the cluster knows the node and has one.
+    pub fn node_addr(&self, node: &str) -> Option<std::net::SocketAddr> {
+        self.core.addr_of(node)
+    }
+
     /// Whether some topology wants `node` connected.
     pub fn is_wanted(&self, node: &str) -> bool {
         self.core.wanted_by_any(node)

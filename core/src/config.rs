@@ -109,6 +109,21 @@ impl ConfigError {
     }
 }
 
+/// A key that is accepted but deserves the user's attention, such as a deprecated alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The dotted path of the key.
+    pub key: String,
+    /// What to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
 /// Reads the options of one table, remembering which keys were read so that [`Options::finish`]
 /// can report the unknown ones.
 #[derive(Debug)]
@@ -117,6 +132,7 @@ pub struct Options<'a> {
     entries: &'a [(String, Value)],
     used: Vec<bool>,
     known: Vec<&'static str>,
+    warnings: Vec<ConfigWarning>,
 }
 
 impl<'a> Options<'a> {
@@ -127,6 +143,7 @@ impl<'a> Options<'a> {
             used: vec![false; entries.len()],
             entries,
             known: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -289,6 +306,27 @@ impl<'a> Options<'a> {
             }
         }
         out
+    }
+
+    /// Records a warning about `key` of this table.
+    pub fn warn(&mut self, key: &str, message: impl Into<String>) {
+        let key = self.key_path(key);
+        self.warnings.push(ConfigWarning {
+            key,
+            message: message.into(),
+        });
+    }
+
+    /// The warnings recorded so far (this table's and those passed up from sub-tables),
+    /// leaving none.
+    pub fn take_warnings(&mut self) -> Vec<ConfigWarning> {
+        core::mem::take(&mut self.warnings)
+    }
+
+    /// Passes a sub-table's warnings up to this table, so that one `take_warnings` at the
+    /// root gets them all.
+    pub fn absorb_warnings(&mut self, from: &mut Options<'_>) {
+        self.warnings.append(&mut from.warnings);
     }
 
     /// Fails on the first key that was never read.

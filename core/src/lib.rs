@@ -26,6 +26,7 @@ mod metrics;
 mod node;
 pub mod proto;
 mod reconcile;
+pub mod resolver;
 mod rng;
 mod slab;
 pub mod strategy;
@@ -37,7 +38,7 @@ mod topology;
 pub mod sim;
 
 pub use cluster::{Cluster, ClusterConfig};
-pub use config::{ConfigError, Problem, Value};
+pub use config::{ConfigError, ConfigWarning, Problem, Value};
 pub use event::{Event, TopologyName};
 pub use io::{
     Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, Request, Token,

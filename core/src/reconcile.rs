@@ -1061,6 +1061,12 @@ impl Core {
             .is_some_and(|s| s.conn() == Conn::Connected)
     }
 
+    pub(crate) fn addr_of(&self, name: &str) -> Option<SocketAddr> {
+        self.lookup(name)
+            .and_then(|i| self.slot(i))
+            .and_then(|s| s.addr)
+    }
+
     pub(crate) fn discovered_by(&self, t: u8) -> impl Iterator<Item = &NodeName> {
         let bit = 1u64 << t;
         self.slots

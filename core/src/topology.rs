@@ -154,7 +154,9 @@ impl core::fmt::Debug for TopologySpec {
 
 impl TopologySpec {
     /// A topology from a `[topologies.NAME]` table: `strategy` (required), `config` (the
-    /// strategy's options, libcluster's names) and `connect` (a [`ConnectPolicy`]).
+    /// strategy's options, libcluster's names) and `connect` (a [`ConnectPolicy`]). Warnings
+    /// about accepted but discouraged keys are left in `o`
+    /// ([`Options::take_warnings`]).
     pub fn from_config(
         name: &str,
         o: &mut Options<'_>,
@@ -174,6 +176,7 @@ impl TopologySpec {
             }
             Err(e) => return Err(e),
         };
+        o.absorb_warnings(&mut config);
         config.finish()?;
         let policy = match o.table("connect")? {
             Some(mut c) => {

@@ -42,11 +42,13 @@
 //! ```
 
 mod checker;
+mod dns_server;
 mod links;
 mod nodes_file;
 mod udp;
 
 pub use checker::Violation;
+pub use dns_server::{DnsBehaviour, DnsRecord, DnsServer};
 pub use nodes_file::NodesFile;
 
 use core::time::Duration;
@@ -235,6 +237,8 @@ enum Owned {
     Disconnect(NodeName),
     List,
     Data(Vec<u8>),
+    Closed,
+    TimedOut,
     Failed(String),
     Opened(SocketAddr),
 }
@@ -303,6 +307,7 @@ pub struct Sim {
     wake_at: Vec<Option<Instant>>,
     wakes: BinaryHeap<Reverse<(Instant, usize)>>,
     files: BTreeMap<String, Result<Vec<u8>, String>>,
+    dns: BTreeMap<SocketAddr, DnsServer>,
     transit: BinaryHeap<Reverse<InTransit>>,
     seq: u64,
     checker: Checker,
@@ -333,6 +338,7 @@ impl Sim {
             wake_at: Vec::new(),
             wakes: BinaryHeap::new(),
             files: BTreeMap::new(),
+            dns: BTreeMap::new(),
             transit: BinaryHeap::new(),
             seq: 0,
             checker: Checker::default(),
@@ -546,6 +552,16 @@ impl Sim {
         self.files.insert(path.to_owned(), Err(reason.to_owned()));
     }
 
+    /// Runs a name server at `addr`, reachable from every host, answering over UDP and TCP.
+    pub fn add_dns_server(&mut self, addr: SocketAddr, server: DnsServer) {
+        self.dns.insert(addr, server);
+    }
+
+    /// The name server at `addr`, to change its zone or behaviour.
+    pub fn dns_server(&mut self, addr: SocketAddr) -> Option<&mut DnsServer> {
+        self.dns.get_mut(&addr)
+    }
+
     /// Asks the checker to require that every node a cluster wants, and can reach, is linked
     /// within `bound` of becoming wanted and reachable. `None` turns the check off (while
     /// faults are being injected, say).
@@ -610,6 +626,10 @@ impl Sim {
     fn schedule(&mut self, node: usize, what: Delivery) {
         let (lo, hi) = self.config.latency;
         let at = self.now + self.rng.duration_between(lo, hi);
+        self.schedule_at(node, at, what);
+    }
+
+    fn schedule_at(&mut self, node: usize, at: Instant, what: Delivery) {
         self.seq += 1;
         let restarts = self.nodes[node].restarts;
         self.transit.push(Reverse(InTransit {
@@ -691,7 +711,37 @@ impl Sim {
                 Some(Err(why)) => Owned::Failed(why.clone()),
                 None => Owned::Failed(format!("{path}: no such file")),
             },
-            Request::Exchange(x) => Owned::Failed(format!("no simulated service at {}", x.to)),
+            Request::Exchange(x) => {
+                let server = match &x.to {
+                    crate::io::Endpoint::Addr(a) => self.dns.get_mut(a),
+                    crate::io::Endpoint::Host { .. } => None,
+                };
+                let Some(server) = server else {
+                    return self.schedule(
+                        index,
+                        Delivery::Answer {
+                            token,
+                            answer: Owned::Failed(format!("no simulated service at {}", x.to)),
+                        },
+                    );
+                };
+                // DNS over TCP: one length-prefixed query, one length-prefixed reply, close.
+                let reply = x.send.get(2..).and_then(|q| server.answer(q, true));
+                let (lo, hi) = self.config.latency;
+                let at = self.now + self.rng.duration_between(lo, hi);
+                let answers = match reply {
+                    Some(r) => {
+                        let mut framed = (r.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&r);
+                        vec![(at, Owned::Data(framed)), (at, Owned::Closed)]
+                    }
+                    None => vec![(x.deadline.max(self.now), Owned::TimedOut)],
+                };
+                for (at, answer) in answers {
+                    self.schedule_at(index, at, Delivery::Answer { token, answer });
+                }
+                return;
+            }
             Request::OpenUdp(opts) => {
                 let restarts = self.nodes[index].restarts;
                 match self.udp.open(index, restarts, token, &opts) {
@@ -806,6 +856,8 @@ impl Sim {
                         Answer::Failed(&text)
                     }
                     Owned::Opened(a) => Answer::Opened(a),
+                    Owned::Closed => Answer::Closed,
+                    Owned::TimedOut => Answer::TimedOut,
                 };
                 self.nodes[index]
                     .cluster
@@ -873,6 +925,22 @@ impl Sim {
             }
         };
         let me = self.nodes[index].name.clone();
+        if let Some(server) = self.dns.get_mut(&to) {
+            let reply = server.answer(&data, false);
+            if let Some(reply) = reply
+                && !self.rng.chance(self.config.datagram_loss)
+            {
+                self.schedule(
+                    index,
+                    Delivery::Datagram {
+                        socket,
+                        from: to,
+                        data: Bytes::from(reply),
+                    },
+                );
+            }
+            return;
+        }
         let from = SocketAddr::new(self.host_ip(index), port);
         let to_node = self
             .ips

@@ -31,7 +31,13 @@ impl Udp {
         token: Token,
         opts: &UdpOptions,
     ) -> Result<u16, String> {
-        let port = opts.bind.port();
+        let mut port = opts.bind.port();
+        if port == 0 {
+            // An ephemeral port, as the OS picks one: the lowest free one of the node's.
+            port = (32768..=u16::MAX)
+                .find(|p| !self.sockets.iter().any(|s| s.node == node && s.port == *p))
+                .ok_or_else(|| "no free ephemeral port (simulated)".to_owned())?;
+        }
         let clash = self
             .sockets
             .iter()

@@ -87,10 +87,14 @@
 //! # Ok::<(), muster_core::ConfigError>(())
 //! ```
 
+pub mod dns_poll;
+pub mod dns_poller;
 pub mod epmd;
 mod epmd_names;
 pub mod erlang_hosts;
 pub mod gossip;
+pub mod kubernetes_dns;
+pub mod kubernetes_dns_srv;
 pub mod local_epmd;
 
 use std::net::SocketAddr;
@@ -427,6 +431,12 @@ impl Registry {
                 ("local_epmd", local_epmd::LocalEpmd::build),
                 ("erlang_hosts", erlang_hosts::ErlangHosts::build),
                 ("gossip", gossip::Gossip::build),
+                ("dns_poll", dns_poll::DnsPoll::build),
+                ("kubernetes_dns", kubernetes_dns::KubernetesDns::build),
+                (
+                    "kubernetes_dns_srv",
+                    kubernetes_dns_srv::KubernetesDnsSrv::build,
+                ),
             ],
             env: Environment::new(),
         }

@@ -1,0 +1,531 @@
+//! A stub resolver as a state machine, for strategies that discover through DNS.
+//!
+//! It asks the configured name servers over UDP (EDNS0 when `resolv.conf` says so), falls back
+//! to TCP when a reply is truncated, retries across servers and attempts with each server's
+//! timeout, follows CNAME chains (at most eight hops), applies the search list and `ndots` as
+//! glibc does, and tells NXDOMAIN, an empty answer, a server failure and a time-out apart. It
+//! accepts a reply only from the server it asked, with the query's ID and question; anything
+//! else is ignored and counted.
+//!
+//! The owning strategy forwards its datagrams, answers and timeouts to the resolver; the
+//! adapter only moves bytes.
+
+use core::time::Duration;
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::Bytes;
+
+use crate::io::{Answer, Endpoint, Exchange, Request, Token, UdpOptions};
+use crate::proto::dns::{self, Found, Kind, Reply};
+use crate::proto::resolv_conf::ResolvConf;
+use crate::strategy::Context;
+use crate::time::{Instant, earliest};
+
+/// Identifies one lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupId(pub u64);
+
+/// How a lookup ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records of the kind asked.
+    Records(Vec<Found>),
+    /// The name exists (for some candidate) but has no such records.
+    Empty,
+    /// No candidate name exists.
+    NxDomain,
+    /// No server gave an answer: why.
+    Failed(String),
+}
+
+/// The server a lookup asks now (glibc's fallback when none is configured).
+fn server_at(servers: &[SocketAddr], l: &Lookup) -> SocketAddr {
+    let n = servers.len().max(1);
+    servers
+        .get((l.start + l.server) % n)
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53)))
+}
+
+/// The most CNAME hops a lookup follows across queries.
+const MAX_HOPS: u8 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sock {
+    Closed,
+    Opening(Token),
+    Open(Token),
+}
+
+#[derive(Debug)]
+enum Transport {
+    Udp,
+    Tcp { token: Token, buf: Vec<u8> },
+}
+
+#[derive(Debug)]
+struct Lookup {
+    id: LookupId,
+    kind: Kind,
+    candidates: Vec<String>,
+    cand: usize,
+    /// The name asked right now (a candidate, or where a CNAME led).
+    asking: String,
+    hops: u8,
+    start: usize,
+    server: usize,
+    attempt: u32,
+    query_id: u16,
+    deadline: Instant,
+    transport: Transport,
+    /// Waiting for the socket to open, with the packet to send.
+    queued: Option<Vec<u8>>,
+    saw_nodata: bool,
+    last_error: Option<String>,
+    /// A reason no server can help (the name cannot be encoded): fail at the deadline.
+    fatal: Option<String>,
+}
+
+/// The resolver; see the module documentation.
+#[derive(Debug)]
+pub struct Resolver {
+    conf: ResolvConf,
+    servers: Vec<SocketAddr>,
+    v4: Sock,
+    v6: Sock,
+    lookups: Vec<Lookup>,
+    done: VecDeque<(LookupId, Outcome)>,
+    next: u64,
+    rotate: usize,
+    ignored: u64,
+}
+
+impl Resolver {
+    /// A resolver for `conf`.
+    pub fn new(conf: ResolvConf) -> Self {
+        let servers = conf.servers();
+        Resolver {
+            conf,
+            servers,
+            v4: Sock::Closed,
+            v6: Sock::Closed,
+            lookups: Vec::new(),
+            done: VecDeque::new(),
+            next: 0,
+            rotate: 0,
+            ignored: 0,
+        }
+    }
+
+    /// Uses `conf` for lookups started from now on.
+    pub fn set_conf(&mut self, conf: ResolvConf) {
+        self.servers = conf.servers();
+        self.conf = conf;
+    }
+
+    /// The configuration in use.
+    pub fn conf(&self) -> &ResolvConf {
+        &self.conf
+    }
+
+    /// Replies ignored so far: wrong source, ID or question, or malformed.
+    pub fn ignored(&self) -> u64 {
+        self.ignored
+    }
+
+    /// Lookups not finished.
+    pub fn in_flight(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Starts looking up `name` for records of `kind`. The outcome comes from
+    /// [`poll_outcome`](Resolver::poll_outcome).
+    pub fn lookup(
+        &mut self,
+        now: Instant,
+        name: &str,
+        kind: Kind,
+        cx: &mut Context<'_>,
+    ) -> LookupId {
+        self.next += 1;
+        let id = LookupId(self.next);
+        let candidates = self.conf.candidates(name);
+        let start = if self.conf.rotate {
+            self.rotate = self.rotate.wrapping_add(1);
+            self.rotate % self.servers.len().max(1)
+        } else {
+            0
+        };
+        let mut l = Lookup {
+            id,
+            kind,
+            asking: candidates.first().cloned().unwrap_or_default(),
+            candidates,
+            cand: 0,
+            hops: 0,
+            start,
+            server: 0,
+            attempt: 0,
+            query_id: 0,
+            deadline: now,
+            transport: Transport::Udp,
+            queued: None,
+            saw_nodata: false,
+            last_error: None,
+            fatal: None,
+        };
+        if l.asking.is_empty() {
+            self.done
+                .push_back((id, Outcome::Failed("empty name".into())));
+            return id;
+        }
+        self.send(now, &mut l, cx);
+        self.lookups.push(l);
+        id
+    }
+
+    /// The next finished lookup.
+    pub fn poll_outcome(&mut self) -> Option<(LookupId, Outcome)> {
+        self.done.pop_front()
+    }
+
+    /// When [`handle_timeout`](Resolver::handle_timeout) is next needed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.lookups
+            .iter()
+            .fold(None, |at, l| earliest(at, Some(l.deadline)))
+    }
+
+    fn server_of(&self, l: &Lookup) -> SocketAddr {
+        server_at(&self.servers, l)
+    }
+
+    fn socket_for(&mut self, addr: &SocketAddr, cx: &mut Context<'_>) -> Sock {
+        let (slot, any) = match addr.ip() {
+            IpAddr::V4(_) => (&mut self.v4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            IpAddr::V6(_) => (&mut self.v6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        };
+        if *slot == Sock::Closed {
+            let mut opts = UdpOptions::new(SocketAddr::new(any, 0));
+            opts.reuse = false;
+            *slot = Sock::Opening(cx.request(Request::OpenUdp(opts)));
+        }
+        *slot
+    }
+
+    /// Sends the query for the lookup's current name to its current server.
+    fn send(&mut self, now: Instant, l: &mut Lookup, cx: &mut Context<'_>) {
+        l.query_id = cx.rng().next_u64() as u16;
+        l.deadline = now + self.conf.timeout;
+        l.transport = Transport::Udp;
+        let packet = match dns::query(l.query_id, &l.asking, l.kind, self.conf.edns0) {
+            Ok(p) => p,
+            Err(e) => {
+                l.deadline = now;
+                l.fatal = Some(e.to_string());
+                return;
+            }
+        };
+        let to = self.server_of(l);
+        match self.socket_for(&to, cx) {
+            Sock::Open(socket) => {
+                cx.request(Request::SendDatagram {
+                    socket,
+                    to: Endpoint::Addr(to),
+                    data: Bytes::from(packet),
+                });
+            }
+            _ => l.queued = Some(packet),
+        }
+    }
+
+    fn send_tcp(&mut self, now: Instant, l: &mut Lookup, cx: &mut Context<'_>) {
+        let Ok(packet) = dns::query(l.query_id, &l.asking, l.kind, false) else {
+            return;
+        };
+        let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&packet);
+        let to = self.server_of(l);
+        l.deadline = now + self.conf.timeout;
+        let x =
+            Exchange::tcp(Endpoint::Addr(to), Bytes::from(framed), l.deadline).max_reply(66 * 1024);
+        let token = cx.request(Request::Exchange(x));
+        l.transport = Transport::Tcp {
+            token,
+            buf: Vec::new(),
+        };
+    }
+
+    /// Stops a TCP exchange the lookup no longer needs.
+    fn drop_tcp(l: &mut Lookup, cx: &mut Context<'_>) {
+        if let Transport::Tcp { token, .. } = l.transport {
+            cx.cancel(token);
+        }
+        l.transport = Transport::Udp;
+    }
+
+    /// The lookup's server did not answer usefully: the next server, the next attempt, or
+    /// failure.
+    fn next_server(&mut self, now: Instant, mut l: Lookup, why: String, cx: &mut Context<'_>) {
+        Self::drop_tcp(&mut l, cx);
+        l.last_error = Some(why);
+        l.server += 1;
+        if l.server >= self.servers.len().max(1) {
+            l.server = 0;
+            l.attempt += 1;
+        }
+        if l.attempt >= self.conf.attempts {
+            let why = l.last_error.take().unwrap_or_default();
+            self.done.push_back((l.id, Outcome::Failed(why)));
+            return;
+        }
+        l.hops = 0;
+        l.asking = l.candidates[l.cand].clone();
+        self.send(now, &mut l, cx);
+        self.lookups.push(l);
+    }
+
+    /// This candidate does not have it: the next candidate, or the end.
+    fn next_candidate(&mut self, now: Instant, mut l: Lookup, nodata: bool, cx: &mut Context<'_>) {
+        Self::drop_tcp(&mut l, cx);
+        l.saw_nodata |= nodata;
+        l.cand += 1;
+        if l.cand >= l.candidates.len() {
+            let out = if l.saw_nodata {
+                Outcome::Empty
+            } else {
+                Outcome::NxDomain
+            };
+            self.done.push_back((l.id, out));
+            return;
+        }
+        l.asking = l.candidates[l.cand].clone();
+        l.hops = 0;
+        l.server = 0;
+        l.attempt = 0;
+        self.send(now, &mut l, cx);
+        self.lookups.push(l);
+    }
+
+    fn handle_reply(
+        &mut self,
+        now: Instant,
+        mut l: Lookup,
+        reply: Reply,
+        tcp: bool,
+        cx: &mut Context<'_>,
+    ) {
+        let server = self.server_of(&l);
+        match reply {
+            Reply::Truncated if !tcp => {
+                self.send_tcp(now, &mut l, cx);
+                self.lookups.push(l);
+            }
+            Reply::Truncated => {
+                self.next_server(now, l, format!("{server}: truncated even over TCP"), cx)
+            }
+            Reply::Records(r) => {
+                Self::drop_tcp(&mut l, cx);
+                self.done.push_back((l.id, Outcome::Records(r)));
+            }
+            Reply::Alias(target) if l.hops < MAX_HOPS => {
+                Self::drop_tcp(&mut l, cx);
+                l.hops += 1;
+                l.asking = target;
+                self.send(now, &mut l, cx);
+                self.lookups.push(l);
+            }
+            Reply::Alias(_) => {
+                Self::drop_tcp(&mut l, cx);
+                self.done.push_back((
+                    l.id,
+                    Outcome::Failed(format!("more than {MAX_HOPS} CNAMEs")),
+                ));
+            }
+            Reply::NoData => self.next_candidate(now, l, true, cx),
+            Reply::NxDomain => self.next_candidate(now, l, false, cx),
+            Reply::ServerError(e) => self.next_server(now, l, format!("{server}: {e}"), cx),
+        }
+    }
+
+    /// A datagram on one of the resolver's sockets; returns whether it was the resolver's.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: Token,
+        from: SocketAddr,
+        data: &[u8],
+        cx: &mut Context<'_>,
+    ) -> bool {
+        if self.v4 != Sock::Open(socket) && self.v6 != Sock::Open(socket) {
+            return false;
+        }
+        let id = dns::id_of(data);
+        // Two lookups may share an ID by chance: the reply is the one whose question it
+        // answers.
+        let mut found = None;
+        for (pos, l) in self.lookups.iter().enumerate() {
+            let candidate = matches!(l.transport, Transport::Udp)
+                && l.queued.is_none()
+                && Some(l.query_id) == id
+                && server_at(&self.servers, l) == from;
+            if candidate && let Ok(reply) = dns::read_reply(data, l.query_id, &l.asking, l.kind) {
+                found = Some((pos, reply));
+                break;
+            }
+        }
+        match found {
+            Some((pos, reply)) => {
+                let l = self.lookups.swap_remove(pos);
+                self.handle_reply(now, l, reply, false, cx);
+            }
+            None => {
+                // Another ID, another question, another source, or garbage: not an answer
+                // to anything asked.
+                self.ignored += 1;
+                cx.count_rejected();
+            }
+        }
+        true
+    }
+
+    /// An answer to one of the resolver's requests; returns whether it was the resolver's.
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        token: Token,
+        answer: Answer<'_>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        for family in [
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ] {
+            let slot = if family.is_ipv4() {
+                &mut self.v4
+            } else {
+                &mut self.v6
+            };
+            match (*slot, answer) {
+                (Sock::Opening(t), Answer::Opened(_)) if t == token => {
+                    *slot = Sock::Open(token);
+                    for l in &mut self.lookups {
+                        if let Some(packet) = l.queued.take() {
+                            let to = server_at(&self.servers, l);
+                            if to.is_ipv4() == family.is_ipv4() {
+                                cx.request(Request::SendDatagram {
+                                    socket: token,
+                                    to: Endpoint::Addr(to),
+                                    data: Bytes::from(packet),
+                                });
+                            } else {
+                                l.queued = Some(packet);
+                            }
+                        }
+                    }
+                    return true;
+                }
+                (Sock::Opening(t), other) if t == token => {
+                    *slot = Sock::Closed;
+                    let why = match other {
+                        Answer::Failed(e) => e.to_owned(),
+                        o => format!("{o:?}"),
+                    };
+                    // Every lookup waiting for this socket fails over to the next server.
+                    let waiting: Vec<usize> = (0..self.lookups.len())
+                        .filter(|&i| {
+                            self.lookups[i].queued.is_some()
+                                && self.server_of(&self.lookups[i]).is_ipv4() == family.is_ipv4()
+                        })
+                        .collect();
+                    for i in waiting.into_iter().rev() {
+                        let mut l = self.lookups.swap_remove(i);
+                        l.queued = None;
+                        self.next_server(now, l, format!("cannot open a UDP socket: {why}"), cx);
+                    }
+                    return true;
+                }
+                // A send on the socket failed (no route, say): the lookups on it time out.
+                (Sock::Open(t), Answer::Failed(_)) if t == token => return true,
+                _ => {}
+            }
+        }
+        let pos = self
+            .lookups
+            .iter()
+            .position(|l| matches!(&l.transport, Transport::Tcp { token: t, .. } if *t == token));
+        let Some(pos) = pos else { return false };
+        let server = self.server_of(&self.lookups[pos]);
+        match answer {
+            Answer::Data(d) => {
+                let Transport::Tcp { buf, .. } = &mut self.lookups[pos].transport else {
+                    return true;
+                };
+                buf.extend_from_slice(d);
+                if buf.len() >= 2 {
+                    let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+                    if buf.len() >= 2 + len {
+                        let msg = buf[2..2 + len].to_vec();
+                        let l = &self.lookups[pos];
+                        match dns::read_reply(&msg, l.query_id, &l.asking, l.kind) {
+                            Ok(reply) => {
+                                let l = self.lookups.swap_remove(pos);
+                                self.handle_reply(now, l, reply, true, cx);
+                            }
+                            Err(e) => {
+                                let l = self.lookups.swap_remove(pos);
+                                self.next_server(now, l, format!("{server} over TCP: {e}"), cx);
+                            }
+                        }
+                    }
+                }
+            }
+            Answer::Closed => {
+                let l = self.lookups.swap_remove(pos);
+                self.next_server(
+                    now,
+                    l,
+                    format!("{server} closed the TCP connection before answering"),
+                    cx,
+                );
+            }
+            Answer::Failed(e) => {
+                let l = self.lookups.swap_remove(pos);
+                self.next_server(now, l, format!("{server} over TCP: {e}"), cx);
+            }
+            _ => {
+                let l = self.lookups.swap_remove(pos);
+                self.next_server(now, l, format!("{server} over TCP: timed out"), cx);
+            }
+        }
+        true
+    }
+
+    /// Moves on from lookups whose server did not answer in time.
+    pub fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let mut i = 0;
+        while i < self.lookups.len() {
+            if self.lookups[i].deadline <= now {
+                let mut l = self.lookups.swap_remove(i);
+                if let Some(why) = l.fatal.take() {
+                    self.done.push_back((l.id, Outcome::Failed(why)));
+                    continue;
+                }
+                let why = format!(
+                    "{} did not answer within {} s",
+                    self.server_of(&l),
+                    self.conf.timeout.as_secs()
+                );
+                self.next_server(now, l, why, cx);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The time a lookup may take at most: every server, every attempt, every candidate.
+    pub fn worst_case(&self) -> Duration {
+        self.conf.timeout * self.conf.attempts * self.servers.len().max(1) as u32
+    }
+}

@@ -1,0 +1,332 @@
+//! What the DNS strategies share: the `nameservers`, `resolv_conf` and `polling_interval`
+//! options, and one poll per interval: read `resolv.conf`, look the names up, and hand the
+//! strategy either every record found or the reason the poll failed.
+
+use core::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::{ConfigError, Options, Value};
+use crate::io::{Answer, Request, Token};
+use crate::proto::dns::{Found, Kind};
+use crate::proto::resolv_conf::ResolvConf;
+use crate::resolver::{LookupId, Outcome, Resolver};
+use crate::strategy::Context;
+use crate::time::{Instant, earliest};
+
+/// Where `resolv.conf` is read from unless `resolv_conf` says otherwise.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The options every DNS strategy takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DnsOptions {
+    /// `polling_interval`: time between the starts of two polls.
+    pub polling_interval: Duration,
+    /// `nameservers`: asked instead of `resolv.conf`'s when not empty.
+    pub nameservers: Vec<SocketAddr>,
+    /// `resolv_conf`: the file to read, when not the default one.
+    pub resolv_conf: Option<String>,
+}
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        DnsOptions {
+            polling_interval: Duration::from_millis(5000),
+            nameservers: Vec::new(),
+            resolv_conf: None,
+        }
+    }
+}
+
+/// A name server written as `ip`, `ip:port` or `[ipv6]:port`.
+fn nameserver(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+impl DnsOptions {
+    /// Sets the time between polls.
+    pub fn polling_interval(mut self, every: Duration) -> Self {
+        self.polling_interval = every;
+        self
+    }
+
+    /// Asks these name servers instead of `resolv.conf`'s.
+    pub fn nameservers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.nameservers = servers.into_iter().collect();
+        self
+    }
+
+    /// Reads the resolver configuration from `path`, which must then exist (the default
+    /// file may be absent: glibc's defaults apply).
+    pub fn resolv_conf(mut self, path: impl Into<String>) -> Self {
+        self.resolv_conf = Some(path.into());
+        self
+    }
+
+    /// Reads `polling_interval` (or libcluster's documented alias `poll_interval`, with a
+    /// warning), `nameservers` and `resolv_conf`.
+    pub fn from_options(o: &mut Options<'_>) -> Result<Self, ConfigError> {
+        let mut d = DnsOptions::default();
+        let alias = o.positive_millis("poll_interval")?;
+        match (o.positive_millis("polling_interval")?, alias) {
+            (Some(p), Some(_)) => {
+                o.warn(
+                    "poll_interval",
+                    "ignored: `polling_interval` is set too, and it is the one read",
+                );
+                d.polling_interval = p;
+            }
+            (Some(p), None) => d.polling_interval = p,
+            (None, Some(p)) => {
+                o.warn(
+                    "poll_interval",
+                    "accepted as `polling_interval`, the name libcluster's code reads; rename it",
+                );
+                d.polling_interval = p;
+            }
+            (None, None) => {}
+        }
+        for (path, s) in o.strings("nameservers")?.unwrap_or_default() {
+            let a = nameserver(s).ok_or_else(|| {
+                ConfigError::invalid(
+                    path,
+                    format!(
+                        "{s:?} is not an address (\"10.0.0.2\", \"127.0.0.1:5353\" or \"[::1]:53\")"
+                    ),
+                )
+            })?;
+            d.nameservers.push(a);
+        }
+        if let Some(p) = o.string("resolv_conf")? {
+            if p.is_empty() {
+                return Err(ConfigError::invalid(
+                    o.key_path("resolv_conf"),
+                    "must not be empty",
+                ));
+            }
+            d.resolv_conf = Some(p.to_owned());
+        }
+        Ok(d)
+    }
+
+    /// The options as configuration values.
+    pub fn describe(&self) -> Vec<(String, Value)> {
+        vec![
+            (
+                "polling_interval".into(),
+                Value::millis(self.polling_interval),
+            ),
+            (
+                "nameservers".into(),
+                Value::List(
+                    self.nameservers
+                        .iter()
+                        .map(|a| Value::str(a.to_string()))
+                        .collect(),
+                ),
+            ),
+            (
+                "resolv_conf".into(),
+                Value::str(self.resolv_conf.as_deref().unwrap_or(DEFAULT_RESOLV_CONF)),
+            ),
+        ]
+    }
+}
+
+/// How a poll ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollResult {
+    /// Every record found, for every name asked (possibly none: an empty answer).
+    Found(Vec<Found>),
+    /// Why the poll failed; the strategy keeps its last good set.
+    Failed(String),
+}
+
+/// The poll cycle; see the module documentation.
+#[derive(Debug)]
+pub struct Poller {
+    options: DnsOptions,
+    questions: Vec<(String, Kind)>,
+    resolver: Resolver,
+    /// Whether a `resolv.conf` was read successfully once.
+    have_conf: bool,
+    next: Option<Instant>,
+    reading: Option<Token>,
+    lookups: Vec<(LookupId, Option<Outcome>)>,
+}
+
+impl Poller {
+    /// Polls for `questions` (names and record kinds) as `options` say.
+    pub fn new(options: DnsOptions, questions: Vec<(String, Kind)>) -> Self {
+        let mut conf = ResolvConf::default();
+        if !options.nameservers.is_empty() {
+            conf.nameservers = options.nameservers.clone();
+        }
+        Poller {
+            options,
+            questions,
+            resolver: Resolver::new(conf),
+            have_conf: false,
+            next: None,
+            reading: None,
+            lookups: Vec::new(),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &DnsOptions {
+        &self.options
+    }
+
+    /// The resolver (for its counters).
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    fn busy(&self) -> bool {
+        self.reading.is_some() || !self.lookups.is_empty()
+    }
+
+    /// Starts the first poll.
+    pub fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.poll(now, cx);
+    }
+
+    fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.next = Some(now + self.options.polling_interval);
+        let path = self
+            .options
+            .resolv_conf
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RESOLV_CONF.to_owned());
+        self.reading = Some(cx.request(Request::ReadFile { path }));
+    }
+
+    fn ask(&mut self, now: Instant, cx: &mut Context<'_>) {
+        for i in 0..self.questions.len() {
+            let (name, kind) = &self.questions[i];
+            let (name, kind) = (name.clone(), *kind);
+            let id = self.resolver.lookup(now, &name, kind, cx);
+            self.lookups.push((id, None));
+        }
+        self.collect()
+    }
+
+    /// Moves finished lookups into place.
+    fn collect(&mut self) {
+        while let Some((id, outcome)) = self.resolver.poll_outcome() {
+            if let Some(slot) = self.lookups.iter_mut().find(|(i, _)| *i == id) {
+                slot.1 = Some(outcome);
+            }
+        }
+    }
+
+    /// The poll's result once every lookup has finished.
+    fn finished(&mut self) -> Option<PollResult> {
+        self.collect();
+        if self.lookups.is_empty() || self.lookups.iter().any(|(_, o)| o.is_none()) {
+            return None;
+        }
+        let lookups = core::mem::take(&mut self.lookups);
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        let mut nxdomain = 0;
+        for ((_, outcome), (name, kind)) in lookups.into_iter().zip(&self.questions) {
+            match outcome {
+                Some(Outcome::Records(r)) => found.extend(r),
+                Some(Outcome::Empty) | None => {}
+                Some(Outcome::NxDomain) => nxdomain += 1,
+                Some(Outcome::Failed(why)) => failures.push(format!("{name} {kind:?}: {why}")),
+            }
+        }
+        if !failures.is_empty() {
+            return Some(PollResult::Failed(failures.join("; ")));
+        }
+        if nxdomain == self.questions.len() {
+            let names: Vec<&str> = self.questions.iter().map(|(n, _)| n.as_str()).collect();
+            return Some(PollResult::Failed(format!(
+                "{}: no such name (NXDOMAIN)",
+                names.join(", ")
+            )));
+        }
+        found.sort_unstable();
+        found.dedup();
+        Some(PollResult::Found(found))
+    }
+
+    /// Polls when the interval has passed, and moves on from lookups that timed out.
+    pub fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) -> Option<PollResult> {
+        self.resolver.handle_timeout(now, cx);
+        let done = self.finished();
+        if !self.busy() && self.next.is_some_and(|t| t <= now) {
+            self.poll(now, cx);
+        }
+        done
+    }
+
+    /// An answer to a request; `None` when it was not the poller's or the poll goes on.
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        token: Token,
+        answer: Answer<'_>,
+        cx: &mut Context<'_>,
+    ) -> Option<PollResult> {
+        if self.reading == Some(token) {
+            self.reading = None;
+            match answer {
+                Answer::Data(bytes) => {
+                    let mut conf = ResolvConf::parse(&String::from_utf8_lossy(bytes));
+                    if !self.options.nameservers.is_empty() {
+                        conf.nameservers = self.options.nameservers.clone();
+                    }
+                    self.resolver.set_conf(conf);
+                    self.have_conf = true;
+                }
+                other => {
+                    // glibc runs on its defaults without the default file; a file the
+                    // configuration names must be there, unless it was read before.
+                    if let Some(path) = &self.options.resolv_conf
+                        && !self.have_conf
+                    {
+                        let why = match other {
+                            Answer::Failed(e) => e.to_owned(),
+                            o => format!("{o:?}"),
+                        };
+                        return Some(PollResult::Failed(format!("cannot read {path}: {why}")));
+                    }
+                }
+            }
+            self.ask(now, cx);
+            return self.finished();
+        }
+        if self.resolver.handle_answer(now, token, answer, cx) {
+            return self.finished();
+        }
+        None
+    }
+
+    /// A datagram on the resolver's sockets.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: Token,
+        from: SocketAddr,
+        data: &[u8],
+        cx: &mut Context<'_>,
+    ) -> Option<PollResult> {
+        if self.resolver.handle_datagram(now, socket, from, data, cx) {
+            return self.finished();
+        }
+        None
+    }
+
+    /// When [`handle_timeout`](Poller::handle_timeout) is next needed: the next poll (not
+    /// before the current one has finished) or a lookup's deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let next = if self.busy() { None } else { self.next };
+        earliest(next, self.resolver.poll_timeout())
+    }
+}
