@@ -90,6 +90,13 @@ pub enum Request {
         /// The token of the `OpenUdp` request.
         socket: Token,
     },
+    /// Stop the request `token` (an [`Exchange`], say): the core wants nothing more from it
+    /// and drops whatever still comes. No answer. An adapter that cannot stop it may ignore
+    /// this; the request's own deadline still ends it.
+    Cancel {
+        /// The token of the request to stop.
+        token: Token,
+    },
 }
 
 /// How to open a UDP socket.

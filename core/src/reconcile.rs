@@ -355,13 +355,30 @@ impl Core {
         }
     }
 
-    pub(crate) fn forget_token(&mut self, token: Token) {
-        self.pending.remove(&token);
+    /// Stops waiting for `token`; whether it was awaited.
+    pub(crate) fn forget_token(&mut self, token: Token) -> bool {
+        self.pending.remove(&token).is_some()
     }
 
+    /// Forgets topology `t`'s requests, telling the adapter to stop its streams.
     pub(crate) fn forget_topology_tokens(&mut self, t: u8) {
-        self.pending
-            .retain(|_, p| !matches!(p, Pending::Strategy { topology, .. } if *topology == t));
+        let mut streams = Vec::new();
+        self.pending.retain(|token, p| match p {
+            Pending::Strategy {
+                topology,
+                streaming,
+            } if *topology == t => {
+                if *streaming {
+                    streams.push(*token);
+                }
+                false
+            }
+            _ => true,
+        });
+        streams.sort_unstable();
+        for token in streams {
+            self.request_untracked(Request::Cancel { token });
+        }
     }
 
     /// The name of topology `t`, or of the last topology that held its slot (events about

@@ -10,12 +10,17 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use muster_core::config::Options;
-use muster_core::sim::{ConnectBehaviour, Sim, SimConfig, convergence_bound};
+use muster_core::sim::{
+    ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, Sim, SimConfig, convergence_bound,
+};
+use muster_core::strategy::dns_poller::DnsOptions;
 use muster_core::strategy::gossip::{Gossip, GossipConfig};
+use muster_core::strategy::kubernetes_dns_srv::{KubernetesDnsSrv, KubernetesDnsSrvConfig};
 use muster_core::{ClusterConfig, ConnectPolicy, NodeName, Rng, TopologySpec, Value};
 
 struct Scenario {
@@ -35,6 +40,27 @@ fn subset(rng: &mut Rng, all: &[NodeName]) -> String {
         .collect()
 }
 
+fn dns_server() -> SocketAddr {
+    SocketAddr::from(([10, 53, 0, 53], 53))
+}
+
+/// A name server whose SRV records name a random subset of `all`.
+fn zone(rng: &mut Rng, all: &[NodeName]) -> DnsServer {
+    let mut z = DnsServer::new();
+    let records = all
+        .iter()
+        .filter(|_| rng.chance(0.7))
+        .map(|n| DnsRecord::Srv {
+            priority: 0,
+            weight: 0,
+            port: 4369,
+            target: n.host().to_owned(),
+        })
+        .collect();
+    z.set("band.sim.svc.cluster.local", records);
+    z
+}
+
 fn build(seed: u64) -> (Sim, Scenario) {
     let mut rng = Rng::from_seed({
         let mut s = [0u8; 32];
@@ -48,15 +74,17 @@ fn build(seed: u64) -> (Sim, Scenario) {
         .latency(ms(1), ms(rng.range_inclusive(2, 50)));
     let mut sim = Sim::new(seed, config.clone());
     let count = rng.range_inclusive(3, 8) as usize;
-    let nodes: Vec<NodeName> = (0..count).map(|i| n(&format!("n{i}@h{i}"))).collect();
+    // One name part for all, so that SRV targets name them (app@<target>).
+    let nodes: Vec<NodeName> = (0..count).map(|i| n(&format!("n@h{i}"))).collect();
     let fakes: Vec<NodeName> = (0..rng.range_inclusive(0, 3))
-        .map(|i| n(&format!("fake{i}@f{i}")))
+        .map(|i| n(&format!("n@f{i}")))
         .collect();
     for f in &fakes {
         sim.add_fake_node(f.clone());
     }
     let everyone: Vec<NodeName> = nodes.iter().chain(&fakes).cloned().collect();
     sim.write_file("dns", subset(&mut rng, &everyone));
+    sim.add_dns_server(dns_server(), zone(&mut rng, &everyone));
     // One gossip configuration for the whole band: every gossiping node must share it.
     let mut gossip_options: Vec<(String, Value)> = match rng.range_inclusive(0, 2) {
         0 => vec![],
@@ -86,6 +114,12 @@ fn build(seed: u64) -> (Sim, Scenario) {
         let use_gossip = rng.chance(0.4);
         let use_static = rng.chance(0.6);
         let use_file = !(use_static || use_gossip) || rng.chance(0.4);
+        let use_srv = rng.chance(0.4);
+        if use_srv {
+            // A poll can wait out every resolver time-out (5 s, twice) before the next.
+            let worst = ms(interval) + ms(10_000);
+            bound = bound.max(convergence_bound(&policy, worst, &config));
+        }
         if use_gossip {
             bound = bound.max(convergence_bound(&policy, ms(heartbeat_max), &config));
         }
@@ -102,6 +136,18 @@ fn build(seed: u64) -> (Sim, Scenario) {
                 }
                 if use_file {
                     t.push(file("dns", "dns", interval, policy));
+                }
+                if use_srv {
+                    let c = KubernetesDnsSrvConfig::new("band", "sim", "n").with_dns(
+                        DnsOptions::default()
+                            .nameservers([dns_server()])
+                            .polling_interval(ms(interval)),
+                    );
+                    t.push(TopologySpec {
+                        name: "srv".into(),
+                        strategy: Box::new(KubernetesDnsSrv::new(c)),
+                        policy,
+                    });
                 }
                 if use_gossip {
                     t.push(TopologySpec {
@@ -149,10 +195,25 @@ fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
                 };
                 sim.set_connect_behaviour(&target, b);
             }
-            5 => sim.fail_file("dns", "SERVFAIL"),
+            5 => {
+                sim.fail_file("dns", "SERVFAIL");
+                let b = *pick(
+                    rng,
+                    &[
+                        DnsBehaviour::ServFail,
+                        DnsBehaviour::Silent,
+                        DnsBehaviour::WrongId,
+                        DnsBehaviour::Answer,
+                    ],
+                );
+                if let Some(server) = sim.dns_server(dns_server()) {
+                    server.behave(b);
+                }
+            }
             6 => {
                 let s = subset(rng, &all);
                 sim.write_file("dns", s);
+                sim.add_dns_server(dns_server(), zone(rng, &all));
             }
             7 => {
                 let other = pick(rng, &all).clone();
@@ -174,6 +235,7 @@ fn heal(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
     }
     let s = subset(rng, &all);
     sim.write_file("dns", s);
+    sim.add_dns_server(dns_server(), zone(rng, &all));
 }
 
 fn run_seed(seed: u64) {

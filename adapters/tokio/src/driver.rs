@@ -1,5 +1,6 @@
 //! The loop that drives a `Cluster` on tokio, and the handle the application keeps.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use muster_core::{
     TopologySpec,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant as TokioInstant;
 
 use crate::connector::{Connector, Notice, Notices};
@@ -151,6 +152,7 @@ impl Builder {
             origin,
             list_timeout,
             tasks: JoinSet::new(),
+            streams: HashMap::new(),
             answers_tx,
             events: events_tx.clone(),
             members: members_tx,
@@ -345,6 +347,8 @@ struct Driver {
     origin: TokioInstant,
     list_timeout: Duration,
     tasks: JoinSet<()>,
+    /// Stream exchanges the core may cancel.
+    streams: HashMap<muster_core::Token, AbortHandle>,
     answers_tx: exec::Answers,
     events: broadcast::Sender<Event>,
     members: watch::Sender<Vec<NodeName>>,
@@ -398,15 +402,25 @@ impl Driver {
                 }
             }
             Request::CloseUdp { socket } => self.sockets.close(socket),
-            other => exec::spawn(
-                &mut self.tasks,
-                &self.connector,
-                &self.answers_tx,
-                token,
-                other,
-                |at| Self::tokio_at(origin, at),
-                fallback,
-            ),
+            Request::Cancel { token } => {
+                if let Some(h) = self.streams.remove(&token) {
+                    h.abort();
+                }
+            }
+            other => {
+                let stream = exec::spawn(
+                    &mut self.tasks,
+                    &self.connector,
+                    &self.answers_tx,
+                    token,
+                    other,
+                    |at| Self::tokio_at(origin, at),
+                    fallback,
+                );
+                if let Some(h) = stream {
+                    self.streams.insert(token, h);
+                }
+            }
         }
     }
 
@@ -441,6 +455,7 @@ impl Driver {
             }
         }
         while self.tasks.try_join_next().is_some() {}
+        self.streams.retain(|_, h| !h.is_finished());
         if self.cluster.membership_version() != self.published {
             self.published = self.cluster.membership_version();
             let mut m: Vec<NodeName> = self.cluster.members().cloned().collect();

@@ -6,7 +6,7 @@ use muster_core::{Answer, Endpoint, Exchange, Request, Token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant as TokioInstant;
 
 use crate::connector::{ConnectOutcome, Connector, DisconnectOutcome};
@@ -46,7 +46,7 @@ impl Owned {
 pub(crate) type Answers = mpsc::Sender<(Token, Owned)>;
 
 /// Runs `request` on its own task in `tasks`; `deadline` is the request's own when it has
-/// one, else `fallback`.
+/// one, else `fallback`. Returns the handle of a stream exchange, which the core may cancel.
 pub(crate) fn spawn(
     tasks: &mut JoinSet<()>,
     connector: &Arc<dyn Connector>,
@@ -55,7 +55,7 @@ pub(crate) fn spawn(
     request: Request,
     deadline_of: impl Fn(muster_core::Instant) -> TokioInstant,
     fallback: TokioInstant,
-) {
+) -> Option<AbortHandle> {
     let tx = answers.clone();
     match request {
         Request::Connect { node, deadline } => {
@@ -112,7 +112,7 @@ pub(crate) fn spawn(
         }
         Request::Exchange(x) => {
             let at = deadline_of(x.deadline);
-            tasks.spawn(async move {
+            return Some(tasks.spawn(async move {
                 let tx2 = tx.clone();
                 let last = match tokio::time::timeout_at(at, exchange(x, token, &tx2)).await {
                     Ok(Ok(())) => Owned::Closed,
@@ -120,7 +120,7 @@ pub(crate) fn spawn(
                     Err(_) => Owned::TimedOut,
                 };
                 let _ = tx.send((token, last)).await;
-            });
+            }));
         }
         other => {
             let why = format!("this adapter cannot perform {other:?}");
@@ -129,6 +129,7 @@ pub(crate) fn spawn(
             });
         }
     }
+    None
 }
 
 async fn exchange(x: Exchange, token: Token, tx: &Answers) -> Result<(), String> {

@@ -760,6 +760,9 @@ impl Sim {
                 self.udp.close(index, socket);
                 return;
             }
+            // What was scheduled still arrives, and the core drops it as stale, as it does
+            // with answers an adapter could not stop in time.
+            Request::Cancel { .. } => return,
         };
         self.schedule(
             index,

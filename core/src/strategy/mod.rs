@@ -197,7 +197,9 @@ impl<'a> Context<'a> {
     /// Sends and closes get no answer.
     pub fn request(&mut self, request: Request) -> Token {
         match request {
-            Request::SendDatagram { .. } => self.core.request_untracked(request),
+            Request::SendDatagram { .. } | Request::Cancel { .. } => {
+                self.core.request_untracked(request)
+            }
             Request::CloseUdp { socket } => {
                 self.core.close_socket(socket);
                 self.core.request_untracked(request)
@@ -233,9 +235,12 @@ impl<'a> Context<'a> {
         self.core.close_socket(socket);
     }
 
-    /// Stops waiting for `token`: later answers to it are dropped and counted as stale.
+    /// Stops waiting for `token`: later answers to it are dropped and counted as stale, and
+    /// the adapter is told it may stop the request ([`Request::Cancel`]).
     pub fn cancel(&mut self, token: Token) {
-        self.core.forget_token(token);
+        if self.core.forget_token(token) {
+            self.core.request_untracked(Request::Cancel { token });
+        }
     }
 
     /// Adds a node to this topology's discovered set (static and gossip strategies). This
