@@ -12,6 +12,8 @@ pub struct Metrics {
     pub lost: u64,
     /// Discovery attempts that failed (the last good set was kept).
     pub discovery_failed: u64,
+    /// Discovery rounds committed: polls that succeeded, whatever they found.
+    pub rounds: u64,
     /// Inputs from the network rejected as malformed or unauthentic.
     pub rejected: u64,
     /// Connect requests issued.

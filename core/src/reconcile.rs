@@ -604,6 +604,7 @@ impl Core {
 
     /// Commits the round collected in `scratch` as topology `t`'s whole discovered set.
     pub(crate) fn commit_round(&mut self, now: Instant, t: u8, round: u32) {
+        self.metrics.rounds += 1;
         let scratch = core::mem::take(&mut self.scratch);
         for &i in &scratch {
             if let Some(s) = self.slot_mut(i) {
