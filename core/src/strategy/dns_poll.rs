@@ -24,6 +24,7 @@ use crate::io::{Answer, Token};
 use crate::node::NodeName;
 use crate::proto::dns::{Found, Kind};
 use crate::time::Instant;
+use core::fmt::Write as _;
 use std::net::SocketAddr;
 
 /// The DNSPoll strategy's configuration.
@@ -129,15 +130,16 @@ pub(crate) fn report_ips(
         None => {}
         Some(PollResult::Failed(why)) => cx.discovery_failed(format!("lookup of {query}: {why}")),
         Some(PollResult::Found(found)) => {
+            // One buffer for every name: a node the cluster knows costs no allocation.
+            let mut name = String::with_capacity(basename.len() + 40);
             let mut round = cx.round();
             for f in &found {
                 if let Found::Ip(ip) = f {
-                    match NodeName::from_parts_ip(basename, *ip) {
-                        Ok(name) => round.add_node(&name.into()),
-                        Err(e) => {
-                            drop(round);
-                            return cx.discovery_failed(format!("{basename}@{ip}: {e}"));
-                        }
+                    name.clear();
+                    let _ = write!(name, "{basename}@{ip}");
+                    if let Err(e) = round.add(&name, None) {
+                        drop(round);
+                        return cx.discovery_failed(format!("{name}: {e}"));
                     }
                 }
             }

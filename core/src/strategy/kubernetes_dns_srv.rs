@@ -27,9 +27,9 @@ use super::dns_poller::{DnsOptions, PollResult, Poller};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::io::{Answer, Token};
-use crate::node::{Node, NodeName};
 use crate::proto::dns::{Found, Kind};
 use crate::time::Instant;
+use core::fmt::Write as _;
 
 /// The cluster domain when `CLUSTER_DOMAIN` is not set.
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local.";
@@ -142,6 +142,7 @@ impl KubernetesDnsSrv {
                 cx.discovery_failed(format!("lookup of {}: {why}", self.query))
             }
             Some(PollResult::Found(found)) => {
+                let mut name = String::with_capacity(app.len() + 64);
                 let mut round = cx.round();
                 for f in &found {
                     let Found::Srv {
@@ -150,21 +151,16 @@ impl KubernetesDnsSrv {
                     else {
                         continue;
                     };
-                    let name = match NodeName::new(&format!("{app}@{target}")) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            drop(round);
-                            return cx.discovery_failed(format!(
-                                "SRV target {target:?} of {}: {e}",
-                                self.query
-                            ));
-                        }
-                    };
-                    let node = match addr {
-                        Some(ip) => Node::with_addr(name, SocketAddr::new(*ip, *port)),
-                        None => Node::new(name),
-                    };
-                    round.add_node(&node);
+                    name.clear();
+                    let _ = write!(name, "{app}@{target}");
+                    let hint = addr.map(|ip| SocketAddr::new(ip, *port));
+                    if let Err(e) = round.add(&name, hint) {
+                        drop(round);
+                        return cx.discovery_failed(format!(
+                            "SRV target {target:?} of {}: {e}",
+                            self.query
+                        ));
+                    }
                 }
                 round.commit();
             }
