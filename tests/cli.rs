@@ -48,6 +48,35 @@ fn check_prints_the_resolved_configuration() {
 }
 
 #[test]
+fn check_warns_about_libclusters_poll_interval_and_reads_it() {
+    let path = temp_config(
+        "alias.toml",
+        "[topologies.dns]\nstrategy = \"dns_poll\"\n[topologies.dns.config]\nquery = \"app.test\"\n\
+         node_basename = \"app\"\npoll_interval = 2500\nnameservers = [\"127.0.0.1:5353\"]\n",
+    );
+    let out = muster()
+        .args(["check", "--config", &path])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "alias.toml:6: `topologies.dns.config.poll_interval`: accepted as `polling_interval`"
+        ),
+        "{err}"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "polling_interval = 2500",
+        "nameservers = [\"127.0.0.1:5353\"]",
+        "resolv_conf = \"/etc/resolv.conf\"",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+}
+
+#[test]
 fn a_bad_file_exits_2_naming_file_line_and_key() {
     let cases = [
         (
