@@ -435,6 +435,75 @@ fn truncated_answers_are_asked_again_over_tcp() {
     sim.run_for(ms(1000));
     let discovered = count(sim.events(ME), "discovered");
     assert_eq!(discovered, 200, "{:?}", failures(&sim));
+    assert_eq!(sim.dns_server(server_addr()).unwrap().tcp_queries(), 1);
+}
+
+/// `options edns0` announces a 1232-byte payload: an answer of 60 records (about 1 KB) then
+/// fits in UDP; without it, the 512-byte limit sends it over TCP.
+#[test]
+fn edns0_keeps_a_kilobyte_answer_on_udp() {
+    for (seed, edns0) in [(41, true), (42, false)] {
+        let mut sim = Sim::new(seed, SimConfig::default());
+        let mut zone = DnsServer::new();
+        zone.set(
+            "mid.test",
+            (1..=60).map(|i| a(&format!("10.2.0.{i}"))).collect(),
+        );
+        sim.add_dns_server(server_addr(), zone);
+        let options = if edns0 { "options edns0\n" } else { "" };
+        sim.write_file(
+            "/etc/resolv.conf",
+            format!("nameserver 10.53.0.53\n{options}"),
+        );
+        sim.add_node(n(ME), ClusterConfig::new(), || {
+            vec![spec(
+                Box::new(DnsPoll::new(DnsPollConfig::new("mid.test", "node"))),
+                quick(),
+            )]
+        });
+        sim.run_for(ms(1000));
+        assert_eq!(count(sim.events(ME), "discovered"), 60);
+        let tcp = sim.dns_server(server_addr()).unwrap().tcp_queries();
+        assert_eq!(tcp, u64::from(!edns0), "edns0 = {edns0}");
+    }
+}
+
+/// `options rotate` spreads lookups over the servers; without it every lookup starts with
+/// the first.
+#[test]
+fn rotate_spreads_lookups_over_the_servers() {
+    for (seed, rotate) in [(43, true), (44, false)] {
+        let mut sim = Sim::new(seed, SimConfig::default());
+        let servers: [SocketAddr; 2] = [
+            "10.53.0.1:53".parse().unwrap(),
+            "10.53.0.2:53".parse().unwrap(),
+        ];
+        for s in servers {
+            let mut zone = DnsServer::new();
+            zone.set("app.test", vec![a("10.0.0.1")]);
+            sim.add_dns_server(s, zone);
+        }
+        let options = if rotate { "options rotate\n" } else { "" };
+        sim.write_file(
+            "/etc/resolv.conf",
+            format!("nameserver 10.53.0.1\nnameserver 10.53.0.2\n{options}"),
+        );
+        sim.add_node(n(ME), ClusterConfig::new(), || {
+            vec![spec(
+                Box::new(DnsPoll::new(DnsPollConfig::new("app.test", "node"))),
+                quick(),
+            )]
+        });
+        sim.run_for(ms(20_000));
+        let first = sim.dns_server(servers[0]).unwrap().queries();
+        let second = sim.dns_server(servers[1]).unwrap().queries();
+        assert_eq!(first + second, 8, "four polls of A and AAAA");
+        if rotate {
+            assert_eq!((first, second), (4, 4));
+        } else {
+            assert_eq!((first, second), (8, 0));
+        }
+    }
 }
 
 /// Replies with another ID or another question, from the server's own address, are ignored

@@ -55,6 +55,7 @@ pub struct DnsServer {
     zone: BTreeMap<String, Vec<DnsRecord>>,
     behaviour: DnsBehaviour,
     queries: u64,
+    tcp_queries: u64,
 }
 
 fn key(name: &str) -> String {
@@ -94,6 +95,11 @@ impl DnsServer {
     /// Queries received so far, over both transports.
     pub fn queries(&self) -> u64 {
         self.queries
+    }
+
+    /// Queries received over TCP so far.
+    pub fn tcp_queries(&self) -> u64 {
+        self.tcp_queries
     }
 
     fn records(&self, name: &Name, rtype: RecordType, out: &mut Vec<Record>, depth: u8) {
@@ -141,6 +147,7 @@ impl DnsServer {
             return None;
         }
         self.queries += 1;
+        self.tcp_queries += u64::from(tcp);
         let question = q.queries.first()?.clone();
         let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
         m.metadata.recursion_desired = q.metadata.recursion_desired;
