@@ -17,15 +17,12 @@
 //! lookup keeps the last good set and reports `discovery_failed`; only an empty NOERROR
 //! answer empties the set (and with `prune = false` not even that disconnects).
 
-use super::dns_poller::{DnsOptions, PollResult, Poller};
+use super::dns_poller::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Token};
 use crate::node::NodeName;
 use crate::proto::dns::{Found, Kind};
-use crate::time::Instant;
 use core::fmt::Write as _;
-use std::net::SocketAddr;
 
 /// The DNSPoll strategy's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +114,16 @@ impl DnsPoll {
     fn report(&self, result: Option<PollResult>, cx: &mut Context<'_>) {
         report_ips(&self.config.node_basename, &self.config.query, result, cx);
     }
+
+    fn describe_config(&self) -> Vec<(String, Value)> {
+        vec![
+            ("query".into(), Value::str(&self.config.query)),
+            (
+                "node_basename".into(),
+                Value::str(&self.config.node_basename),
+            ),
+        ]
+    }
 }
 
 /// Commits `basename@ip` for every address found, or reports the failure.
@@ -148,56 +155,4 @@ pub(crate) fn report_ips(
     }
 }
 
-impl Strategy for DnsPoll {
-    fn kind(&self) -> &'static str {
-        "dns_poll"
-    }
-
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poller.start(now, cx);
-    }
-
-    fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
-        let r = self.poller.handle_timeout(now, cx);
-        self.report(r, cx);
-    }
-
-    fn handle_answer(
-        &mut self,
-        now: Instant,
-        token: Token,
-        answer: Answer<'_>,
-        cx: &mut Context<'_>,
-    ) {
-        let r = self.poller.handle_answer(now, token, answer, cx);
-        self.report(r, cx);
-    }
-
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        socket: Token,
-        from: SocketAddr,
-        data: &[u8],
-        cx: &mut Context<'_>,
-    ) {
-        let r = self.poller.handle_datagram(now, socket, from, data, cx);
-        self.report(r, cx);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.poller.poll_timeout()
-    }
-
-    fn describe(&self) -> Vec<(String, Value)> {
-        let mut d = vec![
-            ("query".into(), Value::str(&self.config.query)),
-            (
-                "node_basename".into(),
-                Value::str(&self.config.node_basename),
-            ),
-        ];
-        d.extend(self.config.dns.describe());
-        d
-    }
-}
+polled_strategy!(DnsPoll, "dns_poll");

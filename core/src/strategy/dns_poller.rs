@@ -330,3 +330,68 @@ impl Poller {
         earliest(next, self.resolver.poll_timeout())
     }
 }
+
+/// Implements [`Strategy`](crate::strategy::Strategy) for a DNS strategy: a type with a
+/// `poller: Poller` field and the methods `report(&self, Option<PollResult>, &mut Context)`
+/// and `describe_config(&self) -> Vec<(String, Value)>`. Every input goes to the poller, and
+/// whatever poll it finishes to `report`.
+macro_rules! polled_strategy {
+    ($ty:ty, $kind:literal) => {
+        impl $crate::strategy::Strategy for $ty {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            fn start(
+                &mut self,
+                now: $crate::time::Instant,
+                cx: &mut $crate::strategy::Context<'_>,
+            ) {
+                self.poller.start(now, cx);
+            }
+
+            fn handle_timeout(
+                &mut self,
+                now: $crate::time::Instant,
+                cx: &mut $crate::strategy::Context<'_>,
+            ) {
+                let r = self.poller.handle_timeout(now, cx);
+                self.report(r, cx);
+            }
+
+            fn handle_answer(
+                &mut self,
+                now: $crate::time::Instant,
+                token: $crate::io::Token,
+                answer: $crate::io::Answer<'_>,
+                cx: &mut $crate::strategy::Context<'_>,
+            ) {
+                let r = self.poller.handle_answer(now, token, answer, cx);
+                self.report(r, cx);
+            }
+
+            fn handle_datagram(
+                &mut self,
+                now: $crate::time::Instant,
+                socket: $crate::io::Token,
+                from: std::net::SocketAddr,
+                data: &[u8],
+                cx: &mut $crate::strategy::Context<'_>,
+            ) {
+                let r = self.poller.handle_datagram(now, socket, from, data, cx);
+                self.report(r, cx);
+            }
+
+            fn poll_timeout(&self) -> Option<$crate::time::Instant> {
+                self.poller.poll_timeout()
+            }
+
+            fn describe(&self) -> Vec<(String, $crate::config::Value)> {
+                let mut d = self.describe_config();
+                d.extend(self.poller.options().describe());
+                d
+            }
+        }
+    };
+}
+pub(crate) use polled_strategy;

@@ -16,15 +16,11 @@
 //! a CNAME answer instead of crashing on it, and keeps the last good set when a lookup fails
 //! or the name does not exist, reporting `discovery_failed`.
 
-use std::net::SocketAddr;
-
 use super::dns_poll::{basename, report_ips, required_string};
-use super::dns_poller::{DnsOptions, Poller};
+use super::dns_poller::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Token};
 use crate::proto::dns::Kind;
-use crate::time::Instant;
 
 /// The Kubernetes.DNS strategy's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,59 +101,26 @@ impl KubernetesDns {
             KubernetesDnsConfig::from_options(o)?,
         )))
     }
-}
 
-impl Strategy for KubernetesDns {
-    fn kind(&self) -> &'static str {
-        "kubernetes_dns"
+    fn report(&self, result: Option<PollResult>, cx: &mut Context<'_>) {
+        report_ips(
+            &self.config.application_name,
+            &self.config.service,
+            result,
+            cx,
+        );
     }
 
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poller.start(now, cx);
-    }
-
-    fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
-        let r = self.poller.handle_timeout(now, cx);
-        report_ips(&self.config.application_name, &self.config.service, r, cx);
-    }
-
-    fn handle_answer(
-        &mut self,
-        now: Instant,
-        token: Token,
-        answer: Answer<'_>,
-        cx: &mut Context<'_>,
-    ) {
-        let r = self.poller.handle_answer(now, token, answer, cx);
-        report_ips(&self.config.application_name, &self.config.service, r, cx);
-    }
-
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        socket: Token,
-        from: SocketAddr,
-        data: &[u8],
-        cx: &mut Context<'_>,
-    ) {
-        let r = self.poller.handle_datagram(now, socket, from, data, cx);
-        report_ips(&self.config.application_name, &self.config.service, r, cx);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.poller.poll_timeout()
-    }
-
-    fn describe(&self) -> Vec<(String, Value)> {
-        let mut d = vec![
+    fn describe_config(&self) -> Vec<(String, Value)> {
+        vec![
             ("service".into(), Value::str(&self.config.service)),
             (
                 "application_name".into(),
                 Value::str(&self.config.application_name),
             ),
             ("ipv6".into(), Value::Bool(self.config.ipv6)),
-        ];
-        d.extend(self.config.dns.describe());
-        d
+        ]
     }
 }
+
+polled_strategy!(KubernetesDns, "kubernetes_dns");

@@ -23,12 +23,10 @@
 use std::net::SocketAddr;
 
 use super::dns_poll::{basename, required_string};
-use super::dns_poller::{DnsOptions, PollResult, Poller};
+use super::dns_poller::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Token};
 use crate::proto::dns::{Found, Kind};
-use crate::time::Instant;
 use core::fmt::Write as _;
 
 /// The cluster domain when `CLUSTER_DOMAIN` is not set.
@@ -134,6 +132,21 @@ impl KubernetesDnsSrv {
         )))
     }
 
+    fn describe_config(&self) -> Vec<(String, Value)> {
+        vec![
+            ("service".into(), Value::str(&self.config.service)),
+            ("namespace".into(), Value::str(&self.config.namespace)),
+            (
+                "application_name".into(),
+                Value::str(&self.config.application_name),
+            ),
+            (
+                "cluster_domain".into(),
+                Value::str(&self.config.cluster_domain),
+            ),
+        ]
+    }
+
     fn report(&self, result: Option<PollResult>, cx: &mut Context<'_>) {
         let app = &self.config.application_name;
         match result {
@@ -168,61 +181,4 @@ impl KubernetesDnsSrv {
     }
 }
 
-impl Strategy for KubernetesDnsSrv {
-    fn kind(&self) -> &'static str {
-        "kubernetes_dns_srv"
-    }
-
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poller.start(now, cx);
-    }
-
-    fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
-        let r = self.poller.handle_timeout(now, cx);
-        self.report(r, cx);
-    }
-
-    fn handle_answer(
-        &mut self,
-        now: Instant,
-        token: Token,
-        answer: Answer<'_>,
-        cx: &mut Context<'_>,
-    ) {
-        let r = self.poller.handle_answer(now, token, answer, cx);
-        self.report(r, cx);
-    }
-
-    fn handle_datagram(
-        &mut self,
-        now: Instant,
-        socket: Token,
-        from: SocketAddr,
-        data: &[u8],
-        cx: &mut Context<'_>,
-    ) {
-        let r = self.poller.handle_datagram(now, socket, from, data, cx);
-        self.report(r, cx);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.poller.poll_timeout()
-    }
-
-    fn describe(&self) -> Vec<(String, Value)> {
-        let mut d = vec![
-            ("service".into(), Value::str(&self.config.service)),
-            ("namespace".into(), Value::str(&self.config.namespace)),
-            (
-                "application_name".into(),
-                Value::str(&self.config.application_name),
-            ),
-            (
-                "cluster_domain".into(),
-                Value::str(&self.config.cluster_domain),
-            ),
-        ];
-        d.extend(self.config.dns.describe());
-        d
-    }
-}
+polled_strategy!(KubernetesDnsSrv, "kubernetes_dns_srv");
