@@ -347,11 +347,12 @@ fn kubernetes_dns_srv_query_follows_cluster_domain() {
 /// events, and no lost and no disconnected.
 #[test]
 fn failed_lookups_keep_the_last_good_set() {
-    for (seed, fault) in [
-        (10, DnsBehaviour::ServFail),
-        (11, DnsBehaviour::Refused),
-        (12, DnsBehaviour::Silent),
-        (13, DnsBehaviour::Answer), // with the name removed: NXDOMAIN
+    for (seed, fault, reason) in [
+        (10, DnsBehaviour::ServFail, "10.53.0.53:53: Server Failure"),
+        (11, DnsBehaviour::Refused, "10.53.0.53:53: Query Refused"),
+        (12, DnsBehaviour::Silent, "10.53.0.53:53 did not answer within 5 s"),
+        // With the name removed:
+        (13, DnsBehaviour::Answer, "app.test: no such name (NXDOMAIN)"),
     ] {
         let mut zone = DnsServer::new();
         zone.set("app.test", vec![a("10.0.0.1"), a("10.0.0.2")]);
@@ -371,6 +372,7 @@ fn failed_lookups_keep_the_last_good_set() {
         sim.run_for(ms(60_000));
         let f = failures(&sim);
         assert!(!f.is_empty(), "{fault:?}");
+        assert!(f[0].ends_with(reason), "{fault:?}: {f:?}");
         assert_eq!(count(sim.events(ME), "lost"), 0, "{fault:?}: {f:?}");
         assert_eq!(count(sim.events(ME), "disconnected"), 0, "{fault:?}");
         assert!(sim.linked(ME, "node@10.0.0.1") && sim.linked(ME, "node@10.0.0.2"));

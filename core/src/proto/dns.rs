@@ -19,6 +19,16 @@ pub enum Kind {
     Srv,
 }
 
+impl core::fmt::Display for Kind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Kind::A => "A",
+            Kind::Aaaa => "AAAA",
+            Kind::Srv => "SRV",
+        })
+    }
+}
+
 impl Kind {
     fn rtype(self) -> RecordType {
         match self {

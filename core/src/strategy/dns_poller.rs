@@ -238,14 +238,27 @@ impl Poller {
                 Some(Outcome::Records(r)) => found.extend(r),
                 Some(Outcome::Empty) | None => {}
                 Some(Outcome::NxDomain) => nxdomain += 1,
-                Some(Outcome::Failed(why)) => failures.push(format!("{name} {kind:?}: {why}")),
+                Some(Outcome::Failed(why)) => failures.push((format!("{name} {kind}"), why)),
             }
         }
         if !failures.is_empty() {
-            return Some(PollResult::Failed(failures.join("; ")));
+            // One line per reason: "app.test A, app.test AAAA: 10.0.0.2:53: Server Failure".
+            let mut by_reason: Vec<(String, Vec<String>)> = Vec::new();
+            for (what, why) in failures {
+                match by_reason.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, whats)) => whats.push(what),
+                    None => by_reason.push((why, vec![what])),
+                }
+            }
+            let parts: Vec<String> = by_reason
+                .into_iter()
+                .map(|(why, whats)| format!("{}: {why}", whats.join(", ")))
+                .collect();
+            return Some(PollResult::Failed(parts.join("; ")));
         }
         if nxdomain == self.questions.len() {
-            let names: Vec<&str> = self.questions.iter().map(|(n, _)| n.as_str()).collect();
+            let mut names: Vec<&str> = self.questions.iter().map(|(n, _)| n.as_str()).collect();
+            names.dedup();
             return Some(PollResult::Failed(format!(
                 "{}: no such name (NXDOMAIN)",
                 names.join(", ")
