@@ -195,9 +195,11 @@ impl fmt::Display for MulticastInterface {
     }
 }
 
-/// A stream exchange: connect to `to`, write `send`, then deliver every chunk that comes
-/// back as [`Answer::Data`] until the peer closes ([`Answer::Closed`]), `max_reply` bytes
-/// have come ([`Answer::Failed`]), or `deadline` passes ([`Answer::TimedOut`]).
+/// A stream exchange: connect to `to` (through TLS when `tls` says so), write `send`, then
+/// deliver every chunk that comes back as [`Answer::Data`] until the peer closes
+/// ([`Answer::Closed`]), `max_reply` bytes have come ([`Answer::Failed`]), or `deadline` passes
+/// ([`Answer::TimedOut`]). A TLS handshake or verification failure is [`Answer::Failed`] and
+/// nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Exchange {
@@ -209,6 +211,61 @@ pub struct Exchange {
     pub deadline: Instant,
     /// The most bytes to accept in reply.
     pub max_reply: usize,
+    /// Wrap the stream in TLS.
+    pub tls: Option<Tls>,
+}
+
+/// TLS for an [`Exchange`].
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Tls {
+    /// The name the server's certificate must be valid for, also sent as SNI (an IP address
+    /// is matched against the certificate's IP addresses and sends no SNI).
+    pub server_name: String,
+    /// What the server's certificate is checked against.
+    pub trust: Trust,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let trust = match &self.trust {
+            Trust::CaPem(pem) => format!("CA PEM, {} bytes", pem.len()),
+            Trust::InsecureSkipVerify => "none (insecure_skip_tls_verify)".to_owned(),
+        };
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .field("trust", &trust)
+            .finish()
+    }
+}
+
+/// What a TLS server's certificate chain is verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trust {
+    /// These CA certificates (PEM), and no others.
+    CaPem(Bytes),
+    /// Nothing: any certificate is accepted. Only when a configuration says so in so many
+    /// words; anyone on the path can then read what is sent.
+    InsecureSkipVerify,
+}
+
+impl Tls {
+    /// TLS to `server_name`, verified against the CA certificates in `ca_pem`.
+    pub fn verified(server_name: impl Into<String>, ca_pem: Bytes) -> Self {
+        Tls {
+            server_name: server_name.into(),
+            trust: Trust::CaPem(ca_pem),
+        }
+    }
+
+    /// TLS to `server_name` that accepts any certificate.
+    pub fn insecure(server_name: impl Into<String>) -> Self {
+        Tls {
+            server_name: server_name.into(),
+            trust: Trust::InsecureSkipVerify,
+        }
+    }
 }
 
 impl Exchange {
@@ -219,7 +276,14 @@ impl Exchange {
             send,
             deadline,
             max_reply: 32 * 1024 * 1024,
+            tls: None,
         }
+    }
+
+    /// Runs the exchange through TLS.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Limits the reply to `max` bytes.

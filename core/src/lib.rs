@@ -41,8 +41,8 @@ pub use cluster::{Cluster, ClusterConfig};
 pub use config::{ConfigError, ConfigWarning, Problem, Value};
 pub use event::{Event, TopologyName};
 pub use io::{
-    Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, Request, Token,
-    UdpOptions, time_left,
+    Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, Request, Tls, Token,
+    Trust, UdpOptions, time_left,
 };
 pub use metrics::Metrics;
 pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};

@@ -350,9 +350,17 @@ fn failed_lookups_keep_the_last_good_set() {
     for (seed, fault, reason) in [
         (10, DnsBehaviour::ServFail, "10.53.0.53:53: Server Failure"),
         (11, DnsBehaviour::Refused, "10.53.0.53:53: Query Refused"),
-        (12, DnsBehaviour::Silent, "10.53.0.53:53 did not answer within 5 s"),
+        (
+            12,
+            DnsBehaviour::Silent,
+            "10.53.0.53:53 did not answer within 5 s",
+        ),
         // With the name removed:
-        (13, DnsBehaviour::Answer, "app.test: no such name (NXDOMAIN)"),
+        (
+            13,
+            DnsBehaviour::Answer,
+            "app.test: no such name (NXDOMAIN)",
+        ),
     ] {
         let mut zone = DnsServer::new();
         zone.set("app.test", vec![a("10.0.0.1"), a("10.0.0.2")]);

@@ -133,6 +133,9 @@ pub(crate) fn spawn(
 }
 
 async fn exchange(x: Exchange, token: Token, tx: &Answers) -> Result<(), String> {
+    if x.tls.is_some() {
+        return Err(format!("{}: TLS is not supported yet", x.to));
+    }
     let mut stream = match &x.to {
         Endpoint::Addr(a) => TcpStream::connect(a).await,
         Endpoint::Host { host, port } => TcpStream::connect((host.as_str(), *port)).await,

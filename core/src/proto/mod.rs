@@ -6,5 +6,6 @@ pub mod epmd;
 pub mod etf;
 pub mod gossip;
 pub mod hosts_file;
+pub mod http;
 pub mod resolv_conf;
 pub mod term;
