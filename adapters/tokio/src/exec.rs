@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use muster_core::{Answer, Endpoint, Exchange, Request, Token};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -133,26 +133,48 @@ pub(crate) fn spawn(
 }
 
 async fn exchange(x: Exchange, token: Token, tx: &Answers) -> Result<(), String> {
-    if x.tls.is_some() {
-        return Err(format!("{}: TLS is not supported yet", x.to));
-    }
-    let mut stream = match &x.to {
+    let stream = match &x.to {
         Endpoint::Addr(a) => TcpStream::connect(a).await,
         Endpoint::Host { host, port } => TcpStream::connect((host.as_str(), *port)).await,
         other => return Err(format!("unsupported endpoint {other}")),
     }
     .map_err(|e| format!("{}: {e}", x.to))?;
+    match &x.tls {
+        None => pump(stream, &x, token, tx).await,
+        Some(tls) => {
+            let (connector, name) =
+                crate::tls::connector(tls).map_err(|e| format!("{}: {e}", x.to))?;
+            let stream = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("{}: TLS with {:?}: {e}", x.to, tls.server_name))?;
+            pump(stream, &x, token, tx).await
+        }
+    }
+}
+
+/// Writes the request, then passes on what comes back until the peer closes.
+async fn pump(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    x: &Exchange,
+    token: Token,
+    tx: &Answers,
+) -> Result<(), String> {
     stream
         .write_all(&x.send)
         .await
         .map_err(|e| format!("{}: {e}", x.to))?;
+    stream.flush().await.map_err(|e| format!("{}: {e}", x.to))?;
     let mut total = 0usize;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("{}: {e}", x.to))?;
+        let n = match stream.read(&mut buf).await {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify: the core's framing decides
+            // whether what came is whole.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(format!("{}: {e}", x.to)),
+        };
         if n == 0 {
             return Ok(());
         }

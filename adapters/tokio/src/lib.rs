@@ -11,6 +11,7 @@
 //! - A [`Connector`] is the plumbing: [`TcpConnector`] holds a TCP connection per node,
 //!   [`CallbackConnector`] calls your closures, [`NoneConnector`] discovers only, and
 //!   [`RecordingConnector`] records calls for tests.
+//! - Exchanges run over TCP, or TLS on rustls (ring), verified against the CA the core gives.
 //! - Events are also logged through `tracing` (faults at `warn`, the rest at `info`).
 
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ mod epmd;
 mod erlang;
 mod exec;
 mod tcp;
+mod tls;
 mod udp;
 
 pub use connector::{
