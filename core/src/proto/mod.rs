@@ -7,5 +7,7 @@ pub mod etf;
 pub mod gossip;
 pub mod hosts_file;
 pub mod http;
+pub mod k8s;
+pub mod rancher;
 pub mod resolv_conf;
 pub mod term;
