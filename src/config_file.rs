@@ -713,7 +713,7 @@ backoff_base = 100
         let strategy = GOOD.replace("strategy = \"epmd\"", "strategy = \"consul\"");
         assert_eq!(
             error(&strategy),
-            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd, local_epmd, erlang_hosts, gossip, dns_poll, kubernetes_dns, kubernetes_dns_srv)"
+            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd, local_epmd, erlang_hosts, gossip, dns_poll, kubernetes_dns, kubernetes_dns_srv, kubernetes, rancher)"
         );
         let missing = GOOD.replace("strategy = \"epmd\"", "");
         assert_eq!(

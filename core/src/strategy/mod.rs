@@ -93,9 +93,12 @@ pub mod epmd;
 mod epmd_names;
 pub mod erlang_hosts;
 pub mod gossip;
+mod http_call;
+pub mod kubernetes;
 pub mod kubernetes_dns;
 pub mod kubernetes_dns_srv;
 pub mod local_epmd;
+pub mod rancher;
 
 use std::net::SocketAddr;
 
@@ -442,6 +445,8 @@ impl Registry {
                     "kubernetes_dns_srv",
                     kubernetes_dns_srv::KubernetesDnsSrv::build,
                 ),
+                ("kubernetes", kubernetes::Kubernetes::build),
+                ("rancher", rancher::Rancher::build),
             ],
             env: Environment::new(),
         }

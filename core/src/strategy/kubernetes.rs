@@ -1,0 +1,609 @@
+//! The Kubernetes strategy: the pods behind a Service, from the Kubernetes API (libcluster's
+//! `Cluster.Strategy.Kubernetes`, with EndpointSlices).
+//!
+//! Every poll reads the service account's token (so a rotated token is used at once), its
+//! `ca.crt` and, unless `kubernetes_namespace` is set, its `namespace`; then makes one
+//! request: a list of EndpointSlices (the default), Endpoints or Pods, over TLS verified
+//! against `ca.crt`. Without a CA the token is never sent: the poll fails and says why,
+//! unless the configuration sets `insecure_skip_tls_verify = true`.
+//!
+//! Options (libcluster's names and defaults, plus muster's):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `kubernetes_node_basename` | required | the name part of every node |
+//! | `kubernetes_selector` | required, except with `endpointslices` and a service name | label selector of the objects listed |
+//! | `kubernetes_service_name` | none | the Service: selects its EndpointSlices (`kubernetes.io/service-name`), and names nodes in `hostname` mode |
+//! | `kubernetes_namespace` | the service account's `namespace` file | where to list |
+//! | `kubernetes_ip_lookup_mode` | `"endpointslices"` | or `"endpoints"`, `"pods"` |
+//! | `mode` | `"ip"` | node hosts: `"ip"`, `"dns"`, `"hostname"` |
+//! | `kubernetes_cluster_name` | `"cluster"` | the cluster domain is `<this>.local` unless `CLUSTER_DOMAIN` is set |
+//! | `kubernetes_master` | `KUBERNETES_SERVICE_HOST`:`KUBERNETES_SERVICE_PORT`, else `"kubernetes.default.svc"` | the API server, `host[:port]` |
+//! | `kubernetes_service_account_path` | `/var/run/secrets/kubernetes.io/serviceaccount` | token, ca.crt, namespace |
+//! | `kubernetes_use_cached_resources` | `false` | `resourceVersion=0`: served from the API server's cache |
+//! | `kubernetes_field_selector` | none | a field selector, e.g. `status.phase=Running` |
+//! | `include_not_ready` | `false` | also addresses and pods that are not ready |
+//! | `insecure_skip_tls_verify` | `false` | connect without verifying the API server's certificate |
+//! | `polling_interval` | `5000` | ms between polls |
+//! | `request_timeout` | `15000` | ms a request may take |
+//! | `max_response_bytes` | `33554432` | the largest response body accepted |
+
+use core::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+
+use super::http_call::{HttpCall, authority, host_port};
+use super::{Context, Environment, Strategy};
+use crate::config::{ConfigError, Options, Value};
+use crate::io::{Answer, Endpoint, Exchange, Request, Tls, Token};
+use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
+use crate::proto::k8s::{self, LookupMode, NameMode};
+use crate::time::Instant;
+
+/// Where the service account's files are unless configured.
+pub const DEFAULT_SERVICE_ACCOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The TLS name the API server's certificate carries when it is reached by IP address.
+pub const API_SERVER_NAME: &str = "kubernetes.default.svc";
+
+/// Where the API server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiServer {
+    /// Where to connect.
+    pub endpoint: Endpoint,
+    /// The `Host` header.
+    pub authority: String,
+    /// The name its certificate must carry.
+    pub server_name: String,
+}
+
+impl ApiServer {
+    fn new(host: &str, port: u16) -> Self {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => ApiServer {
+                endpoint: Endpoint::Addr(SocketAddr::new(ip, port)),
+                authority: authority(host, port, 443),
+                server_name: API_SERVER_NAME.to_owned(),
+            },
+            Err(_) => {
+                let host = host.trim_end_matches('.');
+                ApiServer {
+                    endpoint: Endpoint::Host {
+                        host: host.to_owned(),
+                        port,
+                    },
+                    authority: authority(host, port, 443),
+                    server_name: host.to_owned(),
+                }
+            }
+        }
+    }
+}
+
+/// The Kubernetes strategy's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KubernetesConfig {
+    /// `kubernetes_node_basename`.
+    pub basename: String,
+    /// `kubernetes_selector`.
+    pub selector: Option<String>,
+    /// `kubernetes_service_name`.
+    pub service_name: Option<String>,
+    /// `kubernetes_namespace`; `None` reads the service account's.
+    pub namespace: Option<String>,
+    /// `kubernetes_ip_lookup_mode`.
+    pub lookup: LookupMode,
+    /// `mode`.
+    pub naming: NameMode,
+    /// The cluster domain of node names, without a trailing dot.
+    pub cluster_domain: String,
+    /// The API server.
+    pub api: ApiServer,
+    /// `kubernetes_service_account_path`.
+    pub service_account_path: String,
+    /// `kubernetes_use_cached_resources`.
+    pub use_cached_resources: bool,
+    /// `kubernetes_field_selector`.
+    pub field_selector: Option<String>,
+    /// `include_not_ready`.
+    pub include_not_ready: bool,
+    /// `insecure_skip_tls_verify`.
+    pub insecure_skip_tls_verify: bool,
+    /// `polling_interval`.
+    pub polling_interval: Duration,
+    /// `request_timeout`.
+    pub request_timeout: Duration,
+    /// `max_response_bytes`.
+    pub max_response_bytes: usize,
+}
+
+impl KubernetesConfig {
+    /// Reads the options; `env` gives `CLUSTER_DOMAIN`, `KUBERNETES_SERVICE_HOST` and
+    /// `KUBERNETES_SERVICE_PORT`.
+    pub fn from_options(o: &mut Options<'_>, env: &Environment) -> Result<Self, ConfigError> {
+        let basename = o.string("kubernetes_node_basename")?;
+        let basename = o.required("kubernetes_node_basename", basename)?.to_owned();
+        super::dns_poll::basename(o, "kubernetes_node_basename", &basename)?;
+        let non_empty =
+            |o: &mut Options<'_>, key: &'static str| -> Result<Option<String>, ConfigError> {
+                match o.string(key)? {
+                    Some("") => Err(ConfigError::invalid(o.key_path(key), "must not be empty")),
+                    v => Ok(v.map(str::to_owned)),
+                }
+            };
+        let selector = non_empty(o, "kubernetes_selector")?;
+        let service_name = non_empty(o, "kubernetes_service_name")?;
+        let namespace = non_empty(o, "kubernetes_namespace")?;
+        let lookup = match o.string("kubernetes_ip_lookup_mode")? {
+            None | Some("endpointslices") => LookupMode::EndpointSlices,
+            Some("endpoints") => LookupMode::Endpoints,
+            Some("pods") => LookupMode::Pods,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    o.key_path("kubernetes_ip_lookup_mode"),
+                    format!("{other:?} is not one of \"endpointslices\", \"endpoints\", \"pods\""),
+                ));
+            }
+        };
+        let naming = match o.string("mode")? {
+            None | Some("ip") => NameMode::Ip,
+            Some("dns") => NameMode::Dns,
+            Some("hostname") => NameMode::Hostname,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    o.key_path("mode"),
+                    format!("{other:?} is not one of \"ip\", \"dns\", \"hostname\""),
+                ));
+            }
+        };
+        if selector.is_none() && !(lookup == LookupMode::EndpointSlices && service_name.is_some()) {
+            let why = if lookup == LookupMode::EndpointSlices {
+                "missing: set kubernetes_selector, or kubernetes_service_name to list the Service's EndpointSlices"
+            } else {
+                "missing: the label selector of the objects to list"
+            };
+            return Err(ConfigError::invalid(o.key_path("kubernetes_selector"), why));
+        }
+        if naming == NameMode::Hostname && service_name.is_none() {
+            return Err(ConfigError::invalid(
+                o.key_path("kubernetes_service_name"),
+                "missing: mode = \"hostname\" names nodes <hostname>.<service>.<namespace>.svc.<domain>",
+            ));
+        }
+        let cluster_name =
+            non_empty(o, "kubernetes_cluster_name")?.unwrap_or_else(|| "cluster".into());
+        let cluster_domain = env
+            .get("CLUSTER_DOMAIN")
+            .map(|d| d.trim_end_matches('.'))
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{cluster_name}.local"));
+        let api = match o.string("kubernetes_master")? {
+            Some(m) => {
+                let (host, port) = host_port(m, 443)
+                    .filter(|(h, _)| !h.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            o.key_path("kubernetes_master"),
+                            format!("{m:?} is not host[:port]"),
+                        )
+                    })?;
+                ApiServer::new(&master_host(&host, &cluster_domain), port)
+            }
+            None => match env.get("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty()) {
+                Some(host) => {
+                    let port = match env.get("KUBERNETES_SERVICE_PORT") {
+                        None | Some("") => 443,
+                        Some(p) => p.parse().map_err(|_| {
+                            ConfigError::invalid(
+                                "KUBERNETES_SERVICE_PORT",
+                                format!("{p:?} is not a port"),
+                            )
+                        })?,
+                    };
+                    ApiServer::new(host.trim_start_matches('[').trim_end_matches(']'), port)
+                }
+                None => ApiServer::new(&master_host(API_SERVER_NAME, &cluster_domain), 443),
+            },
+        };
+        let service_account_path = non_empty(o, "kubernetes_service_account_path")?
+            .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT_PATH.into());
+        let max = o
+            .u64("max_response_bytes")?
+            .unwrap_or(DEFAULT_MAX_BODY as u64);
+        if max == 0 {
+            return Err(ConfigError::invalid(
+                o.key_path("max_response_bytes"),
+                "must be greater than zero",
+            ));
+        }
+        Ok(KubernetesConfig {
+            basename,
+            selector,
+            service_name,
+            namespace,
+            lookup,
+            naming,
+            cluster_domain,
+            api,
+            service_account_path: service_account_path.trim_end_matches('/').to_owned(),
+            use_cached_resources: o.bool("kubernetes_use_cached_resources")?.unwrap_or(false),
+            field_selector: non_empty(o, "kubernetes_field_selector")?,
+            include_not_ready: o.bool("include_not_ready")?.unwrap_or(false),
+            insecure_skip_tls_verify: o.bool("insecure_skip_tls_verify")?.unwrap_or(false),
+            polling_interval: o
+                .positive_millis("polling_interval")?
+                .unwrap_or(Duration::from_millis(5000)),
+            request_timeout: o
+                .positive_millis("request_timeout")?
+                .unwrap_or(Duration::from_millis(15_000)),
+            max_response_bytes: usize::try_from(max).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// The request path and query for `namespace`.
+    pub fn path(&self, namespace: &str) -> String {
+        let mut q = Vec::new();
+        if self.use_cached_resources {
+            q.push("resourceVersion=0".to_owned());
+        }
+        let selector = match (&self.lookup, &self.service_name, &self.selector) {
+            (LookupMode::EndpointSlices, Some(svc), _) => {
+                Some(format!("kubernetes.io/service-name={svc}"))
+            }
+            (_, _, s) => s.clone(),
+        };
+        if let Some(s) = selector {
+            q.push(format!("labelSelector={}", http::encode_query_value(&s)));
+        }
+        if let Some(f) = &self.field_selector {
+            q.push(format!("fieldSelector={}", http::encode_query_value(f)));
+        }
+        let mut path = self.lookup.path(namespace);
+        if !q.is_empty() {
+            path.push('?');
+            path.push_str(&q.join("&"));
+        }
+        path
+    }
+}
+
+/// libcluster's rule: a master name ending with the cluster domain or a dot stays as it is;
+/// any other gets the cluster domain appended.
+fn master_host(host: &str, cluster_domain: &str) -> String {
+    if host.parse::<IpAddr>().is_ok() || host.ends_with(cluster_domain) || host.ends_with('.') {
+        host.to_owned()
+    } else {
+        format!("{host}.{cluster_domain}")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum File {
+    Token,
+    Ca,
+    Namespace,
+}
+
+/// The Kubernetes strategy; see the module documentation.
+#[derive(Debug)]
+pub struct Kubernetes {
+    config: KubernetesConfig,
+    next: Option<Instant>,
+    reading: Vec<(Token, File)>,
+    token: Option<String>,
+    token_error: Option<String>,
+    ca: Option<Bytes>,
+    ca_error: Option<String>,
+    namespace: Option<String>,
+    namespace_error: Option<String>,
+    call: HttpCall,
+    /// How many addresses could not be named at the last poll (reported when it changes).
+    unnamed: usize,
+    name: String,
+}
+
+impl Kubernetes {
+    /// The strategy for `config`.
+    pub fn new(config: KubernetesConfig) -> Self {
+        Kubernetes {
+            next: None,
+            reading: Vec::new(),
+            token: None,
+            token_error: None,
+            ca: None,
+            ca_error: None,
+            namespace: config.namespace.clone(),
+            namespace_error: None,
+            call: HttpCall::default(),
+            unnamed: 0,
+            name: String::new(),
+            config,
+        }
+    }
+
+    pub(crate) fn build(
+        o: &mut Options<'_>,
+        env: &Environment,
+    ) -> Result<Box<dyn Strategy>, ConfigError> {
+        Ok(Box::new(Kubernetes::new(KubernetesConfig::from_options(
+            o, env,
+        )?)))
+    }
+
+    fn file(&self, f: File) -> String {
+        let name = match f {
+            File::Token => "token",
+            File::Ca => "ca.crt",
+            File::Namespace => "namespace",
+        };
+        format!("{}/{name}", self.config.service_account_path)
+    }
+
+    fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.next = Some(now + self.config.polling_interval);
+        let mut files = vec![File::Token];
+        if !self.config.insecure_skip_tls_verify {
+            files.push(File::Ca);
+        }
+        if self.config.namespace.is_none() {
+            files.push(File::Namespace);
+        }
+        for f in files {
+            let t = cx.request(Request::ReadFile { path: self.file(f) });
+            self.reading.push((t, f));
+        }
+    }
+
+    fn busy(&self) -> bool {
+        !self.reading.is_empty() || self.call.busy()
+    }
+
+    /// A file arrived (or could not be read): keep what is good, remember why not.
+    fn file_read(&mut self, f: File, answer: Answer<'_>) {
+        let why = match answer {
+            Answer::Data(d) => {
+                match f {
+                    File::Token => {
+                        self.token = Some(String::from_utf8_lossy(d).trim().to_owned());
+                        self.token_error = None;
+                    }
+                    File::Ca => {
+                        self.ca = Some(Bytes::copy_from_slice(d));
+                        self.ca_error = None;
+                    }
+                    File::Namespace => {
+                        let ns = String::from_utf8_lossy(d).trim().to_owned();
+                        if ns.is_empty() {
+                            self.namespace_error = Some(format!("{} is empty", self.file(f)));
+                        } else {
+                            self.namespace = Some(ns);
+                            self.namespace_error = None;
+                        }
+                    }
+                }
+                return;
+            }
+            Answer::Failed(e) => e.to_owned(),
+            other => format!("{other:?}"),
+        };
+        // A file that could not be read now leaves the last good contents in use.
+        match f {
+            File::Token => self.token_error = Some(why),
+            File::Ca => self.ca_error = Some(why),
+            File::Namespace => self.namespace_error = Some(why),
+        }
+    }
+
+    /// Every file is in: make the request, or say why not.
+    fn request(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let Some(namespace) = self.namespace.clone() else {
+            let why = self.namespace_error.clone().unwrap_or_default();
+            return cx.discovery_failed(format!(
+                "no namespace to list in: {why}; set kubernetes_namespace"
+            ));
+        };
+        let tls = if self.config.insecure_skip_tls_verify {
+            Tls::insecure(self.config.api.server_name.clone())
+        } else {
+            match &self.ca {
+                Some(ca) => Tls::verified(self.config.api.server_name.clone(), ca.clone()),
+                None => {
+                    let why = self.ca_error.clone().unwrap_or_default();
+                    return cx.discovery_failed(format!(
+                        "no CA to verify the API server with ({why}): the service account token \
+                         is never sent over an unverified connection; set \
+                         insecure_skip_tls_verify = true to connect anyway"
+                    ));
+                }
+            }
+        };
+        let bearer;
+        let mut headers = vec![("Accept", "application/json")];
+        if let Some(t) = self.token.as_deref().filter(|t| !t.is_empty()) {
+            bearer = format!("Bearer {t}");
+            headers.push(("Authorization", &bearer));
+        }
+        let request = http::get(
+            &self.config.api.authority,
+            &self.config.path(&namespace),
+            &headers,
+        );
+        let x = Exchange::tcp(self.config.api.endpoint.clone(), Bytes::from(request), now).tls(tls);
+        self.call.start(
+            now,
+            self.config.request_timeout,
+            self.config.max_response_bytes,
+            x,
+            cx,
+        );
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "{} from {}",
+            self.config.lookup.name(),
+            self.config.api.authority
+        )
+    }
+
+    fn response(&mut self, r: Result<Response, String>, cx: &mut Context<'_>) {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return cx.discovery_failed(format!("listing {}: {e}", self.what())),
+        };
+        if r.status != 200 {
+            let message = serde_json::from_slice::<serde_json::Value>(&r.body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| r.body_excerpt(200));
+            let mut why = format!(
+                "listing {}: HTTP {} {}: {message}",
+                self.what(),
+                r.status,
+                r.reason
+            );
+            if matches!(r.status, 401 | 403) {
+                if let Some(e) = &self.token_error {
+                    why.push_str(&format!(" (the token could not be read: {e})"));
+                } else if r.status == 403 {
+                    why.push_str(" (the service account needs the RBAC permission to list them)");
+                }
+            }
+            return cx.discovery_failed(why);
+        }
+        let parsed = match k8s::parse(&r.body, self.config.lookup, self.config.include_not_ready) {
+            Ok(p) => p,
+            Err(e) => {
+                return cx
+                    .discovery_failed(format!("listing {}: invalid response: {e}", self.what()));
+            }
+        };
+        let service = self.config.service_name.as_deref().unwrap_or("");
+        let mut host = String::new();
+        let mut unnamed: Vec<(String, String)> = Vec::new();
+        let mut round = cx.round();
+        for t in &parsed.targets {
+            if let Err(e) = k8s::write_host(
+                &mut host,
+                t,
+                self.config.naming,
+                service,
+                &self.config.cluster_domain,
+            ) {
+                unnamed.push((format!("{:?}", t.address), e.to_string()));
+                continue;
+            }
+            self.name.clear();
+            self.name.push_str(&self.config.basename);
+            self.name.push('@');
+            self.name.push_str(&host);
+            if let Err(e) = round.add(&self.name, None) {
+                unnamed.push((self.name.clone(), e.to_string()));
+            }
+        }
+        round.commit();
+        if unnamed.len() != self.unnamed && !unnamed.is_empty() {
+            let (first, why) = &unnamed[0];
+            cx.rejected(
+                None,
+                format!(
+                    "{} of the listed addresses name no node, e.g. {first}: {why}",
+                    unnamed.len()
+                ),
+            );
+        }
+        self.unnamed = unnamed.len();
+    }
+}
+
+impl Strategy for Kubernetes {
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.poll(now, cx);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if let Some(r) = self.call.handle_timeout(now, cx) {
+            self.response(r, cx);
+        }
+        if !self.busy() && self.next.is_some_and(|t| t <= now) {
+            self.poll(now, cx);
+        }
+    }
+
+    fn handle_answer(
+        &mut self,
+        now: Instant,
+        token: Token,
+        answer: Answer<'_>,
+        cx: &mut Context<'_>,
+    ) {
+        if let Some(i) = self.reading.iter().position(|(t, _)| *t == token) {
+            let (_, f) = self.reading.swap_remove(i);
+            self.file_read(f, answer);
+            if self.reading.is_empty() {
+                self.request(now, cx);
+            }
+            return;
+        }
+        if let Some(r) = self.call.handle_answer(token, answer, cx) {
+            self.response(r, cx);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let next = if self.busy() { None } else { self.next };
+        crate::time::earliest(next, self.call.poll_timeout())
+    }
+
+    fn describe(&self) -> Vec<(String, Value)> {
+        let c = &self.config;
+        let opt = |v: &Option<String>| Value::str(v.as_deref().unwrap_or("(none)"));
+        vec![
+            ("kubernetes_node_basename".into(), Value::str(&c.basename)),
+            ("kubernetes_selector".into(), opt(&c.selector)),
+            ("kubernetes_service_name".into(), opt(&c.service_name)),
+            (
+                "kubernetes_namespace".into(),
+                Value::str(
+                    c.namespace
+                        .clone()
+                        .unwrap_or_else(|| format!("(from {}/namespace)", c.service_account_path)),
+                ),
+            ),
+            (
+                "kubernetes_ip_lookup_mode".into(),
+                Value::str(c.lookup.name()),
+            ),
+            ("mode".into(), Value::str(c.naming.name())),
+            ("cluster_domain".into(), Value::str(&c.cluster_domain)),
+            ("kubernetes_master".into(), Value::str(&c.api.authority)),
+            ("tls_server_name".into(), Value::str(&c.api.server_name)),
+            (
+                "kubernetes_service_account_path".into(),
+                Value::str(&c.service_account_path),
+            ),
+            (
+                "kubernetes_use_cached_resources".into(),
+                Value::Bool(c.use_cached_resources),
+            ),
+            ("kubernetes_field_selector".into(), opt(&c.field_selector)),
+            ("include_not_ready".into(), Value::Bool(c.include_not_ready)),
+            (
+                "insecure_skip_tls_verify".into(),
+                Value::Bool(c.insecure_skip_tls_verify),
+            ),
+            ("polling_interval".into(), Value::millis(c.polling_interval)),
+            ("request_timeout".into(), Value::millis(c.request_timeout)),
+            (
+                "max_response_bytes".into(),
+                Value::Int(c.max_response_bytes as i64),
+            ),
+        ]
+    }
+}
