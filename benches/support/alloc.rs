@@ -7,6 +7,7 @@ pub struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 // Every call forwards to `System` unchanged and only counts; the only unsafe code in the
 // repository, and only in benchmarks.
@@ -14,7 +15,8 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Relaxed);
-        LIVE.fetch_add(l.size(), Relaxed);
+        let now = LIVE.fetch_add(l.size(), Relaxed) + l.size();
+        PEAK.fetch_max(now, Relaxed);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
@@ -23,7 +25,8 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Relaxed);
-        LIVE.fetch_add(new, Relaxed);
+        let now = LIVE.fetch_add(new, Relaxed) + new;
+        PEAK.fetch_max(now, Relaxed);
         LIVE.fetch_sub(l.size(), Relaxed);
         unsafe { System.realloc(p, l, new) }
     }
@@ -37,4 +40,16 @@ pub fn allocs() -> u64 {
 /// Bytes allocated and not freed.
 pub fn live() -> usize {
     LIVE.load(Relaxed)
+}
+
+/// The most bytes live at once since the last [`reset_peak`].
+#[allow(dead_code)] // not every benchmark measures peaks
+pub fn peak() -> usize {
+    PEAK.load(Relaxed)
+}
+
+/// Starts measuring the peak from the bytes live now.
+#[allow(dead_code)]
+pub fn reset_peak() {
+    PEAK.store(live(), Relaxed);
 }
