@@ -62,12 +62,15 @@ fn parse() {
     let mut best = f64::MAX;
     let mut total = 0.0;
     let mut peak = 0;
+    let mut allocs = 0;
     for _ in 0..runs {
         alloc::reset_peak();
         let base = alloc::live();
+        let before = alloc::allocs();
         let start = Wall::now();
         let p = k8s::parse(body.as_bytes(), LookupMode::EndpointSlices, false).unwrap();
         let took = start.elapsed().as_secs_f64() * 1e3;
+        allocs = alloc::allocs() - before;
         assert_eq!(p.targets.len(), ENDPOINTS);
         peak = peak.max(alloc::peak() - base);
         black_box(p);
@@ -75,7 +78,7 @@ fn parse() {
         total += took;
     }
     println!(
-        "decode of an EndpointSliceList of {ENDPOINTS} endpoints ({} bytes): {:.2} ms mean, {:.2} ms best of {runs}; peak heap added {} bytes ({:.2}× the body)",
+        "decode of an EndpointSliceList of {ENDPOINTS} endpoints ({} bytes): {:.2} ms mean, {:.2} ms best of {runs}; peak heap added {} bytes ({:.2}× the body), {allocs} allocations",
         body.len(),
         total / f64::from(runs),
         best,
