@@ -384,3 +384,80 @@ pub enum Answer<'a> {
 pub fn time_left(now: Instant, deadline: Instant) -> Duration {
     deadline.saturating_duration_since(now)
 }
+
+/// An [`Answer`] that owns its data, for adapters that produce answers on one task and feed
+/// them to the core on another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OwnedAnswer {
+    /// [`Answer::Connected`].
+    Connected,
+    /// [`Answer::Ignored`].
+    Ignored,
+    /// [`Answer::Disconnected`].
+    Disconnected,
+    /// [`Answer::NotConnected`].
+    NotConnected,
+    /// [`Answer::Nodes`].
+    Nodes(Vec<NodeName>),
+    /// [`Answer::Data`].
+    Data(Vec<u8>),
+    /// [`Answer::Closed`].
+    Closed,
+    /// [`Answer::Failed`].
+    Failed(String),
+    /// [`Answer::TimedOut`].
+    TimedOut,
+    /// [`Answer::Opened`].
+    Opened(SocketAddr),
+}
+
+impl OwnedAnswer {
+    /// The answer, borrowed for [`Input::Answer`].
+    pub fn borrow(&self) -> Answer<'_> {
+        match self {
+            OwnedAnswer::Connected => Answer::Connected,
+            OwnedAnswer::Ignored => Answer::Ignored,
+            OwnedAnswer::Disconnected => Answer::Disconnected,
+            OwnedAnswer::NotConnected => Answer::NotConnected,
+            OwnedAnswer::Nodes(n) => Answer::Nodes(n),
+            OwnedAnswer::Data(d) => Answer::Data(d),
+            OwnedAnswer::Closed => Answer::Closed,
+            OwnedAnswer::Failed(f) => Answer::Failed(f),
+            OwnedAnswer::TimedOut => Answer::TimedOut,
+            OwnedAnswer::Opened(a) => Answer::Opened(*a),
+        }
+    }
+}
+
+impl From<crate::connector::ConnectOutcome> for OwnedAnswer {
+    fn from(o: crate::connector::ConnectOutcome) -> Self {
+        use crate::connector::ConnectOutcome as C;
+        match o {
+            C::Connected => OwnedAnswer::Connected,
+            C::Ignored => OwnedAnswer::Ignored,
+            C::Failed(e) => OwnedAnswer::Failed(e),
+        }
+    }
+}
+
+impl From<crate::connector::DisconnectOutcome> for OwnedAnswer {
+    fn from(o: crate::connector::DisconnectOutcome) -> Self {
+        use crate::connector::DisconnectOutcome as D;
+        match o {
+            D::Disconnected => OwnedAnswer::Disconnected,
+            D::NotConnected => OwnedAnswer::NotConnected,
+            D::Ignored => OwnedAnswer::Ignored,
+            D::Failed(e) => OwnedAnswer::Failed(e),
+        }
+    }
+}
+
+impl From<Result<Vec<NodeName>, String>> for OwnedAnswer {
+    fn from(r: Result<Vec<NodeName>, String>) -> Self {
+        match r {
+            Ok(nodes) => OwnedAnswer::Nodes(nodes),
+            Err(e) => OwnedAnswer::Failed(e),
+        }
+    }
+}

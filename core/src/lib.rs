@@ -10,6 +10,8 @@
 //!
 //! - [`Cluster`] holds several topologies and the reconciler;
 //! - [`strategy`] has the [`Strategy`](strategy::Strategy) trait and the built-in strategies;
+//! - [`connector`] has the [`Connector`](connector::Connector) trait every adapter runs, and
+//!   the connectors that need no I/O;
 //! - [`Event`]s say what happened; [`Metrics`] count it;
 //! - with the `sim` feature, [`sim`] runs many clusters in virtual time over a seeded network.
 
@@ -18,6 +20,7 @@
 
 mod cluster;
 pub mod config;
+pub mod connector;
 pub mod dist;
 mod event;
 mod hash;
@@ -41,8 +44,8 @@ pub use cluster::{Cluster, ClusterConfig};
 pub use config::{ConfigError, ConfigWarning, Problem, Value};
 pub use event::{Event, TopologyName};
 pub use io::{
-    Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, Request, Tls, Token,
-    Trust, UdpOptions, time_left,
+    Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, OwnedAnswer, Request,
+    Tls, Token, Trust, UdpOptions, time_left,
 };
 pub use metrics::Metrics;
 pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};

@@ -12,9 +12,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant as TokioInstant;
 
-use crate::connector::{Connector, Notice, Notices};
 use crate::exec::{self, Owned};
 use crate::udp::{Arrival, Sockets};
+use muster_core::connector::{Connector, Notice, Notices};
 
 const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
 
@@ -138,7 +138,9 @@ impl Builder {
         let (members_tx, members_rx) = watch::channel(Vec::new());
         let (metrics_tx, metrics_rx) = watch::channel(cluster.metrics());
         let (notice_tx, notice_rx) = mpsc::channel(1024);
-        self.connector.attach(Notices::new(notice_tx));
+        self.connector.attach(Notices::new(move |n| {
+            let _ = notice_tx.try_send(n);
+        }));
         let (answers_tx, answers_rx) = mpsc::channel(1024);
         let (arrivals_tx, arrivals_rx) = mpsc::channel(1024);
         let (send_failures_tx, send_failures_rx) = mpsc::channel(64);

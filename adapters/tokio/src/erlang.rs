@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::Instant as TokioInstant;
 
-use crate::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome, Notices};
 use crate::epmd::{ask, register};
+use muster_core::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome, Notices};
 
 /// How this node takes part in Erlang distribution.
 #[derive(Debug, Clone)]

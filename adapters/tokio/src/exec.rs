@@ -2,46 +2,16 @@
 
 use std::sync::Arc;
 
-use muster_core::{Answer, Endpoint, Exchange, Request, Token};
+use muster_core::{Endpoint, Exchange, Request, Token};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant as TokioInstant;
 
-use crate::connector::{ConnectOutcome, Connector, DisconnectOutcome};
+use muster_core::connector::Connector;
 
-/// An answer that outlives the task that produced it.
-#[derive(Debug)]
-pub(crate) enum Owned {
-    Connected,
-    Ignored,
-    Disconnected,
-    NotConnected,
-    Nodes(Vec<muster_core::NodeName>),
-    Data(Vec<u8>),
-    Closed,
-    Failed(String),
-    TimedOut,
-    Opened(std::net::SocketAddr),
-}
-
-impl Owned {
-    pub(crate) fn borrow(&self) -> Answer<'_> {
-        match self {
-            Owned::Connected => Answer::Connected,
-            Owned::Ignored => Answer::Ignored,
-            Owned::Disconnected => Answer::Disconnected,
-            Owned::NotConnected => Answer::NotConnected,
-            Owned::Nodes(n) => Answer::Nodes(n),
-            Owned::Data(d) => Answer::Data(d),
-            Owned::Closed => Answer::Closed,
-            Owned::Failed(f) => Answer::Failed(f),
-            Owned::TimedOut => Answer::TimedOut,
-            Owned::Opened(a) => Answer::Opened(*a),
-        }
-    }
-}
+pub(crate) use muster_core::OwnedAnswer as Owned;
 
 pub(crate) type Answers = mpsc::Sender<(Token, Owned)>;
 
@@ -63,9 +33,7 @@ pub(crate) fn spawn(
             let at = deadline_of(deadline);
             tasks.spawn(async move {
                 let a = match tokio::time::timeout_at(at, fut).await {
-                    Ok(ConnectOutcome::Connected) => Owned::Connected,
-                    Ok(ConnectOutcome::Ignored) => Owned::Ignored,
-                    Ok(ConnectOutcome::Failed(e)) => Owned::Failed(e),
+                    Ok(outcome) => outcome.into(),
                     Err(_) => Owned::TimedOut,
                 };
                 let _ = tx.send((token, a)).await;
@@ -75,10 +43,7 @@ pub(crate) fn spawn(
             let fut = connector.disconnect(node);
             tasks.spawn(async move {
                 let a = match tokio::time::timeout_at(fallback, fut).await {
-                    Ok(DisconnectOutcome::Disconnected) => Owned::Disconnected,
-                    Ok(DisconnectOutcome::NotConnected) => Owned::NotConnected,
-                    Ok(DisconnectOutcome::Ignored) => Owned::Ignored,
-                    Ok(DisconnectOutcome::Failed(e)) => Owned::Failed(e),
+                    Ok(outcome) => outcome.into(),
                     Err(_) => Owned::TimedOut,
                 };
                 let _ = tx.send((token, a)).await;

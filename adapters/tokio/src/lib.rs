@@ -16,7 +16,6 @@
 
 #![forbid(unsafe_code)]
 
-mod connector;
 mod driver;
 mod epmd;
 mod erlang;
@@ -25,13 +24,13 @@ mod tcp;
 mod tls;
 mod udp;
 
-pub use connector::{
-    BoxFuture, Call, CallbackConnector, ConnectOutcome, Connector, DisconnectOutcome,
-    NoneConnector, Notice, Notices, RecordingConnector,
-};
 pub use driver::{Builder, ClusterHandle, Events};
 pub use epmd::{EpmdHandle, epmd_running, run_epmd};
 pub use erlang::{ErlangConfig, ErlangConnector};
+pub use muster_core::connector::{
+    BoxFuture, Call, CallbackConnector, ConnectOutcome, Connector, DisconnectOutcome,
+    NoneConnector, Notice, Notices, RecordingConnector,
+};
 pub use tcp::TcpConnector;
 
 pub use muster_core as core;

@@ -9,7 +9,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
-use crate::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome, Notices};
+use muster_core::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome, Notices};
 
 struct Held {
     id: u64,

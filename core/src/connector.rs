@@ -1,12 +1,17 @@
 //! Connectors: the plumbing that connects, disconnects and lists nodes.
+//!
+//! The trait is the same for every adapter: its methods return futures that need no
+//! particular runtime of their own (a connector that does I/O uses its adapter's). Adapters
+//! run each call with the request's deadline around it and feed the outcome back as an
+//! [`Answer`](crate::Answer). The connectors here do no I/O: [`NoneConnector`] (discovery
+//! only), [`CallbackConnector`] (your closures) and [`RecordingConnector`] (tests).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use muster_core::{Node, NodeName};
-use tokio::sync::mpsc;
+use crate::node::{Node, NodeName};
 
 /// A boxed future, as connectors return them (so that `dyn Connector` works).
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -52,21 +57,35 @@ pub enum Notice {
     },
 }
 
+type Sink = dyn Fn(Notice) + Send + Sync;
+
 /// Where a connector reports what it notices on its own; see [`Connector::attach`].
-#[derive(Debug, Clone)]
+///
+/// The adapter makes one around its own channel; reporting never blocks.
+#[derive(Clone)]
 pub struct Notices {
-    tx: mpsc::Sender<Notice>,
+    sink: Arc<Sink>,
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notices")
+    }
 }
 
 impl Notices {
-    pub(crate) fn new(tx: mpsc::Sender<Notice>) -> Self {
-        Notices { tx }
+    /// Notices that go to `sink`, which must not block: an adapter pushes into a bounded
+    /// queue and drops what does not fit (the next list of connected nodes tells it anyway).
+    pub fn new(sink: impl Fn(Notice) + Send + Sync + 'static) -> Self {
+        Notices {
+            sink: Arc::new(sink),
+        }
     }
 
     /// Reports that the connection to `node` went away. Never blocks: if the cluster is
     /// behind, the notice is dropped and the next list of connected nodes tells it instead.
     pub fn node_down(&self, node: NodeName, reason: impl Into<String>) {
-        let _ = self.tx.try_send(Notice::Down {
+        (self.sink)(Notice::Down {
             node,
             reason: reason.into(),
         });
@@ -74,15 +93,15 @@ impl Notices {
 
     /// Reports an incoming connection from `node`.
     pub fn node_up(&self, node: NodeName) {
-        let _ = self.tx.try_send(Notice::Up { node });
+        (self.sink)(Notice::Up { node });
     }
 }
 
 /// The plumbing a cluster connects nodes with: libcluster's `connect`, `disconnect` and
 /// `list_nodes`.
 ///
-/// Each call returns a future that the adapter runs on its own task, with the request's
-/// deadline around it, so a slow connect never holds up anything else. `list_nodes` must
+/// Each call returns a future that the adapter runs concurrently with everything else, with
+/// the request's deadline around it, so a slow connect never holds up anything else. `list_nodes` must
 /// return every node the plumbing holds a connection to, however it came about: the cluster
 /// reconciles against it.
 pub trait Connector: Send + Sync + 'static {
@@ -140,7 +159,7 @@ type ListFn = dyn Fn() -> BoxFuture<Result<Vec<NodeName>, String>> + Send + Sync
 /// list.
 ///
 /// ```
-/// use muster_tokio::{CallbackConnector, ConnectOutcome, DisconnectOutcome};
+/// use muster_core::connector::{CallbackConnector, ConnectOutcome, DisconnectOutcome};
 /// let connector = CallbackConnector::new(
 ///     |node| async move { println!("connect {}", node.name); ConnectOutcome::Connected },
 ///     |name| async move { println!("disconnect {name}"); DisconnectOutcome::Disconnected },
