@@ -117,17 +117,13 @@ impl Builder {
     ///
     /// Outside a tokio runtime, or if the operating system has no random source.
     pub fn spawn(self) -> Result<(ClusterHandle, Events), ConfigError> {
-        let seed = self.seed.unwrap_or_else(|| {
-            let mut s = [0u8; 32];
-            getrandom::fill(&mut s).expect("the operating system's random source");
-            s
-        });
+        let seed = self.seed.unwrap_or_else(muster_net::seed);
         let mut config = self.config;
         config.discovery_only |= self.connector.discovery_only();
         let list_timeout = config.list_timeout;
         let mut cluster = Cluster::new(config, seed);
         let origin = TokioInstant::now();
-        if let Ok(unix) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        if let Some(unix) = muster_net::unix_time() {
             cluster.set_unix_time(muster_core::Instant::ZERO, unix);
         }
         for spec in self.topologies {
@@ -370,7 +366,7 @@ impl Driver {
     /// `now`, after telling the core the wall clock (secure gossip timestamps need it).
     fn tick(&mut self) -> muster_core::Instant {
         let now = self.now();
-        if let Ok(unix) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        if let Some(unix) = muster_net::unix_time() {
             self.cluster.set_unix_time(now, unix);
         }
         now

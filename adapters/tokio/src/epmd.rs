@@ -124,8 +124,7 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for EPMD on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
+    let seed = muster_net::try_seed()?;
     let mut server = EpmdServer::new(local.port(), &mut Rng::from_seed(seed));
     let requests = Arc::new(AtomicU64::new(0));
     let counted = requests.clone();

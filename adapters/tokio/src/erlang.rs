@@ -174,8 +174,7 @@ impl ErlangConnector {
                     ),
                 )
             })?;
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
+        let seed = muster_net::try_seed()?;
         let mut link = LinkConfig::new(config.name.clone(), config.cookie.clone(), creation);
         link.hidden = config.hidden;
         link.tick_time = config.tick_time;

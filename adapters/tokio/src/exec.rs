@@ -107,9 +107,9 @@ async fn exchange(x: Exchange, token: Token, tx: &Answers) -> Result<(), String>
     match &x.tls {
         None => pump(stream, &x, token, tx).await,
         Some(tls) => {
-            let (connector, name) =
-                crate::tls::connector(tls).map_err(|e| format!("{}: {e}", x.to))?;
-            let stream = connector
+            let (config, name) =
+                muster_net::tls::client_config(tls).map_err(|e| format!("{}: {e}", x.to))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, stream)
                 .await
                 .map_err(|e| format!("{}: TLS with {:?}: {e}", x.to, tls.server_name))?;

@@ -21,7 +21,6 @@ mod epmd;
 mod erlang;
 mod exec;
 mod tcp;
-mod tls;
 mod udp;
 
 pub use driver::{Builder, ClusterHandle, Events};

@@ -1,5 +1,7 @@
 //! TLS for exchanges, on rustls with the ring provider: verified against the CA the core
 //! hands over, or — only when the core says the configuration asked for it — not at all.
+//! Adapters wrap the configuration in their runtime's TLS stream (tokio-rustls,
+//! futures-rustls, or rustls driven by hand).
 
 use std::sync::Arc;
 
@@ -9,14 +11,13 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::TlsConnector;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A connector and the server name for `tls`, or why there can be none.
-pub(crate) fn connector(tls: &Tls) -> Result<(TlsConnector, ServerName<'static>), String> {
+/// A client configuration and the server name for `tls`, or why there can be none.
+pub fn client_config(tls: &Tls) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {
     let name = ServerName::try_from(tls.server_name.clone())
         .map_err(|e| format!("{:?} is not a TLS server name: {e}", tls.server_name))?;
     let provider = provider();
@@ -45,7 +46,7 @@ pub(crate) fn connector(tls: &Tls) -> Result<(TlsConnector, ServerName<'static>)
             .with_no_client_auth(),
         other => return Err(format!("unsupported TLS trust {other:?}")),
     };
-    Ok((TlsConnector::from(Arc::new(config)), name))
+    Ok((Arc::new(config), name))
 }
 
 /// Accepts any certificate chain, but still checks that the server holds its key.

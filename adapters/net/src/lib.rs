@@ -1,0 +1,49 @@
+//! # muster-net
+//!
+//! The pieces of socket and TLS set-up that every muster adapter (tokio, async-io, mio)
+//! does the same way, so that each adapter is left with only its runtime's loop. Nothing
+//! here does I/O beyond creating sockets; nothing here holds cluster logic.
+//!
+//! - [`udp::open`]: a non-blocking UDP socket with the options the core asks for;
+//! - [`tls::client_config`]: a rustls client configuration (ring) for an exchange's
+//!   [`Tls`](muster_core::Tls): verified against its CA, or not at all when the core says so;
+//! - [`seed`] and [`unix_time`]: the core's random seed and wall clock.
+
+#![forbid(unsafe_code)]
+
+pub mod tls;
+pub mod udp;
+
+/// 32 bytes from the operating system's random source, to seed a cluster.
+///
+/// # Panics
+///
+/// If the operating system has no random source.
+pub fn seed() -> [u8; 32] {
+    try_seed().expect("the operating system's random source")
+}
+
+/// [`seed`], or the operating system's error.
+pub fn try_seed() -> std::io::Result<[u8; 32]> {
+    let mut s = [0u8; 32];
+    getrandom::fill(&mut s).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(s)
+}
+
+/// Time since the Unix epoch by the system clock, if it is after it.
+pub fn unix_time() -> Option<std::time::Duration> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+}
+
+/// Where `node` may be reached, as an endpoint: its address hint with `port`, else its host.
+pub fn node_endpoint(node: &muster_core::Node, port: u16) -> muster_core::Endpoint {
+    match node.addr {
+        Some(a) => muster_core::Endpoint::Addr(std::net::SocketAddr::new(a.ip(), port)),
+        None => muster_core::Endpoint::Host {
+            host: node.name.host().to_owned(),
+            port,
+        },
+    }
+}
