@@ -485,7 +485,7 @@ impl Run {
             while let Some(out) = self.cluster.poll_output() {
                 match out {
                     Output::Event(e) => {
-                        log(&e);
+                        muster_net::log(&e);
                         let _ = self.events.try_broadcast(e);
                     }
                     Output::Request { token, request } => self.execute(token, request, fallback),
@@ -644,27 +644,5 @@ impl Run {
         if let Some(done) = stop_now {
             let _ = done.try_send(());
         }
-    }
-}
-
-fn log(e: &Event) {
-    let node = e.node().map(|n| n.as_str()).unwrap_or("");
-    let reason = e.reason().unwrap_or("");
-    if e.is_fault() {
-        tracing::warn!(
-            event = e.name(),
-            topology = e.topology(),
-            node,
-            reason,
-            "{e}"
-        );
-    } else {
-        tracing::info!(
-            event = e.name(),
-            topology = e.topology(),
-            node,
-            reason,
-            "{e}"
-        );
     }
 }

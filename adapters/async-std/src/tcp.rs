@@ -1,13 +1,11 @@
 //! The `tcp` connector on async-io: one held TCP connection per node.
 
-use std::collections::BTreeMap;
-use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
 
 use async_io::Async;
 use muster_core::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome};
 use muster_core::{Node, NodeName};
+use muster_net::held::Held;
 
 /// Holds one TCP connection to each node, on the node's address hint or on its host at a
 /// fixed port, and counts the node connected while that connection is up.
@@ -19,7 +17,7 @@ use muster_core::{Node, NodeName};
 #[derive(Clone, Debug)]
 pub struct TcpConnector {
     port: u16,
-    held: Arc<Mutex<BTreeMap<NodeName, Async<TcpStream>>>>,
+    held: Held,
 }
 
 impl TcpConnector {
@@ -27,7 +25,7 @@ impl TcpConnector {
     pub fn new(port: u16) -> Self {
         TcpConnector {
             port,
-            held: Arc::default(),
+            held: Held::default(),
         }
     }
 
@@ -35,13 +33,9 @@ impl TcpConnector {
     pub fn port(&self) -> u16 {
         self.port
     }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeName, Async<TcpStream>>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
-async fn open(node: &Node, port: u16) -> Result<Async<TcpStream>, String> {
+async fn open(node: &Node, port: u16) -> Result<TcpStream, String> {
     let addrs: Vec<SocketAddr> = match node.addr {
         Some(a) => vec![a],
         None => {
@@ -54,61 +48,37 @@ async fn open(node: &Node, port: u16) -> Result<Async<TcpStream>, String> {
     let mut last = format!("{}: no address", node.name.host());
     for addr in addrs {
         match Async::<TcpStream>::connect(addr).await {
-            Ok(s) => {
-                let _ = s.get_ref().set_nodelay(true);
-                return Ok(s);
-            }
+            Ok(s) => return s.into_inner().map_err(|e| format!("{addr}: {e}")),
             Err(e) => last = format!("{addr}: {e}"),
         }
     }
     Err(last)
 }
 
-/// Whether the connection is still up, reading (and discarding) what the peer sent.
-fn alive(stream: &Async<TcpStream>) -> bool {
-    let mut buf = [0u8; 512];
-    let mut s = stream.get_ref();
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return false,
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
 impl Connector for TcpConnector {
     fn connect(&self, node: Node) -> BoxFuture<ConnectOutcome> {
         let this = self.clone();
         Box::pin(async move {
-            if this.held().contains_key(&node.name) {
+            if this.held.contains(&node.name) {
                 return ConnectOutcome::Connected;
             }
             match open(&node, this.port).await {
-                Ok(s) => {
-                    this.held().insert(node.name, s);
-                    ConnectOutcome::Connected
-                }
+                Ok(s) => match this.held.insert(node.name, s) {
+                    Ok(()) => ConnectOutcome::Connected,
+                    Err(e) => ConnectOutcome::Failed(e.to_string()),
+                },
                 Err(e) => ConnectOutcome::Failed(e),
             }
         })
     }
 
     fn disconnect(&self, node: NodeName) -> BoxFuture<DisconnectOutcome> {
-        // Dropping the stream closes the connection.
-        let outcome = match self.held().remove(&node) {
-            Some(_) => DisconnectOutcome::Disconnected,
-            None => DisconnectOutcome::NotConnected,
-        };
+        let outcome = self.held.remove(&node);
         Box::pin(async move { outcome })
     }
 
     fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
-        let mut held = self.held();
-        held.retain(|_, s| alive(s));
-        let nodes = held.keys().cloned().collect();
+        let nodes = self.held.list();
         Box::pin(async move { Ok(nodes) })
     }
 }

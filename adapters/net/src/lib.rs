@@ -7,10 +7,13 @@
 //! - [`udp::open`]: a non-blocking UDP socket with the options the core asks for;
 //! - [`tls::client_config`]: a rustls client configuration (ring) for an exchange's
 //!   [`Tls`](muster_core::Tls): verified against its CA, or not at all when the core says so;
-//! - [`seed`] and [`unix_time`]: the core's random seed and wall clock.
+//! - [`held::Held`]: the connections a `tcp` connector holds, checked when it lists them;
+//! - [`seed`] and [`unix_time`]: the core's random seed and wall clock; [`log`]: events
+//!   through `tracing`.
 
 #![forbid(unsafe_code)]
 
+pub mod held;
 pub mod tls;
 pub mod udp;
 
@@ -45,5 +48,29 @@ pub fn node_endpoint(node: &muster_core::Node, port: u16) -> muster_core::Endpoi
             host: node.name.host().to_owned(),
             port,
         },
+    }
+}
+
+/// Logs `e` through `tracing`: faults at `warn`, everything else at `info`, with the event's
+/// name, topology, node and reason as fields.
+pub fn log(e: &muster_core::Event) {
+    let node = e.node().map(|n| n.as_str()).unwrap_or("");
+    let reason = e.reason().unwrap_or("");
+    if e.is_fault() {
+        tracing::warn!(
+            event = e.name(),
+            topology = e.topology(),
+            node,
+            reason,
+            "{e}"
+        );
+    } else {
+        tracing::info!(
+            event = e.name(),
+            topology = e.topology(),
+            node,
+            reason,
+            "{e}"
+        );
     }
 }

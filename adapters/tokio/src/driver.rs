@@ -430,7 +430,7 @@ impl Driver {
             while let Some(out) = self.cluster.poll_output() {
                 match out {
                     Output::Event(e) => {
-                        log(&e);
+                        muster_net::log(&e);
                         // No subscriber is fine: events are also logged.
                         let _ = self.events.send(e);
                     }
@@ -556,27 +556,5 @@ async fn sleep_until(at: Option<TokioInstant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn log(e: &Event) {
-    let node = e.node().map(|n| n.as_str()).unwrap_or("");
-    let reason = e.reason().unwrap_or("");
-    if e.is_fault() {
-        tracing::warn!(
-            event = e.name(),
-            topology = e.topology(),
-            node,
-            reason,
-            "{e}"
-        );
-    } else {
-        tracing::info!(
-            event = e.name(),
-            topology = e.topology(),
-            node,
-            reason,
-            "{e}"
-        );
     }
 }
