@@ -1,0 +1,331 @@
+//! The builder, and the handle an application keeps on a cluster whose loop runs on a
+//! thread of its own.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+use muster_core::connector::Connector;
+use muster_core::{ClusterConfig, ConfigError, Metrics, NodeName, TopologyId, TopologySpec};
+
+use crate::event_loop::EventLoop;
+use crate::hub::{Events, Hub};
+
+/// Configures a cluster; [`build`](Builder::build) returns the [`EventLoop`] to run on a
+/// thread of your own.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use muster_core::connector::NoneConnector;
+/// use muster_core::strategy::epmd::{Epmd, EpmdConfig};
+/// use muster_core::{ConnectPolicy, Node, TopologySpec};
+/// use muster_mio::Builder;
+///
+/// let hosts = ["app@10.0.0.1", "app@10.0.0.2"].map(|h| Node::new(h.parse().unwrap()));
+/// let (cluster, events, event_loop) = Builder::new(NoneConnector)
+///     .topology(TopologySpec {
+///         name: "static".into(),
+///         strategy: Box::new(Epmd::new(EpmdConfig::new(hosts))),
+///         policy: ConnectPolicy::default(),
+///     })
+///     .build()?;
+/// let thread = std::thread::spawn(move || event_loop.run());
+/// for event in events.take(3) {
+///     println!("{event}");
+/// }
+/// cluster.shutdown();
+/// thread.join().expect("the loop")?;
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    pub(crate) config: ClusterConfig,
+    pub(crate) topologies: Vec<TopologySpec>,
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) seed: Option<[u8; 32]>,
+    pub(crate) event_capacity: usize,
+    pub(crate) workers: usize,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("topologies", &self.topologies)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+impl Builder {
+    /// A cluster that connects nodes through `connector`. Its calls run on worker threads
+    /// (see [`workers`](Builder::workers)), each driven to completion there, so a connector
+    /// may block.
+    pub fn new(connector: impl Connector) -> Self {
+        Builder::with_connector(Arc::new(connector))
+    }
+
+    /// [`Builder::new`] for a connector already shared.
+    pub fn with_connector(connector: Arc<dyn Connector>) -> Self {
+        Builder {
+            config: ClusterConfig::new(),
+            topologies: Vec::new(),
+            connector,
+            seed: None,
+            event_capacity: 4096,
+            workers: 4,
+        }
+    }
+
+    /// This node's name (never connected to).
+    pub fn this_node(mut self, name: NodeName) -> Self {
+        self.config = self.config.this_node(name);
+        self
+    }
+
+    /// The cluster's settings.
+    pub fn config(mut self, config: ClusterConfig) -> Self {
+        let me = self.config.this_node.take();
+        self.config = config;
+        if self.config.this_node.is_none() {
+            self.config.this_node = me;
+        }
+        self
+    }
+
+    /// Adds a topology.
+    pub fn topology(mut self, spec: TopologySpec) -> Self {
+        self.topologies.push(spec);
+        self
+    }
+
+    /// Fixes the random seed (tests); by default it comes from the operating system.
+    pub fn seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it misses some. Default 4096.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// How many threads run connector calls, file reads and name lookups. Default 4.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Builds the cluster: its handle, a stream of every event from the first one on, and
+    /// the loop to run (nothing happens until it runs). Fails on a bad topology, or when the
+    /// operating system refuses a poller or a thread.
+    pub fn build(self) -> Result<(ClusterHandle, Events, EventLoop), BuildError> {
+        EventLoop::new(self)
+    }
+}
+
+/// Why a cluster could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A bad topology (duplicate name, too many).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The operating system refused a poller, a waker or a worker thread.
+    #[error("cannot start the event loop: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) enum Command {
+    Stop { leave: bool },
+    Add(TopologySpec, mpsc::Sender<Result<TopologyId, ConfigError>>),
+    Remove(TopologyId, mpsc::Sender<bool>),
+}
+
+pub(crate) struct State {
+    pub(crate) members: Vec<NodeName>,
+    pub(crate) metrics: Metrics,
+    pub(crate) stopped: bool,
+}
+
+/// What the loop publishes and the handles read.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn new(metrics: Metrics) -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                members: Vec::new(),
+                metrics,
+                stopped: false,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    /// Waits until `f` gives a value, the loop stops (`None`) or `timeout` passes (`None`).
+    fn wait<T>(&self, timeout: Duration, mut f: impl FnMut(&State) -> Option<T>) -> Option<T> {
+        let until = Instant::now().checked_add(timeout);
+        let mut s = self.lock();
+        loop {
+            if let Some(v) = f(&s) {
+                return Some(v);
+            }
+            if s.stopped {
+                return None;
+            }
+            s = match until {
+                None => self.changed.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(until) => {
+                    let left = until.checked_duration_since(Instant::now())?;
+                    self.changed
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Commands to the loop. Dropping the last one closes the channel and wakes the loop, which
+/// then stops.
+struct Line {
+    cmd: Option<mpsc::Sender<Command>>,
+    waker: Arc<Waker>,
+}
+
+impl Line {
+    fn send(&self, c: Command) -> bool {
+        let sent = self.cmd.as_ref().is_some_and(|tx| tx.send(c).is_ok());
+        sent && self.waker.wake().is_ok()
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        self.cmd.take();
+        let _ = self.waker.wake();
+    }
+}
+
+/// The application's handle on a running cluster. Cheap to clone; every call may be made
+/// from any thread. When every handle is dropped the loop stops, as with
+/// [`shutdown`](ClusterHandle::shutdown).
+#[derive(Clone)]
+pub struct ClusterHandle {
+    line: Arc<Line>,
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for ClusterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHandle")
+            .field("members", &self.members())
+            .finish()
+    }
+}
+
+impl ClusterHandle {
+    pub(crate) fn new(
+        cmd: mpsc::Sender<Command>,
+        waker: Arc<Waker>,
+        shared: Arc<Shared>,
+        hub: Arc<Hub>,
+    ) -> Self {
+        ClusterHandle {
+            line: Arc::new(Line {
+                cmd: Some(cmd),
+                waker,
+            }),
+            shared,
+            hub,
+        }
+    }
+
+    /// The nodes connected now, in name order.
+    pub fn members(&self) -> Vec<NodeName> {
+        self.shared.lock().members.clone()
+    }
+
+    /// Waits until the members satisfy `pred`, and returns them; `None` if the cluster
+    /// stopped first or `timeout` passed.
+    pub fn wait_for_members(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&[NodeName]) -> bool,
+    ) -> Option<Vec<NodeName>> {
+        self.shared
+            .wait(timeout, |s| pred(&s.members).then(|| s.members.clone()))
+    }
+
+    /// A snapshot of the core's counters.
+    pub fn metrics(&self) -> Metrics {
+        self.shared.lock().metrics
+    }
+
+    /// Waits until the counters satisfy `pred` (they are published after every step of the
+    /// cluster); `None` if the cluster stopped first or `timeout` passed.
+    pub fn wait_for_metrics(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&Metrics) -> bool,
+    ) -> Option<Metrics> {
+        self.shared
+            .wait(timeout, |s| pred(&s.metrics).then_some(s.metrics))
+    }
+
+    /// A new stream of the events from now on.
+    pub fn subscribe(&self) -> Events {
+        self.hub.subscribe()
+    }
+
+    /// Adds a topology to the running cluster.
+    pub fn add_topology(&self, spec: TopologySpec) -> Result<TopologyId, ConfigError> {
+        let stopped = || ConfigError::invalid("topologies", "the cluster has stopped");
+        let (tx, rx) = mpsc::channel();
+        if !self.line.send(Command::Add(spec, tx)) {
+            return Err(stopped());
+        }
+        rx.recv().unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Removes a topology from the running cluster; its nodes are lost to it, and those no
+    /// other topology wants are disconnected. Returns whether it existed.
+    pub fn remove_topology(&self, id: TopologyId) -> bool {
+        let (tx, rx) = mpsc::channel();
+        self.line.send(Command::Remove(id, tx)) && rx.recv().unwrap_or(false)
+    }
+
+    /// Stops the cluster and waits until the loop has returned from
+    /// [`EventLoop::run`]: no more discovery, no more connects. Connections are left as they
+    /// are (they live as long as the connector does).
+    pub fn shutdown(self) {
+        self.stop(false);
+    }
+
+    /// Leaves the cluster: stops discovery, disconnects every node this cluster connected,
+    /// waits until each disconnect is answered or reaches its deadline, then stops.
+    pub fn leave(self) {
+        self.stop(true);
+    }
+
+    fn stop(self, leave: bool) {
+        if self.line.send(Command::Stop { leave }) {
+            self.shared.wait(Duration::MAX, |s| s.stopped.then_some(()));
+        }
+    }
+}
