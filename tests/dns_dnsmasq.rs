@@ -5,12 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use muster::core::proto::dns::{self, Kind};
 use muster::core::strategy::Strategy;
 use muster::core::strategy::dns_poll::{DnsPoll, DnsPollConfig};
 use muster::core::strategy::dns_poller::DnsOptions;
@@ -22,7 +19,9 @@ use muster::tokio::{
     Notices, RecordingConnector,
 };
 use tokio::net::UdpSocket;
-use tokio::process::{Child, Command};
+
+mod support;
+use support::dnsmasq::{Dnsmasq, Scratch, free_port, host};
 
 fn n(s: &str) -> NodeName {
     s.parse().unwrap()
@@ -32,117 +31,6 @@ fn names(v: &[&str]) -> Vec<NodeName> {
     let mut out: Vec<NodeName> = v.iter().map(|s| n(s)).collect();
     out.sort();
     out
-}
-
-/// A loopback port free for both UDP and TCP, as dnsmasq serves both.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A scratch directory removed at the end of the test.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("muster-dns-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-
-    /// A resolv.conf pointing at `port` on loopback, with one quick attempt per poll.
-    fn resolv_conf(&self, port: u16) -> String {
-        let path = self.0.join("resolv.conf");
-        std::fs::write(
-            &path,
-            format!("nameserver 127.0.0.1:{port}\noptions timeout:1 attempts:1\n"),
-        )
-        .unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// dnsmasq serving the `test` domain on 127.0.0.1:`port`; stopped when dropped.
-struct Dnsmasq {
-    child: Child,
-}
-
-impl Dnsmasq {
-    async fn start(port: u16, records: &[String]) -> Dnsmasq {
-        let program = ["dnsmasq", "/usr/sbin/dnsmasq"]
-            .into_iter()
-            .find(|p| {
-                std::process::Command::new(p)
-                    .arg("--version")
-                    .output()
-                    .is_ok()
-            })
-            .unwrap_or_else(|| {
-                panic!("no dnsmasq: install Debian's dnsmasq-base (scripts/test does)")
-            });
-        let mut args: Vec<String> = [
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--local=/test/",
-            "--local-ttl=1",
-            "--pid-file",
-            "--host-record=ready.test,127.0.0.1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(format!("--port={port}"));
-        args.extend(records.iter().cloned());
-        let child = Command::new(program)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let d = Dnsmasq { child };
-        ready(port).await;
-        d
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-/// Waits until the server on `port` answers (there is no readiness event to await).
-async fn ready(port: u16) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let q = dns::query(1, "ready.test", Kind::A, false).unwrap();
-    let mut buf = [0u8; 512];
-    for _ in 0..100 {
-        sock.send_to(&q, ("127.0.0.1", port)).await.unwrap();
-        if let Ok(Ok(_)) =
-            tokio::time::timeout(Duration::from_millis(100), sock.recv(&mut buf)).await
-        {
-            return;
-        }
-    }
-    panic!("dnsmasq did not answer on port {port}");
-}
-
-fn host(name: &str, ip: &str) -> String {
-    format!("--host-record={name},{ip}")
 }
 
 fn spec(strategy: Box<dyn Strategy>, policy: ConnectPolicy) -> TopologySpec {
@@ -192,8 +80,7 @@ async fn a_and_aaaa_records_become_node_names() {
             host("app.test", "fd00::1"),
             host("app.test", "2a09:8280:1:a270:b8f5:b9f7:8891:f3"),
         ],
-    )
-    .await;
+    );
     let server: SocketAddr = ([127, 0, 0, 1], port).into();
     let dns_opts = DnsOptions::default()
         .nameservers([server])
@@ -287,8 +174,7 @@ async fn srv_records_become_node_names_with_address_hints() {
             host("app-0.app.ns.svc.test", "127.0.0.2"),
             host("app-1.app.ns.svc.test", "127.0.0.3"),
         ],
-    )
-    .await;
+    );
     let connector = Hints::default();
     let (h, _events) = start(
         connector.clone(),
@@ -316,7 +202,7 @@ async fn a_truncated_udp_answer_is_completed_over_tcp() {
     let records: Vec<String> = (1..=120)
         .map(|i| host("many.test", &format!("127.1.0.{i}")))
         .collect();
-    let _dns = Dnsmasq::start(port, &records).await;
+    let _dns = Dnsmasq::start(port, &records);
     let scratch = Scratch::new("tcp");
     let (h, _events) = start(
         RecordingConnector::new(),
@@ -350,8 +236,7 @@ async fn nxdomain_and_a_stopped_server_keep_the_nodes() {
     let dns = Dnsmasq::start(
         port,
         &[host("app.test", "127.0.0.2"), host("app.test", "127.0.0.3")],
-    )
-    .await;
+    );
     let dns_opts = DnsOptions::default()
         .resolv_conf(scratch.resolv_conf(port))
         .polling_interval(Duration::from_millis(300));
@@ -386,7 +271,7 @@ async fn nxdomain_and_a_stopped_server_keep_the_nodes() {
     );
     let want = names(&["node@127.0.0.2", "node@127.0.0.3"]);
     members(&h, &want).await;
-    dns.stop().await;
+    dns.stop();
     for _ in 0..2 {
         let e = next_where(&mut events, "discovery_failed", |e| {
             e.name() == "discovery_failed" || e.name() == "lost" || e.name() == "disconnected"
@@ -409,7 +294,7 @@ async fn a_record_gone_after_a_restart_is_lost_and_disconnected_unless_prune_is_
             host("app.test", "127.0.0.3"),
             host("app.test", "127.0.0.4"),
         ];
-        let dns = Dnsmasq::start(port, &three).await;
+        let dns = Dnsmasq::start(port, &three);
         let (h, mut events) = start(
             RecordingConnector::new(),
             spec(
@@ -425,8 +310,8 @@ async fn a_record_gone_after_a_restart_is_lost_and_disconnected_unless_prune_is_
         );
         let all = names(&["node@127.0.0.2", "node@127.0.0.3", "node@127.0.0.4"]);
         members(&h, &all).await;
-        dns.stop().await;
-        let _dns = Dnsmasq::start(port, &three[..2]).await;
+        dns.stop();
+        let _dns = Dnsmasq::start(port, &three[..2]);
         let e = next_where(&mut events, "lost", |e| e.name() == "lost").await;
         assert_eq!(e.node().unwrap().as_str(), "node@127.0.0.4");
         if prune {

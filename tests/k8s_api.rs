@@ -5,291 +5,19 @@
 //! the real `muster` binary against the fake API.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use muster::core::config::Options;
 use muster::core::strategy::{Environment, Registry};
 use muster::core::{ConnectPolicy, Event, NodeName, TopologySpec, Value};
 use muster::tokio::{Builder, ClusterHandle, Events, RecordingConnector};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::AsyncBufReadExt;
 
-/// A scratch directory removed at the end of the test.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("muster-k8s-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, data: impl AsRef<[u8]>) {
-        std::fs::write(self.path(name), data).unwrap();
-    }
-
-    fn s(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn openssl(dir: &Path, args: &[String]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): scripts/test installs it"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn args(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_owned).collect()
-}
-
-/// A CA (`<name>-ca.crt`) and a server certificate it signed (`<name>.crt`, `<name>.key`)
-/// for kubernetes.default.svc, localhost and 127.0.0.1, on P-256 keys.
-fn make_certs(dir: &Dir, name: &str) {
-    let d = &dir.0;
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    openssl(
-        d,
-        &args(&format!(
-            "req -x509 {ec} -keyout {name}-ca.key -out {name}-ca.crt -days 2 -subj /CN={name}-ca \
-         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
-        )),
-    );
-    openssl(
-        d,
-        &args(&format!(
-            "req {ec} -keyout {name}.key -out {name}.csr -subj /CN=kubernetes.default.svc"
-        )),
-    );
-    std::fs::write(
-        d.join(format!("{name}.ext")),
-        "subjectAltName=DNS:kubernetes.default.svc,DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &args(&format!(
-            "x509 -req -in {name}.csr -CA {name}-ca.crt -CAkey {name}-ca.key -CAcreateserial \
-         -out {name}.crt -days 2 -extfile {name}.ext"
-        )),
-    );
-}
-
-/// What the fake server answers next.
-#[derive(Clone, Debug)]
-enum Behaviour {
-    /// A JSON body with this status, framed by length or chunked.
-    Json {
-        status: u16,
-        body: String,
-        chunked: bool,
-    },
-    /// These bytes, then close.
-    Raw(Vec<u8>),
-    /// Reads the request and never answers.
-    Stall,
-}
-
-#[derive(Clone, Debug)]
-struct Recorded {
-    request_line: String,
-    authorization: Option<String>,
-    host: Option<String>,
-}
-
-#[derive(Clone)]
-struct Fake {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    behaviour: Arc<Mutex<Behaviour>>,
-    /// TLS handshakes that failed (a client refusing the certificate).
-    handshake_failures: Arc<Mutex<u32>>,
-}
-
-impl Fake {
-    /// Serves over TLS with `dir`'s `<cert>.crt`/`<cert>.key`, or plain HTTP when `cert` is
-    /// `None`.
-    async fn start(dir: &Dir, cert: Option<&str>, behaviour: Behaviour) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = Fake {
-            addr: listener.local_addr().unwrap(),
-            requests: Arc::default(),
-            behaviour: Arc::new(Mutex::new(behaviour)),
-            handshake_failures: Arc::default(),
-        };
-        let acceptor = cert.map(|c| {
-            let certs: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_file_iter(dir.path(&format!("{c}.crt")))
-                    .unwrap()
-                    .map(|c| c.unwrap())
-                    .collect();
-            let key = PrivateKeyDer::from_pem_file(dir.path(&format!("{c}.key"))).unwrap();
-            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-            tokio_rustls::TlsAcceptor::from(Arc::new(config))
-        });
-        let f = fake.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let f = f.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    match acceptor {
-                        None => f.serve(tcp).await,
-                        Some(a) => match a.accept(tcp).await {
-                            Ok(tls) => f.serve(tls).await,
-                            Err(_) => *f.handshake_failures.lock().unwrap() += 1,
-                        },
-                    }
-                });
-            }
-        });
-        fake
-    }
-
-    fn set(&self, b: Behaviour) {
-        *self.behaviour.lock().unwrap() = b;
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    async fn serve(&self, mut s: impl AsyncRead + AsyncWrite + Unpin) {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let mut lines = text.lines();
-        let request_line = lines.next().unwrap_or("").to_owned();
-        let header = |name: &str| {
-            text.lines().find_map(|l| {
-                l.split_once(": ")
-                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.to_owned())
-            })
-        };
-        self.requests.lock().unwrap().push(Recorded {
-            request_line,
-            authorization: header("authorization"),
-            host: header("host"),
-        });
-        let behaviour = self.behaviour.lock().unwrap().clone();
-        let reply = match behaviour {
-            Behaviour::Stall => {
-                // Hold the connection open, answering nothing, until the client gives up.
-                let _ = s.read(&mut buf).await;
-                return;
-            }
-            Behaviour::Raw(bytes) => bytes,
-            Behaviour::Json { status, body, chunked: false } => format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes(),
-            Behaviour::Json { status, body, chunked: true } => {
-                let mut out = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
-                for piece in body.as_bytes().chunks(100) {
-                    out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-                    out.extend_from_slice(piece);
-                    out.extend_from_slice(b"\r\n");
-                }
-                out.extend_from_slice(b"0\r\n\r\n");
-                out
-            }
-        };
-        let _ = s.write_all(&reply).await;
-        let _ = s.shutdown().await;
-    }
-}
-
-fn json(body: String) -> Behaviour {
-    Behaviour::Json {
-        status: 200,
-        body,
-        chunked: false,
-    }
-}
-
-fn slices(ips: &[&str]) -> String {
-    let eps: Vec<String> = ips
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| {
-            format!(
-                r#"{{"addresses":["{ip}"],"conditions":{{"ready":true,"serving":true,"terminating":false}},"hostname":"myapp-{i}","targetRef":{{"kind":"Pod","namespace":"default","name":"myapp-{i}","uid":"u{i}"}},"nodeName":"node-1","zone":"z1"}}"#
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{{"resourceVersion":"123"}},"items":[{{"metadata":{{"name":"myapp-7x2kq","generateName":"myapp-","namespace":"default","labels":{{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io","kubernetes.io/service-name":"myapp"}}}},"addressType":"IPv4","endpoints":[{}],"ports":[{{"name":"epmd","protocol":"TCP","port":4369}}]}}]}}"#,
-        eps.join(",")
-    )
-}
-
-/// Endpoints with one address carrying a `targetRef` and one without.
-fn endpoints() -> String {
-    r#"{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"9"},"items":[{"metadata":{"name":"myapp","namespace":"default","labels":{"app":"myapp"}},"subsets":[{"addresses":[{"ip":"10.1.0.1","hostname":"myapp-0","nodeName":"node-1","targetRef":{"kind":"Pod","namespace":"default","name":"myapp-0","uid":"u0"}},{"ip":"10.1.0.2"}],"notReadyAddresses":[{"ip":"10.1.0.9","targetRef":{"kind":"Pod","namespace":"default","name":"myapp-9"}}],"ports":[{"name":"epmd","port":4369,"protocol":"TCP"}]}]}]}"#.to_owned()
-}
-
-fn pods() -> String {
-    r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[
-      {"metadata":{"name":"myapp-0","namespace":"default","labels":{"app":"myapp"}},"spec":{"hostname":"myapp-0","subdomain":"myapp","containers":[{"name":"app","image":"x"}]},"status":{"phase":"Running","podIP":"10.1.0.1","podIPs":[{"ip":"10.1.0.1"}],"conditions":[{"type":"Ready","status":"True"}]}},
-      {"metadata":{"name":"myapp-1","namespace":"default","deletionTimestamp":"2026-11-28T00:00:00Z"},"spec":{"hostname":"myapp-1"},"status":{"phase":"Running","podIP":"10.1.0.2"}},
-      {"metadata":{"name":"myapp-2","namespace":"default"},"spec":{},"status":{"phase":"Pending"}}]}"#.to_owned()
-}
-
-/// A service-account directory for `ca` (or none).
-fn service_account(dir: &Dir, ca: Option<&str>) -> Dir {
-    let sa = Dir::new(&format!(
-        "{}-sa",
-        dir.0.file_name().unwrap().to_string_lossy()
-    ));
-    sa.write("token", "tok-1\n");
-    sa.write("namespace", "default\n");
-    if let Some(ca) = ca {
-        std::fs::copy(dir.path(&format!("{ca}-ca.crt")), sa.path("ca.crt")).unwrap();
-    }
-    sa
-}
+mod support;
+use support::k8s::{
+    Behaviour, Dir, Fake, endpoints, json, make_certs, pods, service_account, slices,
+};
 
 fn env_for(fake: &Fake) -> Environment {
     Environment::new()
@@ -363,7 +91,7 @@ async fn every_lookup_and_naming_mode_gives_the_right_nodes_with_the_token() {
     let dir = Dir::new("modes");
     make_certs(&dir, "api");
     let sa = service_account(&dir, Some("api"));
-    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1", "10.1.0.2"]))).await;
+    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1", "10.1.0.2"])));
     let cases: Vec<(&str, &str, String, Vec<&str>, &str)> = vec![
         (
             "endpointslices",
@@ -456,8 +184,7 @@ async fn a_rotated_token_is_picked_up_and_faults_keep_the_last_good_set() {
             body: slices(&["10.1.0.1", "10.1.0.2"]),
             chunked: true,
         },
-    )
-    .await;
+    );
     let (h, mut events) = start("kubernetes", k8s(&sa, vec![]), env_for(&fake));
     let want = names(&["app@10.1.0.1", "app@10.1.0.2"]);
     members(&h, &want).await;
@@ -501,7 +228,7 @@ async fn without_a_ca_no_request_carries_the_token_and_another_ca_is_refused() {
     let dir = Dir::new("trust");
     make_certs(&dir, "api");
     make_certs(&dir, "other");
-    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1"]))).await;
+    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1"])));
 
     // No ca.crt: nothing is sent at all.
     let sa = service_account(&dir, None);
@@ -514,11 +241,7 @@ async fn without_a_ca_no_request_carries_the_token_and_another_ca_is_refused() {
     let _ = next_failure(&mut events).await;
     h.shutdown().await;
     assert!(fake.requests().is_empty());
-    assert_eq!(
-        *fake.handshake_failures.lock().unwrap(),
-        0,
-        "not even a connection"
-    );
+    assert_eq!(fake.handshake_failures(), 0, "not even a connection");
 
     // A CA that did not sign the server's certificate: the handshake fails, nothing is sent.
     let sa = service_account(&dir, Some("other"));
@@ -527,7 +250,7 @@ async fn without_a_ca_no_request_carries_the_token_and_another_ca_is_refused() {
     assert!(reason.contains("TLS"), "{reason}");
     h.shutdown().await;
     assert!(fake.requests().is_empty());
-    assert!(*fake.handshake_failures.lock().unwrap() >= 1);
+    fake.wait_for_handshake_failure();
 
     // Said in so many words: connects without verifying.
     let sa = service_account(&dir, None);
@@ -545,7 +268,7 @@ async fn without_a_ca_no_request_carries_the_token_and_another_ca_is_refused() {
 async fn rancher_metadata_over_plain_http() {
     let dir = Dir::new("rancher");
     let body = r#"{"name":"web","stack_name":"s","containers":[{"name":"web-1","ips":["10.42.0.5"],"primary_ip":"10.42.0.5"},{"name":"web-2","ips":[]},{"name":"web-3","ips":["10.42.0.7","10.42.0.8"]}]}"#;
-    let fake = Fake::start(&dir, None, json(body.into())).await;
+    let fake = Fake::start(&dir, None, json(body.into()));
     let url = format!("http://127.0.0.1:{}/latest/self/service", fake.addr.port());
     let (h, mut events) = start(
         "rancher",
@@ -580,7 +303,7 @@ async fn muster_run_discovers_from_the_api() {
     let dir = Dir::new("cli");
     make_certs(&dir, "api");
     let sa = service_account(&dir, Some("api"));
-    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1", "10.1.0.2"]))).await;
+    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1", "10.1.0.2"])));
     dir.write(
         "muster.toml",
         format!(
