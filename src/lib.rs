@@ -2,12 +2,17 @@
 //!
 //! Automatic cluster formation for Rust: the Rust counterpart of Elixir's libcluster. Each
 //! node finds its peers through a discovery strategy, asks its distribution layer (a
-//! [connector](muster_tokio::Connector)) to connect to them, heals the cluster when nodes
+//! [connector](muster_core::connector::Connector)) to connect to them, heals the cluster when nodes
 //! come and go, and tells the application what happened.
 //!
-//! This crate is the facade: it re-exports the sans-IO core ([`core`], `muster-core`), the
-//! tokio adapter ([`tokio`], `muster-tokio`), and reads the `muster` tool's configuration
-//! files ([`config_file`]).
+//! This crate is the facade: it re-exports the sans-IO core ([`core`], `muster-core`) and
+//! the adapter your program runs on, by feature:
+//!
+//! | feature | module | runs on |
+//! |---|---|---|
+//! | `tokio` (default) | `muster::tokio` (`muster-tokio`) | tokio; also the `muster` tool and its configuration files (`config_file`) |
+//! | `async-std` | `muster::async_std` (`muster-async-std`) | async-io: async-std's and smol's executors, or any other |
+//! | `mio` | `muster::mio` (`muster-mio`) | a blocking loop on raw mio, on a thread of your own |
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -36,14 +41,22 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
 pub mod config_file;
+#[cfg(feature = "tokio")]
 pub mod demo;
+#[cfg(feature = "tokio")]
 pub mod output;
 
+#[cfg(feature = "async-std")]
+pub use muster_async_std as async_std;
 pub use muster_core as core;
+#[cfg(feature = "mio")]
+pub use muster_mio as mio;
+#[cfg(feature = "tokio")]
 pub use muster_tokio as tokio;
 
 /// The README's Rust example, compiled as a doc test so it cannot rot.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -633,8 +633,11 @@ impl Run {
                 }
             }
         }
-        self.streams.clear();
-        self.sockets.close_all();
+        // Every socket is closed before the stop is confirmed.
+        for (_, task) in self.streams.drain() {
+            task.cancel().await;
+        }
+        self.sockets.close_all().await;
         self.shared.lock().stopped = true;
         self.shared.changed.notify(usize::MAX);
         self.events.close();

@@ -16,7 +16,7 @@ use crate::driver::{Inbox, InboxTx};
 struct Open {
     socket: Arc<Async<UdpSocket>>,
     /// Dropping it stops the reader.
-    _reader: Task<()>,
+    reader: Task<()>,
 }
 
 /// The sockets the core opened, by the token of their `OpenUdp` request.
@@ -59,13 +59,7 @@ impl Sockets {
                 }
             }
         });
-        self.open.insert(
-            token,
-            Open {
-                socket,
-                _reader: reader,
-            },
-        );
+        self.open.insert(token, Open { socket, reader });
         Ok(local)
     }
 
@@ -128,8 +122,11 @@ impl Sockets {
         self.open.remove(&token);
     }
 
-    /// Closes every socket.
-    pub(crate) fn close_all(&mut self) {
-        self.open.clear();
+    /// Closes every socket, returning once each is closed.
+    pub(crate) async fn close_all(&mut self) {
+        for (_, o) in self.open.drain() {
+            o.reader.cancel().await;
+            drop(o.socket);
+        }
     }
 }

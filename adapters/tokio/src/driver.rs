@@ -168,7 +168,9 @@ impl Builder {
             cmd: cmd_tx,
             members: members_rx,
             metrics: metrics_rx,
-            events: events_tx,
+            // Weak, so that the event streams end when the driver stops even while handles
+            // live.
+            events: events_tx.downgrade(),
         };
         Ok((handle, Events::new(events_rx)))
     }
@@ -196,7 +198,7 @@ pub struct ClusterHandle {
     cmd: mpsc::Sender<Command>,
     members: watch::Receiver<Vec<NodeName>>,
     metrics: watch::Receiver<Metrics>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::WeakSender<Event>,
 }
 
 impl ClusterHandle {
@@ -234,7 +236,11 @@ impl ClusterHandle {
 
     /// A new stream of the events from now on.
     pub fn subscribe(&self) -> Events {
-        Events::new(self.events.subscribe())
+        match self.events.upgrade() {
+            Some(tx) => Events::new(tx.subscribe()),
+            // The cluster has stopped: a stream that has ended.
+            None => Events::new(broadcast::channel(1).1),
+        }
     }
 
     /// Adds a topology to the running cluster.
@@ -544,8 +550,9 @@ impl Driver {
                 }
             }
         }
-        self.tasks.abort_all();
-        self.sockets.close_all();
+        // Every socket is closed before the stop is confirmed: wait for the aborted tasks.
+        self.tasks.shutdown().await;
+        self.sockets.close_all().await;
         if let Some((_, done)) = leaving {
             let _ = done.send(());
         }

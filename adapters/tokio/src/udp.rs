@@ -10,14 +10,14 @@ use bytes::Bytes;
 use muster_core::{Endpoint, Token, UdpOptions};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 /// A datagram that arrived, for the driver.
 pub(crate) type Arrival = (Token, SocketAddr, Vec<u8>);
 
 struct Open {
     socket: Arc<UdpSocket>,
-    reader: AbortHandle,
+    reader: JoinHandle<()>,
 }
 
 /// The sockets the core opened, by the token of their `OpenUdp` request.
@@ -56,13 +56,7 @@ impl Sockets {
                 }
             }
         });
-        self.open.insert(
-            token,
-            Open {
-                socket,
-                reader: reader.abort_handle(),
-            },
-        );
+        self.open.insert(token, Open { socket, reader });
         Ok(local)
     }
 
@@ -119,10 +113,11 @@ impl Sockets {
         }
     }
 
-    /// Closes every socket.
-    pub(crate) fn close_all(&mut self) {
+    /// Closes every socket, returning once each is closed.
+    pub(crate) async fn close_all(&mut self) {
         for (_, o) in self.open.drain() {
             o.reader.abort();
+            let _ = o.reader.await;
         }
     }
 }

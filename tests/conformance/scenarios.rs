@@ -1,0 +1,332 @@
+//! Each scenario, written once against [`Adapter`], with real peers where one exists.
+
+use std::net::{TcpListener, UdpSocket};
+use std::time::Duration;
+
+use muster::core::config::Options;
+use muster::core::connector::{ConnectOutcome, RecordingConnector};
+use muster::core::strategy::dns_poll::{DnsPoll, DnsPollConfig};
+use muster::core::strategy::dns_poller::DnsOptions;
+use muster::core::strategy::epmd::{Epmd, EpmdConfig};
+use muster::core::strategy::gossip::{Gossip, GossipConfig};
+use muster::core::strategy::{Environment, Registry, Strategy};
+use muster::core::{ConnectPolicy, Event, Node, NodeName, TopologySpec, Value};
+
+use crate::harness::{Adapter, Plumbing, Setup};
+use crate::support::dnsmasq::{Dnsmasq, Scratch, free_port, host};
+use crate::support::k8s::{Behaviour, Dir, Fake, json, make_certs, service_account, slices};
+
+/// A tag no other scenario in this process uses (they run in parallel).
+fn unique(tag: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("conformance-{tag}-{i}")
+}
+
+fn n(s: &str) -> NodeName {
+    s.parse().unwrap()
+}
+
+fn names(v: &[&str]) -> Vec<NodeName> {
+    let mut out: Vec<NodeName> = v.iter().map(|s| n(s)).collect();
+    out.sort();
+    out
+}
+
+fn quick() -> ConnectPolicy {
+    ConnectPolicy::default()
+        .connect_timeout(Duration::from_secs(5))
+        .backoff(Duration::from_millis(20), Duration::from_millis(400))
+}
+
+fn topology(name: &str, strategy: Box<dyn Strategy>) -> TopologySpec {
+    TopologySpec {
+        name: name.into(),
+        strategy,
+        policy: quick(),
+    }
+}
+
+fn options(entries: &[(&str, Value)]) -> Vec<(String, Value)> {
+    entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn gossip(port: u16) -> Box<dyn Strategy> {
+    let t = options(&[
+        ("port", Value::Int(i64::from(port))),
+        // Every packet stays on loopback.
+        ("multicast_if", Value::str("127.0.0.1")),
+        ("heartbeat_max_ms", Value::Int(200)),
+        ("secret", Value::str("conformance")),
+    ]);
+    Box::new(Gossip::new(
+        GossipConfig::from_options(&mut Options::new("gossip", &t)).unwrap(),
+    ))
+}
+
+fn epmd(hosts: Vec<Node>) -> Box<dyn Strategy> {
+    Box::new(Epmd::new(
+        EpmdConfig::new(hosts).reconnect_every(Duration::from_millis(100)),
+    ))
+}
+
+/// Three nodes on one host find each other by secure gossip over loopback multicast.
+pub fn gossip_nodes_find_each_other<A: Adapter>() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let all = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
+    let mut nodes: Vec<_> = all
+        .iter()
+        .map(|name| {
+            let rec = RecordingConnector::new();
+            let node = A::start(Setup {
+                name: n(name),
+                topologies: vec![topology("lan", gossip(port))],
+                plumbing: Plumbing::Recording(rec.clone()),
+            });
+            (name, rec, node)
+        })
+        .collect();
+    for (name, rec, node) in &mut nodes {
+        let want: Vec<NodeName> = names(&all)
+            .into_iter()
+            .filter(|m| m.as_str() != **name)
+            .collect();
+        node.wait_members("the two others", &mut |m| m == want);
+        assert_eq!(rec.connected(), want);
+        assert_eq!(node.members(), want);
+    }
+    for (_, _, node) in nodes {
+        node.shutdown();
+    }
+}
+
+/// DNSPoll against dnsmasq: A and AAAA records become nodes; a server that stops answering
+/// keeps them.
+pub fn dns_poll_against_dnsmasq<A: Adapter>() {
+    let port = free_port();
+    let dns = Dnsmasq::start(
+        port,
+        &[
+            host("app.test", "127.0.0.2"),
+            host("app.test", "127.0.0.3"),
+            host("app.test", "fd00::1"),
+        ],
+    );
+    // One quick attempt per poll, so that a stopped server is noticed at once.
+    let scratch = Scratch::new(&unique("dns"));
+    let opts = DnsOptions::default()
+        .resolv_conf(scratch.resolv_conf(port))
+        .polling_interval(Duration::from_millis(200));
+    let mut node = A::start(Setup {
+        name: n("me@127.0.0.1"),
+        topologies: vec![topology(
+            "dns",
+            Box::new(DnsPoll::new(
+                DnsPollConfig::new("app.test", "app").with_dns(opts),
+            )),
+        )],
+        plumbing: Plumbing::Recording(RecordingConnector::new()),
+    });
+    let want = names(&["app@127.0.0.2", "app@127.0.0.3", "app@fd00::1"]);
+    node.wait_members("the records' nodes", &mut |m| m == want);
+    dns.stop();
+    let e = node.next_event("discovery_failed", &mut |e| {
+        matches!(e, Event::DiscoveryFailed { .. } | Event::Lost { .. })
+    });
+    assert!(matches!(e, Event::DiscoveryFailed { .. }), "{e}");
+    assert_eq!(node.members(), want, "a failed poll keeps the nodes");
+    node.shutdown();
+}
+
+/// The Kubernetes strategy against the HTTPS fake API: EndpointSlices over verified TLS with
+/// the token; a 403 keeps the nodes.
+pub fn kubernetes_against_the_https_api<A: Adapter>() {
+    let dir = Dir::new(&unique("k8s"));
+    make_certs(&dir, "api");
+    let sa = service_account(&dir, Some("api"));
+    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1", "10.1.0.2"])));
+    let t = options(&[
+        ("kubernetes_node_basename", Value::str("app")),
+        ("kubernetes_service_name", Value::str("myapp")),
+        ("kubernetes_service_account_path", Value::str(sa.s())),
+        ("polling_interval", Value::Int(200)),
+        ("request_timeout", Value::Int(2000)),
+    ]);
+    let env = Environment::new()
+        .set("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .set("KUBERNETES_SERVICE_PORT", fake.addr.port().to_string());
+    let mut o = Options::new("config", &t);
+    let strategy = Registry::builtin()
+        .with_env(env)
+        .build("kubernetes", &mut o)
+        .unwrap();
+    o.finish().unwrap();
+    let mut node = A::start(Setup {
+        name: n("me@127.0.0.1"),
+        topologies: vec![topology("k8s", strategy)],
+        plumbing: Plumbing::Recording(RecordingConnector::new()),
+    });
+    let want = names(&["app@10.1.0.1", "app@10.1.0.2"]);
+    node.wait_members("the slices' nodes", &mut |m| m == want);
+    let first = &fake.requests()[0];
+    assert_eq!(first.authorization.as_deref(), Some("Bearer tok-1"));
+    assert!(
+        first
+            .request_line
+            .starts_with("GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices?"),
+        "{}",
+        first.request_line
+    );
+    fake.set(Behaviour::Json {
+        status: 403,
+        body: r#"{"kind":"Status","message":"forbidden"}"#.into(),
+        chunked: false,
+    });
+    let e = node.next_event("discovery_failed", &mut |e| {
+        matches!(e, Event::DiscoveryFailed { .. } | Event::Lost { .. })
+    });
+    match e {
+        Event::DiscoveryFailed { reason, .. } => assert!(reason.contains("403"), "{reason}"),
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(node.members(), want, "a 403 keeps the nodes");
+    node.shutdown();
+}
+
+/// A connect that fails is retried with growing delays, and succeeds once the connector
+/// lets it.
+pub fn connector_failure_and_backoff<A: Adapter>() {
+    let rec = RecordingConnector::new();
+    let b = n("b@h2");
+    rec.set_outcome(&b, ConnectOutcome::Failed("refused".into()));
+    let mut node = A::start(Setup {
+        name: n("me@h0"),
+        topologies: vec![topology(
+            "static",
+            epmd(vec![Node::new(n("a@h1")), Node::new(b.clone())]),
+        )],
+        plumbing: Plumbing::Recording(rec.clone()),
+    });
+    let mut delays = Vec::new();
+    while delays.len() < 3 {
+        let e = node.next_event(
+            "connect_failed",
+            &mut |e| matches!(e, Event::ConnectFailed { node, .. } if *node == b),
+        );
+        let Event::ConnectFailed {
+            reason,
+            attempt,
+            retry_in,
+            ..
+        } = e
+        else {
+            unreachable!()
+        };
+        assert!(reason.contains("refused"), "{reason}");
+        assert_eq!(attempt as usize, delays.len() + 1);
+        let delay = retry_in.expect("a retry");
+        assert!(delay <= Duration::from_millis(400), "capped: {delay:?}");
+        delays.push(delay);
+    }
+    assert_eq!(node.members(), vec![n("a@h1")]);
+    let m = node.wait_metrics("the failures counted", &mut |m| m.connect_failed >= 3);
+    assert_eq!(m.connected, 1, "a connected, b not");
+    rec.set_outcome(&b, ConnectOutcome::Connected);
+    node.wait_members("b after its backoff", &mut |m| m.len() == 2);
+    node.shutdown();
+}
+
+/// Accepts connections on `listener`, holding each until told to stop.
+fn serve(listener: TcpListener) -> std::thread::JoinHandle<Vec<std::net::TcpStream>> {
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // One connection, then the next after the first is gone: the scenario's two.
+        for _ in 0..1 {
+            if let Ok((s, _)) = listener.accept() {
+                held.push(s);
+            }
+        }
+        held
+    })
+}
+
+/// A peer that goes away is reported and its node dropped; when it comes back on the same
+/// port, the node is connected again.
+pub fn a_peer_going_away_and_coming_back<A: Adapter>() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = n("svc@127.0.0.1");
+    let accepting = serve(listener);
+    let mut node = A::start(Setup {
+        name: n("me@127.0.0.1"),
+        topologies: vec![topology(
+            "static",
+            epmd(vec![Node::with_addr(peer.clone(), addr)]),
+        )],
+        plumbing: Plumbing::Tcp(addr.port()),
+    });
+    node.wait_members("the peer", &mut |m| m == [peer.clone()]);
+    // The peer goes away: its connection closes and its port stops listening.
+    drop(accepting.join().unwrap());
+    node.wait_members("the peer gone", &mut |m| m.is_empty());
+    node.next_event(
+        "a failed reconnect",
+        &mut |e| matches!(e, Event::ConnectFailed { node, .. } if *node == peer),
+    );
+    // It comes back on the same port.
+    let listener = TcpListener::bind(addr).unwrap();
+    let accepting = serve(listener);
+    node.wait_members("the peer back", &mut |m| m == [peer.clone()]);
+    node.shutdown();
+    drop(accepting.join().unwrap());
+}
+
+/// Shutting down ends the event stream and releases the sockets; leaving disconnects every
+/// node first.
+pub fn clean_shutdown<A: Adapter>() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = |name: &str| {
+        A::start(Setup {
+            name: n(name),
+            topologies: vec![topology("lan", gossip(port))],
+            plumbing: Plumbing::None,
+        })
+    };
+    let (mut a, b) = (start("a@127.0.0.1"), start("b@127.0.0.1"));
+    // Both sockets are open once a has heard b.
+    a.next_event("b discovered", &mut |e| {
+        matches!(e, Event::Discovered { .. })
+    });
+    assert!(
+        UdpSocket::bind(("0.0.0.0", port)).is_err(),
+        "the port is in use"
+    );
+    a.shutdown();
+    b.shutdown();
+    // The port is free again: each adapter closed its socket before shutdown returned.
+    UdpSocket::bind(("0.0.0.0", port)).expect("the gossip port released at shutdown");
+
+    let rec = RecordingConnector::new();
+    let mut node = A::start(Setup {
+        name: n("me@h0"),
+        topologies: vec![topology(
+            "static",
+            epmd(vec![Node::new(n("a@h1")), Node::new(n("b@h2"))]),
+        )],
+        plumbing: Plumbing::Recording(rec.clone()),
+    });
+    node.wait_members("both", &mut |m| m.len() == 2);
+    node.leave();
+    assert!(rec.connected().is_empty(), "{:?}", rec.connected());
+}
