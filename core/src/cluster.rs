@@ -3,8 +3,9 @@
 use core::time::Duration;
 
 use crate::config::{ConfigError, Problem};
+use crate::dist::{DistConfig, DistOutput, Distribution};
 use crate::event::TopologyName;
-use crate::io::{Answer, Input, Output};
+use crate::io::{Answer, Input, Output, Request, Token};
 use crate::metrics::Metrics;
 use crate::node::NodeName;
 use crate::reconcile::{Core, Limits, MAX_TOPOLOGIES, Pending, TopoInfo};
@@ -28,6 +29,9 @@ pub struct ClusterConfig {
     pub list_timeout: Duration,
     /// Discover only: never ask the connector to connect, disconnect or list anything.
     pub discovery_only: bool,
+    /// Be an Erlang node: the cluster connects, disconnects and lists nodes itself over
+    /// Erlang distribution, through the adapter's streams, instead of asking a connector.
+    pub erlang: Option<DistConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -38,6 +42,7 @@ impl Default for ClusterConfig {
             max_queued_events: 65_536,
             list_timeout: Duration::from_secs(5),
             discovery_only: false,
+            erlang: None,
         }
     }
 }
@@ -77,6 +82,13 @@ impl ClusterConfig {
         self.discovery_only = yes;
         self
     }
+
+    /// Be the Erlang node `config` says; see [`ClusterConfig::erlang`]. The adapter then
+    /// needs no connector of its own: it only moves the bytes of the streams the core opens.
+    pub fn erlang(mut self, config: DistConfig) -> Self {
+        self.erlang = Some(config);
+        self
+    }
 }
 
 struct Topology {
@@ -114,6 +126,8 @@ pub struct Cluster {
     core: Core,
     topologies: Vec<Option<Topology>>,
     last_now: Instant,
+    /// This node in Erlang distribution, when the cluster is its own connector.
+    dist: Option<Distribution>,
 }
 
 impl core::fmt::Debug for Cluster {
@@ -136,10 +150,15 @@ impl Cluster {
             list_timeout: config.list_timeout,
             discovery_only: config.discovery_only,
         };
+        let mut rng = Rng::from_seed(seed);
+        let dist = config
+            .erlang
+            .map(|c| Distribution::new(c, rng.fork(b"erlang distribution")));
         Cluster {
-            core: Core::new(config.this_node, limits, Rng::from_seed(seed)),
+            core: Core::new(config.this_node, limits, rng),
             topologies: Vec::new(),
             last_now: Instant::ZERO,
+            dist,
         }
     }
 
@@ -243,56 +262,14 @@ impl Cluster {
     /// counted in `Metrics::stale_answers`, a name the cluster does not know is ignored.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         let now = self.clock(now);
+        if let (Input::Answer { token, answer }, Some(d)) = (&input, &mut self.dist)
+            && Distribution::owns(*token)
+        {
+            d.handle_answer(now, *token, *answer);
+            return;
+        }
         match input {
-            Input::Answer { token, answer } => {
-                let more_due = matches!(answer, Answer::Data(_));
-                match self.core.take_pending(token, more_due) {
-                    // An answer on an open socket's token: a send on it failed.
-                    None => match self.core.socket_topology(token) {
-                        Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
-                            s.handle_answer(now, token, answer, cx)
-                        }),
-                        None => self.core.metrics.stale_answers += 1,
-                    },
-                    Some(Pending::Connect(i)) => {
-                        let result = match answer {
-                            Answer::Connected => Ok(()),
-                            Answer::Ignored => Err(("not part of network".to_owned(), false)),
-                            Answer::Failed(why) => Err((why.to_owned(), false)),
-                            Answer::TimedOut => Err(("timed out".to_owned(), true)),
-                            other => Err((format!("unexpected answer {other:?}"), false)),
-                        };
-                        self.core.connect_done(now, i, token, result);
-                    }
-                    Some(Pending::Disconnect(i)) => {
-                        let result = match answer {
-                            Answer::Disconnected => Ok("pruned"),
-                            Answer::NotConnected => Ok("already disconnected"),
-                            Answer::Ignored => Ok("not part of network"),
-                            Answer::Failed(why) => Err(why.to_owned()),
-                            Answer::TimedOut => Err("timed out".to_owned()),
-                            other => Err(format!("unexpected answer {other:?}")),
-                        };
-                        self.core.disconnect_done(i, token, result);
-                    }
-                    Some(Pending::List) => {
-                        let nodes = match answer {
-                            Answer::Nodes(n) => Some(n),
-                            _ => None,
-                        };
-                        self.core.list_done(now, token, nodes);
-                    }
-                    Some(Pending::Strategy { topology, .. }) => {
-                        if let Answer::Failed(_) | Answer::TimedOut = answer {
-                            // A socket that failed to open is not a socket.
-                            self.core.close_socket(token);
-                        }
-                        self.with_strategy(topology, now, |s, now, cx| {
-                            s.handle_answer(now, token, answer, cx)
-                        });
-                    }
-                }
-            }
+            Input::Answer { token, answer } => self.core_answer(now, token, answer),
             Input::Datagram { socket, from, data } => match self.core.socket_topology(socket) {
                 Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
                     s.handle_datagram(now, socket, from, data, cx)
@@ -305,10 +282,66 @@ impl Cluster {
         self.core.flush(now);
     }
 
+    /// An answer to one of the core's own requests (the reconciler's or a strategy's).
+    fn core_answer(&mut self, now: Instant, token: Token, answer: Answer<'_>) {
+        let more_due = matches!(answer, Answer::Data(_));
+        match self.core.take_pending(token, more_due) {
+            // An answer on an open socket's token: a send on it failed.
+            None => match self.core.socket_topology(token) {
+                Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
+                    s.handle_answer(now, token, answer, cx)
+                }),
+                None => self.core.metrics.stale_answers += 1,
+            },
+            Some(Pending::Connect(i)) => {
+                let result = match answer {
+                    Answer::Connected => Ok(()),
+                    Answer::Ignored => Err(("not part of network".to_owned(), false)),
+                    Answer::Failed(why) => Err((why.to_owned(), false)),
+                    Answer::TimedOut => Err(("timed out".to_owned(), true)),
+                    other => Err((format!("unexpected answer {other:?}"), false)),
+                };
+                self.core.connect_done(now, i, token, result);
+            }
+            Some(Pending::Disconnect(i)) => {
+                let result = match answer {
+                    Answer::Disconnected => Ok("pruned"),
+                    Answer::NotConnected => Ok("already disconnected"),
+                    Answer::Ignored => Ok("not part of network"),
+                    Answer::Failed(why) => Err(why.to_owned()),
+                    Answer::TimedOut => Err("timed out".to_owned()),
+                    other => Err(format!("unexpected answer {other:?}")),
+                };
+                self.core.disconnect_done(i, token, result);
+            }
+            Some(Pending::List) => {
+                let nodes = match answer {
+                    Answer::Nodes(n) => Some(n),
+                    _ => None,
+                };
+                self.core.list_done(now, token, nodes);
+            }
+            Some(Pending::Strategy { topology, .. }) => {
+                if let Answer::Failed(_) | Answer::TimedOut = answer {
+                    // A socket that failed to open is not a socket.
+                    self.core.close_socket(token);
+                }
+                self.with_strategy(topology, now, |s, now, cx| {
+                    s.handle_answer(now, token, answer, cx)
+                });
+            }
+        }
+    }
+
     /// Runs whatever is due at `now`: request deadlines, retries, grace periods, strategy
     /// timers. Calling it early does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock(now);
+        if let Some(d) = &mut self.dist
+            && d.poll_timeout().is_some_and(|at| at <= now)
+        {
+            d.handle_timeout(now);
+        }
         self.core.handle_timeout(now);
         for t in 0..self.topologies.len() {
             let due = match &self.topologies[t] {
@@ -326,7 +359,43 @@ impl Cluster {
     /// every call that changes the cluster.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.core.poll_output()
+        let Some(dist) = &mut self.dist else {
+            return self.core.poll_output();
+        };
+        let now = self.last_now;
+        loop {
+            // The distribution's own outputs first: its answers may let the core go on.
+            if let Some(o) = dist.poll_output() {
+                match o {
+                    DistOutput::Request(token, request) => {
+                        return Some(Output::Request { token, request });
+                    }
+                    DistOutput::Answer(token, a) => {
+                        self.core_answer(now, token, a.borrow());
+                    }
+                    DistOutput::Up(node) => self.core.node_up(now, node.as_str()),
+                    DistOutput::Down(node, why) => self.core.node_down(now, node.as_str(), &why),
+                }
+                self.core.flush(now);
+                return self.poll_output();
+            }
+            let out = self.core.poll_output()?;
+            match out {
+                Output::Request {
+                    token,
+                    request: Request::Connect { node, deadline },
+                } => dist.connect(now, token, node, deadline),
+                Output::Request {
+                    token,
+                    request: Request::Disconnect { node },
+                } => dist.disconnect(token, &node),
+                Output::Request {
+                    token,
+                    request: Request::ListNodes,
+                } => dist.list(token),
+                other => return Some(other),
+            }
+        }
     }
 
     /// When [`handle_timeout`](Cluster::handle_timeout) is next needed, if ever. Read it after
@@ -335,6 +404,9 @@ impl Cluster {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut at = self.core.poll_timeout();
+        if let Some(d) = &self.dist {
+            at = earliest(at, d.poll_timeout());
+        }
         for topo in self.topologies.iter().flatten() {
             at = earliest(at, topo.strategy.poll_timeout());
         }
@@ -354,6 +426,15 @@ impl Cluster {
     pub fn disconnect_all(&mut self, now: Instant) {
         let now = self.clock(now);
         self.core.disconnect_all(now);
+    }
+
+    /// For a cluster that is an Erlang node ([`ClusterConfig::erlang`]): leaves distribution
+    /// — closes every link, the EPMD registration and the listener — and connects nothing
+    /// more. Does nothing otherwise.
+    pub fn leave_distribution(&mut self) {
+        if let Some(d) = &mut self.dist {
+            d.shutdown();
+        }
     }
 
     /// A snapshot of the counters.

@@ -90,12 +90,47 @@ pub enum Request {
         /// The token of the `OpenUdp` request.
         socket: Token,
     },
-    /// Stop the request `token` (an [`Exchange`], say): the core wants nothing more from it
-    /// and drops whatever still comes. No answer. An adapter that cannot stop it may ignore
-    /// this; the request's own deadline still ends it.
+    /// Stop the request `token` (an [`Exchange`], a stream, a listener): the core wants
+    /// nothing more from it and drops whatever still comes; a stream or listener is closed.
+    /// No answer. An adapter that cannot stop it may ignore this; the request's own deadline
+    /// still ends it.
     Cancel {
         /// The token of the request to stop.
         token: Token,
+    },
+    /// Listen for TCP connections on `bind`. Answer: [`Answer::Opened`] with the bound
+    /// address, or [`Answer::Failed`]. Connections are taken with [`Request::Accept`]; a
+    /// [`Request::Cancel`] with this token closes the listener.
+    Listen {
+        /// The address to listen on (port 0: any).
+        bind: SocketAddr,
+    },
+    /// Take the next connection on the listener opened with `listener`. Answer:
+    /// [`Answer::Accepted`] with the peer's address when one comes; from then on this token
+    /// is that stream, as for [`Request::OpenStream`].
+    Accept {
+        /// The token of the `Listen` request.
+        listener: Token,
+    },
+    /// Open a TCP stream that stays open. Answer: [`Answer::Opened`] with the peer's address
+    /// once connected ([`Answer::Failed`], or [`Answer::TimedOut`] at `deadline`, if not);
+    /// then every chunk read as [`Answer::Data`] until [`Answer::Closed`] (the peer closed)
+    /// or [`Answer::Failed`]. Bytes go out with [`Request::Write`]; [`Request::Cancel`]
+    /// closes it.
+    OpenStream {
+        /// Where to connect.
+        to: Endpoint,
+        /// Give up connecting at this time (the stream itself has no deadline).
+        deadline: Instant,
+    },
+    /// Write `data` to the stream `stream` (opened or accepted), after whatever was written
+    /// before. No answer on success; a failure is answered on the stream's token with
+    /// [`Answer::Failed`], and the stream is then closed.
+    Write {
+        /// The token of the stream.
+        stream: Token,
+        /// The bytes.
+        data: Bytes,
     },
 }
 
@@ -376,8 +411,11 @@ pub enum Answer<'a> {
     Failed(&'a str),
     /// The adapter's deadline for the request passed.
     TimedOut,
-    /// The UDP socket is open, bound to this address.
+    /// The UDP socket or listener is open, bound to this address; or the stream is
+    /// connected, to this peer.
     Opened(SocketAddr),
+    /// A connection came in from this address, on an [`Request::Accept`].
+    Accepted(SocketAddr),
 }
 
 /// How long the adapter has left for a request that must end at `deadline`.
@@ -410,6 +448,8 @@ pub enum OwnedAnswer {
     TimedOut,
     /// [`Answer::Opened`].
     Opened(SocketAddr),
+    /// [`Answer::Accepted`].
+    Accepted(SocketAddr),
 }
 
 impl OwnedAnswer {
@@ -426,6 +466,7 @@ impl OwnedAnswer {
             OwnedAnswer::Failed(f) => Answer::Failed(f),
             OwnedAnswer::TimedOut => Answer::TimedOut,
             OwnedAnswer::Opened(a) => Answer::Opened(*a),
+            OwnedAnswer::Accepted(a) => Answer::Accepted(*a),
         }
     }
 }

@@ -5,15 +5,24 @@ use std::future::Future;
 use std::sync::Arc;
 
 use muster::core::connector::{Connector, NoneConnector};
-use muster::core::{Event, Metrics, NodeName};
+use muster::core::{ClusterConfig, Event, Metrics, NodeName};
 
 use crate::harness::{Adapter, HANG, Plumbing, Running, Setup};
 
 fn connector(p: Plumbing, tcp: impl FnOnce(u16) -> Arc<dyn Connector>) -> Arc<dyn Connector> {
     match p {
-        Plumbing::None => Arc::new(NoneConnector),
+        Plumbing::None | Plumbing::Erlang(_) => Arc::new(NoneConnector),
         Plumbing::Recording(r) => Arc::new(r),
         Plumbing::Tcp(port) => tcp(port),
+    }
+}
+
+/// The cluster settings for `p`: an Erlang node is its own connector.
+fn config(p: &Plumbing, name: &NodeName) -> ClusterConfig {
+    let c = ClusterConfig::new().this_node(name.clone());
+    match p {
+        Plumbing::Erlang(d) => c.erlang(d.clone()),
+        _ => c,
     }
 }
 
@@ -43,11 +52,12 @@ impl Adapter for Tokio {
             .enable_all()
             .build()
             .unwrap();
+        let cfg = config(&s.plumbing, &s.name);
         let c = connector(s.plumbing, |port| {
             Arc::new(muster::tokio::TcpConnector::new(port))
         });
         let (handle, events) = rt.block_on(async {
-            let mut b = muster::tokio::Builder::with_connector(c).this_node(s.name);
+            let mut b = muster::tokio::Builder::with_connector(c).config(cfg);
             for t in s.topologies {
                 b = b.topology(t);
             }
@@ -148,10 +158,11 @@ struct AsyncIoNode<E> {
 
 impl<E: Executor + 'static> Adapter for AsyncIo<E> {
     fn start(s: Setup) -> Box<dyn Running> {
+        let cfg = config(&s.plumbing, &s.name);
         let c = connector(s.plumbing, |port| {
             Arc::new(muster::async_std::TcpConnector::new(port))
         });
-        let mut b = muster::async_std::Builder::with_connector(c).this_node(s.name);
+        let mut b = muster::async_std::Builder::with_connector(c).config(cfg);
         for t in s.topologies {
             b = b.topology(t);
         }
@@ -218,10 +229,11 @@ struct MioNode {
 
 impl Adapter for Mio {
     fn start(s: Setup) -> Box<dyn Running> {
+        let cfg = config(&s.plumbing, &s.name);
         let c = connector(s.plumbing, |port| {
             Arc::new(muster::mio::TcpConnector::new(port))
         });
-        let mut b = muster::mio::Builder::with_connector(c).this_node(s.name);
+        let mut b = muster::mio::Builder::with_connector(c).config(cfg);
         for t in s.topologies {
             b = b.topology(t);
         }

@@ -19,6 +19,9 @@ pub enum Plumbing {
     Recording(RecordingConnector),
     /// The adapter's own TCP connector, on this port.
     Tcp(u16),
+    /// The cluster is this Erlang node itself (the core's distribution over the adapter's
+    /// streams).
+    Erlang(muster::core::dist::DistConfig),
 }
 
 /// One node to start.

@@ -43,6 +43,11 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn erlang_distribution_against_real_erl() {
+                scenarios::erlang_distribution_against_real_erl::<A>();
+            }
+
+            #[test]
             fn clean_shutdown() {
                 scenarios::clean_shutdown::<A>();
             }

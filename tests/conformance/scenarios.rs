@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use muster::core::config::Options;
 use muster::core::connector::{ConnectOutcome, RecordingConnector};
+use muster::core::dist::DistConfig;
 use muster::core::strategy::dns_poll::{DnsPoll, DnsPollConfig};
 use muster::core::strategy::dns_poller::DnsOptions;
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
 use muster::core::strategy::gossip::{Gossip, GossipConfig};
+use muster::core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
 use muster::core::strategy::{Environment, Registry, Strategy};
 use muster::core::{ConnectPolicy, Event, Node, NodeName, TopologySpec, Value};
 
 use crate::harness::{Adapter, Plumbing, Setup};
 use crate::support::dnsmasq::{Dnsmasq, Scratch, free_port, host};
+use crate::support::erlang::{epmd, erl, erl_eval};
 use crate::support::k8s::{Behaviour, Dir, Fake, json, make_certs, service_account, slices};
 
 /// A tag no other scenario in this process uses (they run in parallel).
@@ -67,7 +70,7 @@ fn gossip(port: u16) -> Box<dyn Strategy> {
     ))
 }
 
-fn epmd(hosts: Vec<Node>) -> Box<dyn Strategy> {
+fn static_hosts(hosts: Vec<Node>) -> Box<dyn Strategy> {
     Box::new(Epmd::new(
         EpmdConfig::new(hosts).reconnect_every(Duration::from_millis(100)),
     ))
@@ -210,7 +213,7 @@ pub fn connector_failure_and_backoff<A: Adapter>() {
         name: n("me@h0"),
         topologies: vec![topology(
             "static",
-            epmd(vec![Node::new(n("a@h1")), Node::new(b.clone())]),
+            static_hosts(vec![Node::new(n("a@h1")), Node::new(b.clone())]),
         )],
         plumbing: Plumbing::Recording(rec.clone()),
     });
@@ -268,7 +271,7 @@ pub fn a_peer_going_away_and_coming_back<A: Adapter>() {
         name: n("me@127.0.0.1"),
         topologies: vec![topology(
             "static",
-            epmd(vec![Node::with_addr(peer.clone(), addr)]),
+            static_hosts(vec![Node::with_addr(peer.clone(), addr)]),
         )],
         plumbing: Plumbing::Tcp(addr.port()),
     });
@@ -322,11 +325,49 @@ pub fn clean_shutdown<A: Adapter>() {
         name: n("me@h0"),
         topologies: vec![topology(
             "static",
-            epmd(vec![Node::new(n("a@h1")), Node::new(n("b@h2"))]),
+            static_hosts(vec![Node::new(n("a@h1")), Node::new(n("b@h2"))]),
         )],
         plumbing: Plumbing::Recording(rec.clone()),
     });
     node.wait_members("both", &mut |m| m.len() == 2);
     node.leave();
     assert!(rec.connected().is_empty(), "{:?}", rec.connected());
+}
+
+/// The cluster as an Erlang node, against Erlang's own `epmd` and `erl`: LocalEpmd finds the
+/// `erl` node, the cluster links to it with the cookie handshake, `erl` pings the Rust node
+/// back (a connection the adapter accepts), and a killed `erl` node is reported gone.
+pub fn erlang_distribution_against_real_erl<A: Adapter>() {
+    let port = free_port();
+    let _epmd = epmd(port);
+    let cookie = "conformance";
+    let e1 = erl(port, "e1", cookie);
+    let _e2 = erl(port, "e2", cookie);
+    let me = n("rust@127.0.0.1");
+    let dist = DistConfig::new(me.clone(), cookie)
+        .epmd_port(port)
+        .listen("127.0.0.1:0".parse().unwrap());
+    let mut node = A::start(Setup {
+        name: me,
+        topologies: vec![topology(
+            "local",
+            Box::new(LocalEpmd::new(LocalEpmdConfig::new(
+                port,
+                Duration::from_millis(200),
+            ))),
+        )],
+        plumbing: Plumbing::Erlang(dist),
+    });
+    let both = names(&["e1@127.0.0.1", "e2@127.0.0.1"]);
+    node.wait_members("both erl nodes", &mut |m| m == both);
+    // The Rust node registered with EPMD, and answers a ping over a link erl opens.
+    assert!(
+        crate::support::erlang::names(port).contains(&"rust".to_owned()),
+        "registered"
+    );
+    let pong = erl_eval(port, cookie, "net_adm:ping('rust@127.0.0.1')");
+    assert_eq!(pong, "pong");
+    drop(e1);
+    node.wait_members("e1 gone", &mut |m| m == [n("e2@127.0.0.1")]);
+    node.shutdown();
 }

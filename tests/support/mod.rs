@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used, dead_code)] // tests unwrap what they set up themselves
 
 pub mod dnsmasq;
+pub mod erlang;
 pub mod k8s;

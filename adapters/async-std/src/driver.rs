@@ -92,6 +92,17 @@ impl Builder {
         }
     }
 
+    /// A cluster that is the Erlang node `config` says: it connects, disconnects and lists
+    /// nodes itself over Erlang distribution (registering with the local EPMD, listening,
+    /// linking with the cookie handshake), and this adapter only moves the bytes. The node's
+    /// name is also this node's name.
+    pub fn erlang(config: muster_core::dist::DistConfig) -> Self {
+        let name = config.name.clone();
+        let mut b = Builder::new(muster_core::connector::NoneConnector);
+        b.config.erlang = Some(config);
+        b.this_node(name)
+    }
+
     /// This node's name (never connected to).
     pub fn this_node(mut self, name: NodeName) -> Self {
         self.config = self.config.this_node(name);
@@ -101,9 +112,13 @@ impl Builder {
     /// The cluster's settings.
     pub fn config(mut self, config: ClusterConfig) -> Self {
         let me = self.config.this_node.take();
+        let erlang = self.config.erlang.take();
         self.config = config;
         if self.config.this_node.is_none() {
             self.config.this_node = me;
+        }
+        if self.config.erlang.is_none() {
+            self.config.erlang = erlang;
         }
         self
     }
@@ -137,7 +152,9 @@ impl Builder {
     pub fn build(self) -> Result<(ClusterHandle, Events, Driver), ConfigError> {
         let seed = self.seed.unwrap_or_else(muster_net::seed);
         let mut config = self.config;
-        config.discovery_only |= self.connector.discovery_only();
+        if config.erlang.is_none() {
+            config.discovery_only |= self.connector.discovery_only();
+        }
         let list_timeout = config.list_timeout;
         let mut cluster = Cluster::new(config, seed);
         if let Some(unix) = muster_net::unix_time() {

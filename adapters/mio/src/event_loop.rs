@@ -91,7 +91,9 @@ impl EventLoop {
     pub(crate) fn new(b: Builder) -> Result<(ClusterHandle, Events, EventLoop), BuildError> {
         let seed = b.seed.unwrap_or_else(muster_net::seed);
         let mut config = b.config;
-        config.discovery_only |= b.connector.discovery_only();
+        if config.erlang.is_none() {
+            config.discovery_only |= b.connector.discovery_only();
+        }
         let list_timeout = config.list_timeout;
         let mut cluster = Cluster::new(config, seed);
         if let Some(unix) = muster_net::unix_time() {

@@ -13,6 +13,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant as TokioInstant;
 
 use crate::exec::{self, Owned};
+use crate::stream::Streams;
 use crate::udp::{Arrival, Sockets};
 use muster_core::connector::{Connector, Notice, Notices};
 
@@ -76,6 +77,17 @@ impl Builder {
         }
     }
 
+    /// A cluster that is the Erlang node `config` says: it connects, disconnects and lists
+    /// nodes itself over Erlang distribution (registering with the local EPMD, listening,
+    /// linking with the cookie handshake), and this adapter only moves the bytes. The node's
+    /// name is also this node's name.
+    pub fn erlang(config: muster_core::dist::DistConfig) -> Self {
+        let name = config.name.clone();
+        let mut b = Builder::new(muster_core::connector::NoneConnector);
+        b.config.erlang = Some(config);
+        b.this_node(name)
+    }
+
     /// This node's name (never connected to).
     pub fn this_node(mut self, name: NodeName) -> Self {
         self.config = self.config.this_node(name);
@@ -85,9 +97,13 @@ impl Builder {
     /// The cluster's settings.
     pub fn config(mut self, config: ClusterConfig) -> Self {
         let me = self.config.this_node.take();
+        let erlang = self.config.erlang.take();
         self.config = config;
         if self.config.this_node.is_none() {
             self.config.this_node = me;
+        }
+        if self.config.erlang.is_none() {
+            self.config.erlang = erlang;
         }
         self
     }
@@ -119,7 +135,9 @@ impl Builder {
     pub fn spawn(self) -> Result<(ClusterHandle, Events), ConfigError> {
         let seed = self.seed.unwrap_or_else(muster_net::seed);
         let mut config = self.config;
-        config.discovery_only |= self.connector.discovery_only();
+        if config.erlang.is_none() {
+            config.discovery_only |= self.connector.discovery_only();
+        }
         let list_timeout = config.list_timeout;
         let mut cluster = Cluster::new(config, seed);
         let origin = TokioInstant::now();
@@ -142,6 +160,7 @@ impl Builder {
         let (send_failures_tx, send_failures_rx) = mpsc::channel(64);
         let driver = Driver {
             sockets: Sockets::default(),
+            links: Streams::default(),
             arrivals: arrivals_tx,
             send_failures: send_failures_tx,
             immediate: Vec::new(),
@@ -342,6 +361,8 @@ struct Inputs {
 
 struct Driver {
     sockets: Sockets,
+    /// Listeners and open streams (the core's Erlang distribution).
+    links: Streams,
     arrivals: mpsc::Sender<Arrival>,
     send_failures: mpsc::Sender<(muster_core::Token, String)>,
     /// Answers known at once (a socket opened or failed to), fed back after the drain.
@@ -410,7 +431,31 @@ impl Driver {
                 if let Some(h) = self.streams.remove(&token) {
                     h.abort();
                 }
+                self.links.close(token);
             }
+            Request::Listen { bind } => {
+                let answer = self.links.listen(token, bind);
+                self.immediate.push((token, answer));
+            }
+            Request::Accept { listener } => {
+                if let Some(h) =
+                    self.links
+                        .accept(&mut self.tasks, &self.answers_tx, token, listener)
+                {
+                    self.streams.insert(token, h);
+                }
+            }
+            Request::OpenStream { to, deadline } => {
+                let h = self.links.open(
+                    &mut self.tasks,
+                    &self.answers_tx,
+                    token,
+                    to,
+                    Self::tokio_at(origin, deadline),
+                );
+                self.streams.insert(token, h);
+            }
+            Request::Write { stream, data } => self.links.write(stream, data),
             other => {
                 let stream = exec::spawn(
                     &mut self.tasks,
@@ -553,6 +598,7 @@ impl Driver {
         // Every socket is closed before the stop is confirmed: wait for the aborted tasks.
         self.tasks.shutdown().await;
         self.sockets.close_all().await;
+        self.links.close_all();
         if let Some((_, done)) = leaving {
             let _ = done.send(());
         }

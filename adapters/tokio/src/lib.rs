@@ -20,6 +20,7 @@ mod driver;
 mod epmd;
 mod erlang;
 mod exec;
+mod stream;
 mod tcp;
 mod udp;
 

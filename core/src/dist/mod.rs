@@ -1,9 +1,14 @@
 //! Erlang distribution as state machines: a connection between two nodes ([`Link`]) and an
-//! EPMD of our own ([`EpmdServer`]). An adapter's Erlang connector drives them over TCP.
+//! EPMD of our own ([`EpmdServer`]); and this node in distribution as the cluster's own
+//! connector ([`DistConfig`], set with `ClusterConfig::erlang`), whose bytes move through
+//! any adapter's streams.
 
+mod distribution;
 mod epmd_server;
 mod link;
 
+pub use distribution::DistConfig;
+pub(crate) use distribution::{DistOutput, Distribution};
 pub use epmd_server::{EpmdOutput, EpmdServer};
 pub use link::{Admission, Link, LinkConfig, LinkEvent, MAX_FRAME};
 

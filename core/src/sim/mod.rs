@@ -763,6 +763,12 @@ impl Sim {
             // What was scheduled still arrives, and the core drops it as stale, as it does
             // with answers an adapter could not stop in time.
             Request::Cancel { .. } => return,
+            // The simulator has no TCP streams: a cluster that is an Erlang node runs
+            // against real peers, not here.
+            Request::Listen { .. } | Request::Accept { .. } | Request::OpenStream { .. } => {
+                Owned::Failed("the simulator has no TCP streams".to_owned())
+            }
+            Request::Write { .. } => return,
         };
         self.schedule(
             index,

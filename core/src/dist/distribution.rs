@@ -1,0 +1,706 @@
+//! This node in Erlang distribution, as the cluster's connector: it listens, registers with
+//! the local EPMD and holds the registration, asks a node's EPMD for its port, opens and
+//! accepts links and answers the cluster's connect, disconnect and list requests itself.
+//! Every byte moves through the adapter's streams (`Listen`, `Accept`, `OpenStream`,
+//! `Write`), so the same Erlang node runs on every adapter.
+
+use core::time::Duration;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+
+use super::link::{Admission, Link, LinkConfig, LinkEvent};
+use crate::io::{Answer, Endpoint, Exchange, OwnedAnswer, Request, Token};
+use crate::node::{Node, NodeName};
+use crate::proto::epmd::{self, NodeEntry};
+use crate::rng::Rng;
+use crate::time::{Instant, earliest};
+
+/// Tokens of the distribution's own requests carry this bit; the cluster's never do.
+const OWN: u64 = 1 << 62;
+const REGISTER_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const REGISTER_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const EPMD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connect that lost a simultaneous connect waits for the peer's own link: a
+/// handshake's time, as Erlang's setup timer gives it.
+const RACE_WAIT: Duration = Duration::from_secs(7);
+
+/// How this node takes part in Erlang distribution.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DistConfig {
+    /// This node's full name, `name@host`.
+    pub name: NodeName,
+    /// The cookie.
+    pub cookie: String,
+    /// The EPMD port, on this host and on every peer's host (`ERL_EPMD_PORT`, else 4369).
+    pub epmd_port: u16,
+    /// Where to accept distribution connections (port 0: any).
+    pub listen: SocketAddr,
+    /// Stay out of peers' `nodes()` and global name registration. Default true.
+    pub hidden: bool,
+    /// Erlang's `net_ticktime`. Default 60 s.
+    pub tick_time: Duration,
+}
+
+impl DistConfig {
+    /// A hidden node `name` with `cookie`, EPMD on 4369, listening on any port.
+    pub fn new(name: NodeName, cookie: impl Into<String>) -> Self {
+        DistConfig {
+            name,
+            cookie: cookie.into(),
+            epmd_port: epmd::DEFAULT_PORT,
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            hidden: true,
+            tick_time: Duration::from_secs(60),
+        }
+    }
+
+    /// Sets the EPMD port.
+    pub fn epmd_port(mut self, port: u16) -> Self {
+        self.epmd_port = port;
+        self
+    }
+
+    /// Sets where distribution connections are accepted.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Sets `net_ticktime`.
+    pub fn tick_time(mut self, d: Duration) -> Self {
+        self.tick_time = d;
+        self
+    }
+
+    /// Visible (published) instead of hidden.
+    pub fn hidden(mut self, hidden: bool) -> Self {
+        self.hidden = hidden;
+        self
+    }
+}
+
+/// What the distribution gives the cluster.
+#[derive(Debug)]
+pub(crate) enum DistOutput {
+    /// A request for the adapter.
+    Request(Token, Request),
+    /// The answer to one of the cluster's connector requests.
+    Answer(Token, OwnedAnswer),
+    /// A link came up that the cluster did not ask for.
+    Up(NodeName),
+    /// A link went down.
+    Down(NodeName, String),
+}
+
+enum Registration {
+    /// Waiting for the listener.
+    Idle,
+    /// Connecting to the local EPMD, or waiting for its reply.
+    Asking { stream: Token, buf: Vec<u8> },
+    /// Registered; the stream holds the registration.
+    Held { stream: Token },
+    /// Failed; try again at this time.
+    Retry { at: Instant, why: String },
+}
+
+struct Held {
+    link: Link,
+    /// The cluster's connect request this link answers, for links we opened.
+    connect: Option<Token>,
+    /// Whether the stream is connected (accepted streams are).
+    open: bool,
+    /// The node it came up with.
+    up: Option<NodeName>,
+}
+
+struct Lookup {
+    node: Node,
+    connect: Token,
+    deadline: Instant,
+    buf: Vec<u8>,
+}
+
+/// This node in Erlang distribution; see the module documentation.
+pub(crate) struct Distribution {
+    cfg: DistConfig,
+    rng: Rng,
+    next: u64,
+    listener: Option<Token>,
+    port: Option<u16>,
+    accepting: Option<Token>,
+    registration: Registration,
+    backoff: Duration,
+    creation: Option<u32>,
+    links: HashMap<Token, Held>,
+    lookups: HashMap<Token, Lookup>,
+    up: BTreeMap<NodeName, Token>,
+    dialing: BTreeMap<NodeName, Token>,
+    /// Connects that lost a simultaneous connect: the peer's own link answers them.
+    awaiting: BTreeMap<NodeName, (Token, Instant)>,
+    out: VecDeque<DistOutput>,
+    stopped: bool,
+}
+
+impl core::fmt::Debug for Distribution {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Distribution")
+            .field("name", &self.cfg.name)
+            .field("port", &self.port)
+            .field("creation", &self.creation)
+            .field("up", &self.up.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Distribution {
+    pub(crate) fn new(cfg: DistConfig, rng: Rng) -> Self {
+        let mut d = Distribution {
+            cfg,
+            rng,
+            next: 0,
+            listener: None,
+            port: None,
+            accepting: None,
+            registration: Registration::Idle,
+            backoff: REGISTER_BACKOFF_MIN,
+            creation: None,
+            links: HashMap::new(),
+            lookups: HashMap::new(),
+            up: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
+            out: VecDeque::new(),
+            stopped: false,
+        };
+        let t = d.token();
+        d.listener = Some(t);
+        d.request(t, Request::Listen { bind: d.cfg.listen });
+        d
+    }
+
+    pub(crate) fn owns(token: Token) -> bool {
+        token.0 & OWN != 0
+    }
+
+    fn token(&mut self) -> Token {
+        self.next += 1;
+        Token(OWN | self.next)
+    }
+
+    fn request(&mut self, token: Token, r: Request) {
+        self.out.push_back(DistOutput::Request(token, r));
+    }
+
+    fn answer(&mut self, token: Token, a: OwnedAnswer) {
+        self.out.push_back(DistOutput::Answer(token, a));
+    }
+
+    pub(crate) fn poll_output(&mut self) -> Option<DistOutput> {
+        self.out.pop_front()
+    }
+
+    fn link_config(&self) -> Option<LinkConfig> {
+        let mut c = LinkConfig::new(
+            self.cfg.name.clone(),
+            self.cfg.cookie.clone(),
+            self.creation?,
+        );
+        c.hidden = self.cfg.hidden;
+        c.tick_time = self.cfg.tick_time;
+        Some(c)
+    }
+
+    fn registration_problem(&self) -> String {
+        let epmd = format!("EPMD on 127.0.0.1:{}", self.cfg.epmd_port);
+        match &self.registration {
+            Registration::Retry { why, .. } => format!("not registered with {epmd}: {why}"),
+            _ if self.port.is_none() => "not listening for distribution yet".to_owned(),
+            _ => format!("not registered with {epmd} yet"),
+        }
+    }
+
+    /// The cluster asks to connect `node`.
+    pub(crate) fn connect(&mut self, now: Instant, token: Token, node: Node, deadline: Instant) {
+        if self.up.contains_key(&node.name) {
+            return self.answer(token, OwnedAnswer::Connected);
+        }
+        if self.stopped {
+            return self.answer(
+                token,
+                OwnedAnswer::Failed("this node left distribution".into()),
+            );
+        }
+        if self.creation.is_none() {
+            let why = self.registration_problem();
+            return self.answer(token, OwnedAnswer::Failed(why));
+        }
+        let host = match node.addr {
+            Some(a) => Endpoint::Addr(SocketAddr::new(a.ip(), self.cfg.epmd_port)),
+            None => Endpoint::Host {
+                host: node.name.host().to_owned(),
+                port: self.cfg.epmd_port,
+            },
+        };
+        let x = Exchange::tcp(
+            host,
+            Bytes::from(epmd::port_please_request(node.name.name())),
+            deadline.min(now + EPMD_TIMEOUT),
+        )
+        .max_reply(1024);
+        let t = self.token();
+        self.dialing.insert(node.name.clone(), token);
+        self.lookups.insert(
+            t,
+            Lookup {
+                node,
+                connect: token,
+                deadline,
+                buf: Vec::new(),
+            },
+        );
+        self.request(t, Request::Exchange(x));
+    }
+
+    /// The cluster asks to disconnect `node`.
+    pub(crate) fn disconnect(&mut self, token: Token, node: &NodeName) {
+        match self.up.remove(node) {
+            Some(stream) => {
+                self.links.remove(&stream);
+                let c = self.token();
+                self.request(c, Request::Cancel { token: stream });
+                self.answer(token, OwnedAnswer::Disconnected);
+            }
+            None => self.answer(token, OwnedAnswer::NotConnected),
+        }
+    }
+
+    /// The cluster asks for the linked nodes.
+    pub(crate) fn list(&mut self, token: Token) {
+        let nodes = self.up.keys().cloned().collect();
+        self.answer(token, OwnedAnswer::Nodes(nodes));
+    }
+
+    /// Leaves distribution: closes every link, the registration and the listener.
+    pub(crate) fn shutdown(&mut self) {
+        self.stopped = true;
+        let mut close: Vec<Token> = self.links.keys().copied().collect();
+        close.extend(self.listener.take());
+        close.extend(self.accepting.take());
+        if let Registration::Asking { stream, .. } | Registration::Held { stream } =
+            &self.registration
+        {
+            close.push(*stream);
+        }
+        self.registration = Registration::Idle;
+        self.links.clear();
+        self.up.clear();
+        for t in close {
+            let c = self.token();
+            self.request(c, Request::Cancel { token: t });
+        }
+    }
+
+    fn register(&mut self, now: Instant) {
+        if self.stopped || self.port.is_none() {
+            return;
+        }
+        let stream = self.token();
+        self.registration = Registration::Asking {
+            stream,
+            buf: Vec::new(),
+        };
+        let to = Endpoint::Addr(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            self.cfg.epmd_port,
+        ));
+        self.request(
+            stream,
+            Request::OpenStream {
+                to,
+                deadline: now + EPMD_TIMEOUT,
+            },
+        );
+    }
+
+    fn registration_failed(&mut self, now: Instant, why: String) {
+        if let Registration::Asking { stream, .. } | Registration::Held { stream } =
+            self.registration
+        {
+            let c = self.token();
+            self.request(c, Request::Cancel { token: stream });
+        }
+        self.registration = Registration::Retry {
+            at: now + self.backoff,
+            why,
+        };
+        self.backoff = (self.backoff * 2).min(REGISTER_BACKOFF_MAX);
+    }
+
+    fn accept_next(&mut self) {
+        if let (Some(listener), None, false) = (self.listener, self.accepting, self.stopped) {
+            let t = self.token();
+            self.accepting = Some(t);
+            self.request(t, Request::Accept { listener });
+        }
+    }
+
+    /// An answer to one of the distribution's own requests.
+    pub(crate) fn handle_answer(&mut self, now: Instant, token: Token, answer: Answer<'_>) {
+        if Some(token) == self.listener {
+            match answer {
+                Answer::Opened(local) => {
+                    self.port = Some(local.port());
+                    self.register(now);
+                }
+                Answer::Failed(why) => {
+                    self.listener = None;
+                    let why = format!("cannot listen on {}: {why}", self.cfg.listen);
+                    self.registration = Registration::Retry {
+                        at: Instant::MAX,
+                        why,
+                    };
+                }
+                _ => {}
+            }
+            return;
+        }
+        if Some(token) == self.accepting {
+            self.accepting = None;
+            if let Answer::Accepted(_) = answer {
+                if let Some(cfg) = self.link_config().filter(|_| !self.stopped) {
+                    let link = Link::accept(cfg, now, &mut self.rng);
+                    self.links.insert(
+                        token,
+                        Held {
+                            link,
+                            connect: None,
+                            open: true,
+                            up: None,
+                        },
+                    );
+                } else {
+                    let c = self.token();
+                    self.request(c, Request::Cancel { token });
+                }
+            }
+            self.accept_next();
+            return self.drive(now, token);
+        }
+        if let Some(l) = self.lookups.get_mut(&token) {
+            match answer {
+                Answer::Data(d) => l.buf.extend_from_slice(d),
+                Answer::Closed => {
+                    let Some(l) = self.lookups.remove(&token) else {
+                        return;
+                    };
+                    self.looked_up(now, l);
+                }
+                Answer::Failed(why) => {
+                    let Some(l) = self.lookups.remove(&token) else {
+                        return;
+                    };
+                    let why = format!("EPMD on {}: {why}", epmd_host(&l.node));
+                    self.dial_failed(&l.node.name, l.connect, why);
+                }
+                Answer::TimedOut => {
+                    let Some(l) = self.lookups.remove(&token) else {
+                        return;
+                    };
+                    let why = format!("EPMD on {}: no answer", epmd_host(&l.node));
+                    self.dial_failed(&l.node.name, l.connect, why);
+                }
+                _ => {}
+            }
+            return;
+        }
+        if let Registration::Asking { stream, .. } = self.registration
+            && stream == token
+        {
+            return self.registering(now, token, answer);
+        }
+        if let Registration::Held { stream } = self.registration
+            && stream == token
+        {
+            if let Answer::Closed | Answer::Failed(_) = answer {
+                // EPMD went away: other nodes can no longer find this one until it is back.
+                self.registration_failed(now, "EPMD closed this node's registration".into());
+            }
+            return;
+        }
+        let Some(h) = self.links.get_mut(&token) else {
+            return;
+        };
+        match answer {
+            Answer::Opened(_) => h.open = true,
+            Answer::Data(d) => h.link.handle_data(now, d),
+            Answer::Closed => h.link.peer_closed(),
+            Answer::Failed(why) => h.link.close(why.to_owned()),
+            Answer::TimedOut => h.link.close("could not connect in time"),
+            _ => {}
+        }
+        self.drive(now, token);
+    }
+
+    /// An answer on the stream to the local EPMD, before the registration is held.
+    fn registering(&mut self, now: Instant, stream: Token, answer: Answer<'_>) {
+        match answer {
+            Answer::Opened(_) => {
+                let entry = NodeEntry::new(
+                    self.cfg.name.name(),
+                    self.port.unwrap_or(0),
+                    self.cfg.hidden,
+                );
+                let data = Bytes::from(epmd::alive2_request(&entry));
+                let w = self.token();
+                self.request(w, Request::Write { stream, data });
+            }
+            Answer::Data(d) => {
+                let reply = match &mut self.registration {
+                    Registration::Asking { buf, .. } => {
+                        buf.extend_from_slice(d);
+                        epmd::parse_alive2_reply(buf)
+                    }
+                    _ => return,
+                };
+                match reply {
+                    Ok(None) => {}
+                    Ok(Some(creation)) => {
+                        self.creation = Some(creation);
+                        self.backoff = REGISTER_BACKOFF_MIN;
+                        self.registration = Registration::Held { stream };
+                        self.accept_next();
+                    }
+                    Err(e) => {
+                        let why = format!("EPMD refused {}: {e}", self.cfg.name);
+                        self.registration_failed(now, why);
+                    }
+                }
+            }
+            Answer::Closed => self.registration_failed(now, "EPMD closed the connection".into()),
+            Answer::Failed(why) => self.registration_failed(now, why.to_owned()),
+            Answer::TimedOut => self.registration_failed(now, "no answer".into()),
+            _ => {}
+        }
+    }
+
+    fn looked_up(&mut self, now: Instant, l: Lookup) {
+        let host = epmd_host(&l.node);
+        let port = match epmd::parse_port2(&l.buf) {
+            Ok(Some(entry)) => entry.port,
+            Ok(None) => {
+                let why = format!("{} is not registered with EPMD on {host}", l.node.name);
+                return self.dial_failed(&l.node.name, l.connect, why);
+            }
+            Err(e) => {
+                let why = format!("EPMD on {host}: {e}");
+                return self.dial_failed(&l.node.name, l.connect, why);
+            }
+        };
+        let Some(cfg) = self.link_config() else {
+            let why = self.registration_problem();
+            return self.dial_failed(&l.node.name, l.connect, why);
+        };
+        let to = match l.node.addr {
+            Some(a) => Endpoint::Addr(SocketAddr::new(a.ip(), port)),
+            None => Endpoint::Host {
+                host: l.node.name.host().to_owned(),
+                port,
+            },
+        };
+        let stream = self.token();
+        let link = Link::connect(cfg, l.node.name.clone(), now, &mut self.rng);
+        self.links.insert(
+            stream,
+            Held {
+                link,
+                connect: Some(l.connect),
+                open: false,
+                up: None,
+            },
+        );
+        self.request(
+            stream,
+            Request::OpenStream {
+                to,
+                deadline: l.deadline,
+            },
+        );
+    }
+
+    fn dial_failed(&mut self, node: &NodeName, connect: Token, why: String) {
+        if self.dialing.get(node) == Some(&connect) {
+            self.dialing.remove(node);
+        }
+        self.answer(connect, OwnedAnswer::Failed(why));
+    }
+
+    /// Who may connect: the acceptor's rules for a simultaneous or a duplicate connection.
+    fn admission(&self, peer: &NodeName) -> Admission {
+        if self.up.contains_key(peer) {
+            return Admission::Alive;
+        }
+        if self.dialing.contains_key(peer) {
+            // Erlang's rule: the node with the greater name keeps its own attempt.
+            return if peer.as_str() > self.cfg.name.as_str() {
+                Admission::OkSimultaneous
+            } else {
+                Admission::Nok
+            };
+        }
+        Admission::Ok
+    }
+
+    /// Moves the link on `token` on: writes what it has, acts on its events.
+    fn drive(&mut self, now: Instant, token: Token) {
+        loop {
+            let Some(h) = self.links.get_mut(&token) else {
+                return;
+            };
+            if h.open
+                && let Some(bytes) = h.link.poll_transmit()
+            {
+                let data = Bytes::from(bytes);
+                let w = self.token();
+                self.request(
+                    w,
+                    Request::Write {
+                        stream: token,
+                        data,
+                    },
+                );
+                continue;
+            }
+            let Some(ev) = h.link.poll_event() else {
+                return;
+            };
+            match ev {
+                LinkEvent::Hello { peer } => {
+                    let a = self.admission(&peer);
+                    if let Some(h) = self.links.get_mut(&token) {
+                        h.link.admit(now, a);
+                    }
+                }
+                LinkEvent::Up { peer, .. } => self.link_up(token, peer),
+                LinkEvent::Down { reason } => return self.link_down(now, token, reason),
+            }
+        }
+    }
+
+    fn link_up(&mut self, token: Token, peer: NodeName) {
+        if self.stopped {
+            if let Some(h) = self.links.get_mut(&token) {
+                h.link.close("this node left distribution");
+            }
+            return;
+        }
+        let Some(h) = self.links.get_mut(&token) else {
+            return;
+        };
+        h.up = Some(peer.clone());
+        let connect = h.connect.take();
+        // A stale link to the same node (the peer restarted) gives way to this one.
+        if let Some(old) = self.up.insert(peer.clone(), token)
+            && old != token
+        {
+            self.links.remove(&old);
+            let c = self.token();
+            self.request(c, Request::Cancel { token: old });
+        }
+        match connect {
+            Some(c) => {
+                self.dialing.remove(&peer);
+                self.answer(c, OwnedAnswer::Connected);
+            }
+            None => match self.awaiting.remove(&peer) {
+                Some((c, _)) => self.answer(c, OwnedAnswer::Connected),
+                None => self.out.push_back(DistOutput::Up(peer)),
+            },
+        }
+    }
+
+    fn link_down(&mut self, now: Instant, token: Token, reason: String) {
+        let Some(h) = self.links.remove(&token) else {
+            return;
+        };
+        let c = self.token();
+        self.request(c, Request::Cancel { token });
+        if let Some(peer) = &h.up
+            && self.up.get(peer) == Some(&token)
+        {
+            self.up.remove(peer);
+            self.out
+                .push_back(DistOutput::Down(peer.clone(), reason.clone()));
+        }
+        if let Some(connect) = h.connect {
+            let peer = h.link.peer().cloned();
+            if let Some(p) = &peer {
+                if self.dialing.get(p) == Some(&connect) {
+                    self.dialing.remove(p);
+                }
+                // A simultaneous connect the other side won: its link to us answers.
+                if h.link.lost_race() {
+                    let wait = now + RACE_WAIT;
+                    self.awaiting.insert(p.clone(), (connect, wait));
+                    return;
+                }
+            }
+            self.answer(connect, OwnedAnswer::Failed(reason));
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if let Registration::Retry { at, .. } = self.registration
+            && at <= now
+        {
+            self.register(now);
+        }
+        let due: Vec<Token> = self
+            .links
+            .iter()
+            .filter(|(_, h)| h.link.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in due {
+            if let Some(h) = self.links.get_mut(&t) {
+                h.link.handle_timeout(now);
+            }
+            self.drive(now, t);
+        }
+        let expired: Vec<NodeName> = self
+            .awaiting
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in expired {
+            if let Some((c, _)) = self.awaiting.remove(&n) {
+                let why = format!("{n}: lost a simultaneous connect and its own never came");
+                self.answer(c, OwnedAnswer::Failed(why));
+            }
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = match self.registration {
+            Registration::Retry { at, .. } if at != Instant::MAX => Some(at),
+            _ => None,
+        };
+        for h in self.links.values() {
+            at = earliest(at, h.link.poll_timeout());
+        }
+        for (_, wait) in self.awaiting.values() {
+            at = earliest(at, Some(*wait));
+        }
+        at
+    }
+}
+
+fn epmd_host(node: &Node) -> String {
+    match node.addr {
+        Some(a) => a.ip().to_string(),
+        None => node.name.host().to_owned(),
+    }
+}
