@@ -17,6 +17,7 @@ use muster_core::{
 };
 
 use crate::exec;
+use crate::stream::Streams;
 use crate::udp::Sockets;
 
 const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
@@ -189,6 +190,7 @@ impl Builder {
             list_timeout,
             executor: executor.clone(),
             sockets: Sockets::default(),
+            links: Streams::default(),
             inbox: inbox_tx,
             immediate: Vec::new(),
             streams: HashMap::new(),
@@ -419,6 +421,8 @@ struct Run {
     list_timeout: Duration,
     executor: Arc<Executor<'static>>,
     sockets: Sockets,
+    /// Listeners and open streams (the core's Erlang distribution).
+    links: Streams,
     inbox: InboxTx,
     /// Answers known at once (a socket opened or failed to), fed back after the drain.
     immediate: Vec<(Token, OwnedAnswer)>,
@@ -473,7 +477,22 @@ impl Run {
             Request::CloseUdp { socket } => self.sockets.close(socket),
             Request::Cancel { token } => {
                 self.streams.remove(&token);
+                self.links.close(token);
             }
+            Request::Listen { bind } => {
+                let answer = self.links.listen(token, bind);
+                self.immediate.push((token, answer));
+            }
+            Request::Accept { listener } => {
+                let job = self.links.accept(self.inbox.clone(), token, listener);
+                self.streams.insert(token, self.executor.spawn(job));
+            }
+            Request::OpenStream { to, deadline } => {
+                let at = self.origin + deadline.since_origin();
+                let job = self.links.open(self.inbox.clone(), token, to, at);
+                self.streams.insert(token, self.executor.spawn(job));
+            }
+            Request::Write { stream, data } => self.links.write(stream, data),
             other => {
                 let origin = self.origin;
                 let job = exec::run(
@@ -655,6 +674,7 @@ impl Run {
             task.cancel().await;
         }
         self.sockets.close_all().await;
+        self.links.close_all();
         self.shared.lock().stopped = true;
         self.shared.changed.notify(usize::MAX);
         self.events.close();

@@ -21,6 +21,7 @@
 
 mod driver;
 mod exec;
+mod stream;
 mod tcp;
 mod udp;
 
