@@ -16,6 +16,7 @@ use muster_core::{
 use crate::exchange::{Step, Stream};
 use crate::handle::{BuildError, Builder, ClusterHandle, Command, Shared};
 use crate::hub::{Events, Hub};
+use crate::stream::Streams;
 use crate::udp::{Udp, key};
 use crate::workers::{Workers, block_on};
 
@@ -29,6 +30,8 @@ enum Back {
     Resolved(Token, Result<SocketAddr, String>),
     /// The address of a datagram's host, and the datagram.
     ResolvedSend(Token, Result<SocketAddr, String>, bytes::Bytes),
+    /// The address of a stream's host, and its connect deadline.
+    ResolvedStream(Token, Result<SocketAddr, String>, StdInstant),
     Notice(Notice),
 }
 
@@ -68,6 +71,8 @@ pub struct EventLoop {
     back_tx: BackTx,
     udp: HashMap<Token, Udp>,
     exchanges: HashMap<Token, Exch>,
+    /// Listeners and open streams (the core's Erlang distribution).
+    links: Streams,
     /// Worker calls awaiting an answer, with the time to give up on them.
     waiting: HashMap<Token, StdInstant>,
     /// Answers known at once, fed back after the drain.
@@ -129,6 +134,7 @@ impl EventLoop {
             back_tx,
             udp: HashMap::new(),
             exchanges: HashMap::new(),
+            links: Streams::default(),
             waiting: HashMap::new(),
             immediate: Vec::new(),
             shared,
@@ -220,7 +226,40 @@ impl EventLoop {
                     let _ = self.poll.registry().deregister(&mut u.socket);
                 }
             }
-            Request::Cancel { token } => self.close_exchange(token),
+            Request::Cancel { token } => {
+                self.close_exchange(token);
+                self.links.close(self.poll.registry(), token);
+            }
+            Request::Listen { bind } => {
+                let a = self.links.listen(self.poll.registry(), token, bind);
+                self.immediate.push((token, a));
+            }
+            Request::Accept { listener } => {
+                self.links
+                    .accept(self.poll.registry(), token, listener, &mut self.immediate);
+            }
+            Request::OpenStream { to, deadline } => {
+                let deadline = self.std_at(deadline);
+                match to {
+                    Endpoint::Addr(addr) => {
+                        if let Some(a) =
+                            self.links.open(self.poll.registry(), token, addr, deadline)
+                        {
+                            self.immediate.push((token, a));
+                        }
+                    }
+                    to => {
+                        let tx = self.back_tx.clone();
+                        self.workers.run(move || {
+                            tx.send(Back::ResolvedStream(token, resolve(&to, None), deadline));
+                        });
+                    }
+                }
+            }
+            Request::Write { stream, data } => {
+                self.links
+                    .write(self.poll.registry(), stream, data, &mut self.immediate);
+            }
             Request::Connect { node, deadline } => {
                 let fut = self.connector.connect(node);
                 let at = self.std_at(deadline);
@@ -409,6 +448,7 @@ impl EventLoop {
             .values()
             .map(|e| e.deadline)
             .chain(self.waiting.values().copied())
+            .chain(self.links.deadline())
             .min();
         match (core, own) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -436,6 +476,11 @@ impl EventLoop {
             self.waiting.remove(&token);
             self.answer(token, OwnedAnswer::TimedOut);
         }
+        let mut out = Vec::new();
+        self.links.expire(self.poll.registry(), now, &mut out);
+        for (t, a) in out {
+            self.answer(t, a);
+        }
     }
 
     fn handle_back(&mut self, b: Back) {
@@ -447,6 +492,15 @@ impl EventLoop {
                 }
             }
             Back::Resolved(token, r) => self.connect_exchange(token, r),
+            Back::ResolvedStream(token, r, deadline) => {
+                let a = match r {
+                    Ok(addr) => self.links.open(self.poll.registry(), token, addr, deadline),
+                    Err(e) => Some(OwnedAnswer::Failed(e)),
+                };
+                if let Some(a) = a {
+                    self.answer(token, a);
+                }
+            }
             Back::ResolvedSend(socket, r, data) => {
                 let e = match r {
                     Ok(addr) => self.udp.get_mut(&socket).and_then(|u| u.send(addr, data)),
@@ -500,6 +554,7 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut u.socket);
         }
         self.exchanges.clear();
+        self.links.close_all(self.poll.registry());
         self.shared.lock().stopped = true;
         self.shared.notify();
         self.hub.close();
@@ -531,6 +586,14 @@ impl EventLoop {
                 let token = Token(ev.token().0 as u64);
                 if self.udp.contains_key(&token) {
                     self.readable_udp(token);
+                } else if self.links.owns(token) {
+                    let mut out = Vec::new();
+                    let registry = self.poll.registry();
+                    self.links.accept_ready(registry, token, &mut out);
+                    self.links.advance(registry, token, &mut out);
+                    for (t, a) in out {
+                        self.answer(t, a);
+                    }
                 } else {
                     self.advance_exchange(token);
                 }

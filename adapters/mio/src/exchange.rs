@@ -68,21 +68,11 @@ impl Stream {
     /// Does everything the socket allows now; pushes the data that came into `out`.
     pub(crate) fn advance(&mut self, out: &mut Vec<OwnedAnswer>) -> Step {
         if !self.connected {
-            match self.socket.take_error() {
-                Ok(Some(e)) | Err(e) => return self.fail(e),
-                Ok(None) => {}
-            }
-            match self.socket.peer_addr() {
-                Ok(_) => self.connected = true,
-                Err(e)
-                    if e.kind() == io::ErrorKind::NotConnected
-                        || e.raw_os_error() == Some(EINPROGRESS) =>
-                {
-                    return Step::Pending;
-                }
+            match connected(&self.socket) {
+                Ok(None) => return Step::Pending,
+                Ok(Some(_)) => self.connected = true,
                 Err(e) => return self.fail(e),
             }
-            let _ = self.socket.set_nodelay(true);
         }
         if self.tls.is_some() {
             self.advance_tls(out)
@@ -184,6 +174,26 @@ impl Stream {
                 return Step::Pending;
             }
         }
+    }
+}
+
+/// Whether a non-blocking connect has finished: the peer's address once it has, `None`
+/// while it is under way (as mio documents: `take_error`, then `peer_addr`).
+pub(crate) fn connected(socket: &TcpStream) -> io::Result<Option<SocketAddr>> {
+    if let Some(e) = socket.take_error()? {
+        return Err(e);
+    }
+    match socket.peer_addr() {
+        Ok(peer) => {
+            let _ = socket.set_nodelay(true);
+            Ok(Some(peer))
+        }
+        Err(e)
+            if e.kind() == io::ErrorKind::NotConnected || e.raw_os_error() == Some(EINPROGRESS) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

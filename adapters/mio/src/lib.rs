@@ -21,6 +21,7 @@ mod event_loop;
 mod exchange;
 mod handle;
 mod hub;
+mod stream;
 mod tcp;
 mod udp;
 mod workers;
