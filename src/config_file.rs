@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use muster_core::config::Options;
+use muster_core::dist::DistConfig;
 use muster_core::strategy::{Environment, Registry};
 use muster_core::{ClusterConfig, ConfigError, NodeName, TopologySpec, Value};
 use muster_tokio::{Builder, NoneConnector, TcpConnector};
@@ -336,13 +337,13 @@ impl ConfigFile {
         })
     }
 
-    /// Starts what the configuration needs (the Erlang connector and, if asked or needed,
-    /// muster's own EPMD) and returns a [`Builder`] with its node, connector and topologies.
+    /// Starts what the configuration needs (muster's own EPMD, if asked or needed, for the
+    /// `erlang` connector) and returns a [`Builder`] with its node, connector and topologies.
     pub async fn start(self) -> std::io::Result<Started> {
         let mut epmd = None;
-        let connector: std::sync::Arc<dyn muster_tokio::Connector> = match self.connector {
-            ConnectorConfig::None => std::sync::Arc::new(NoneConnector),
-            ConnectorConfig::Tcp { port } => std::sync::Arc::new(TcpConnector::new(port)),
+        let builder = match self.connector {
+            ConnectorConfig::None => Builder::new(NoneConnector),
+            ConnectorConfig::Tcp { port } => Builder::new(TcpConnector::new(port)),
             ConnectorConfig::Erlang(e) => {
                 let port = e.epmd_port;
                 let run = match e.embedded_epmd {
@@ -357,18 +358,21 @@ impl ConfigFile {
                 let name = self.cluster.this_node.clone().ok_or_else(|| {
                     std::io::Error::other("the erlang connector needs [node] name")
                 })?;
-                let cfg = muster_tokio::ErlangConfig::new(name, e.cookie)
-                    .epmd_port(port)
-                    .listen(e.listen)
-                    .hidden(e.hidden)
-                    .tick_time(e.tick_time);
-                std::sync::Arc::new(muster_tokio::ErlangConnector::start(cfg).await?)
+                // The cluster itself is the Erlang node: the core's distribution, whose
+                // bytes the adapter moves.
+                Builder::erlang(
+                    DistConfig::new(name, e.cookie)
+                        .epmd_port(port)
+                        .listen(e.listen)
+                        .hidden(e.hidden)
+                        .tick_time(e.tick_time),
+                )
             }
         };
-        let builder = self.topologies.into_iter().fold(
-            Builder::with_connector(connector).config(self.cluster),
-            Builder::topology,
-        );
+        let builder = self
+            .topologies
+            .into_iter()
+            .fold(builder.config(self.cluster), Builder::topology);
         Ok(Started { builder, epmd })
     }
 

@@ -14,12 +14,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use muster_core::dist::DistConfig;
 use muster_core::proto::epmd::DEFAULT_PORT;
 use muster_core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
 use muster_core::{ConnectPolicy, Event, NodeName, TopologySpec};
-use muster_tokio::{
-    Builder, ClusterHandle, EpmdHandle, ErlangConfig, ErlangConnector, epmd_running, run_epmd,
-};
+use muster_tokio::{Builder, ClusterHandle, EpmdHandle, epmd_names, epmd_running, run_epmd};
 use tokio::sync::mpsc;
 
 use crate::output::{Format, event_line};
@@ -87,43 +86,40 @@ async fn epmd() -> io::Result<(u16, Option<EpmdHandle>, &'static str)> {
 
 struct Node {
     handle: ClusterHandle,
-    connector: ErlangConnector,
 }
 
 impl Node {
     /// Leaves the cluster and Erlang distribution.
     async fn stop(self) {
         self.handle.leave().await;
-        self.connector.shutdown();
+    }
+
+    /// Starts finding the others (once every node is registered with EPMD, so that each
+    /// one's first look finds them all).
+    async fn find_others(&self, epmd_port: u16) -> io::Result<()> {
+        let policy = ConnectPolicy::default()
+            .connect_timeout(Duration::from_secs(3))
+            .backoff(Duration::from_millis(100), Duration::from_millis(1600));
+        let local = LocalEpmd::new(LocalEpmdConfig::new(epmd_port, Duration::from_secs(1)));
+        self.handle
+            .add_topology(TopologySpec {
+                name: "demo".into(),
+                strategy: Box::new(local),
+                policy,
+            })
+            .await
+            .map(|_| ())
+            .map_err(io::Error::other)
     }
 }
 
-async fn register(i: usize, epmd_port: u16) -> io::Result<ErlangConnector> {
-    let config = ErlangConfig::new(name(i), COOKIE)
+/// Starts node `i`: a cluster that is itself an Erlang node (the core's distribution), with
+/// no topology yet.
+fn start_node(i: usize, epmd_port: u16, tx: &mpsc::Sender<(usize, Event)>) -> io::Result<Node> {
+    let config = DistConfig::new(name(i), COOKIE)
         .epmd_port(epmd_port)
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)));
-    ErlangConnector::start(config).await
-}
-
-fn start_node(
-    i: usize,
-    epmd_port: u16,
-    connector: ErlangConnector,
-    tx: &mpsc::Sender<(usize, Event)>,
-) -> io::Result<Node> {
-    let policy = ConnectPolicy::default()
-        .connect_timeout(Duration::from_secs(3))
-        .backoff(Duration::from_millis(100), Duration::from_millis(1600));
-    let local = LocalEpmd::new(LocalEpmdConfig::new(epmd_port, Duration::from_secs(1)));
-    let (handle, mut events) = Builder::new(connector.clone())
-        .this_node(name(i))
-        .topology(TopologySpec {
-            name: "demo".into(),
-            strategy: Box::new(local),
-            policy,
-        })
-        .spawn()
-        .map_err(io::Error::other)?;
+    let (handle, mut events) = Builder::erlang(config).spawn().map_err(io::Error::other)?;
     let tx = tx.clone();
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
@@ -132,7 +128,28 @@ fn start_node(
             }
         }
     });
-    Ok(Node { handle, connector })
+    Ok(Node { handle })
+}
+
+/// Waits until EPMD lists every node of `which` (EPMD has no event for it: it is asked).
+async fn registered(epmd_port: u16, which: impl Iterator<Item = usize>) -> io::Result<()> {
+    let want: Vec<String> = which.map(|i| name(i).name().to_owned()).collect();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = epmd_names(("127.0.0.1", epmd_port))
+            .await
+            .unwrap_or_default();
+        if want.iter().all(|w| names.contains(w)) {
+            return Ok(());
+        }
+        if Instant::now() > give_up {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the demo nodes did not register with EPMD on port {epmd_port}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 struct Show {
@@ -219,13 +236,13 @@ pub async fn run(opts: DemoOptions) -> io::Result<DemoReport> {
     let (tx, rx) = mpsc::channel(4096);
     let start = Instant::now();
     // Every node registers first, so that each one's first look at EPMD finds them all.
-    let mut connectors = Vec::with_capacity(n);
-    for i in 0..n {
-        connectors.push(register(i, epmd_port).await?);
-    }
     let mut nodes = Vec::with_capacity(n);
-    for (i, c) in connectors.into_iter().enumerate() {
-        nodes.push(Some(start_node(i, epmd_port, c, &tx)?));
+    for i in 0..n {
+        nodes.push(Some(start_node(i, epmd_port, &tx)?));
+    }
+    registered(epmd_port, 0..n).await?;
+    for node in nodes.iter().flatten() {
+        node.find_others(epmd_port).await?;
     }
     let mut show = Show {
         opts,
@@ -273,8 +290,10 @@ pub async fn run(opts: DemoOptions) -> io::Result<DemoReport> {
     .await?;
     say(format, &format!("starting {} again", name(victim)));
     let restarted = Instant::now();
-    let c = register(victim, epmd_port).await?;
-    nodes[victim] = Some(start_node(victim, epmd_port, c, &tx)?);
+    let node = start_node(victim, epmd_port, &tx)?;
+    registered(epmd_port, [victim].into_iter()).await?;
+    node.find_others(epmd_port).await?;
+    nodes[victim] = Some(node);
     show.until("heal", |s| s.full_mesh(None)).await?;
     let healed = restarted.elapsed();
     say(

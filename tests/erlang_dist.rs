@@ -7,12 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use muster::core::config::Options;
+use muster::core::dist::DistConfig;
 use muster::core::strategy::Environment;
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
 use muster::core::strategy::erlang_hosts::{ErlangHosts, ErlangHostsConfig};
 use muster::core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
 use muster::core::{ConnectPolicy, Event, Node, NodeName, TopologySpec};
-use muster::tokio::{Builder, ClusterHandle, ErlangConfig, ErlangConnector, Events, NoneConnector};
+use muster::tokio::{Builder, ClusterHandle, Events, NoneConnector};
 
 const COOKIE: &str = "muster-test-cookie";
 
@@ -131,23 +132,18 @@ async fn next_where(events: &mut Events, f: impl Fn(&Event) -> bool) -> Event {
     .expect("timed out waiting for an event")
 }
 
-async fn rust_node(
+/// A cluster that is the Erlang node `rust@127.0.0.1` (the core's distribution on tokio).
+fn rust_node(
     port: u16,
     cookie: &str,
     tick: Duration,
     topology: TopologySpec,
-) -> (ClusterHandle, Events, ErlangConnector) {
-    let config = ErlangConfig::new(n("rust@127.0.0.1"), cookie)
+) -> (ClusterHandle, Events) {
+    let config = DistConfig::new(n("rust@127.0.0.1"), cookie)
         .epmd_port(port)
         .listen("127.0.0.1:0".parse().unwrap())
         .tick_time(tick);
-    let connector = ErlangConnector::start(config).await.unwrap();
-    let (h, e) = Builder::new(connector.clone())
-        .this_node(n("rust@127.0.0.1"))
-        .topology(topology)
-        .spawn()
-        .unwrap();
-    (h, e, connector)
+    Builder::erlang(config).topology(topology).spawn().unwrap()
 }
 
 fn epmd_topology(hosts: &[&str], every: Duration) -> TopologySpec {
@@ -266,13 +262,12 @@ async fn a_rust_node_joins_real_erl_nodes_is_seen_answers_ping_and_outlives_tick
     let _epmd = epmd(port);
     let _a = erl(port, "a", COOKIE, 2).await;
     let _b = erl(port, "b", COOKIE, 2).await;
-    let (h, _events, connector) = rust_node(
+    let (h, _events) = rust_node(
         port,
         COOKIE,
         Duration::from_secs(2),
         epmd_topology(&["a@127.0.0.1", "b@127.0.0.1"], Duration::from_secs(1)),
-    )
-    .await;
+    );
     let members = tokio::time::timeout(
         Duration::from_secs(30),
         h.wait_for_members(|m| m.len() == 2),
@@ -302,10 +297,7 @@ async fn a_rust_node_joins_real_erl_nodes_is_seen_answers_ping_and_outlives_tick
     );
     // The property under test is survival over time: more than twice the tick time (2 s).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        connector.connected(),
-        vec![n("a@127.0.0.1"), n("b@127.0.0.1")]
-    );
+    assert_eq!(h.members(), vec![n("a@127.0.0.1"), n("b@127.0.0.1")]);
     let seen = erl_eval(
         port,
         COOKIE,
@@ -325,13 +317,12 @@ async fn a_killed_erl_node_is_reported_down_and_reconnected_after_it_restarts() 
     let port = free_port();
     let _epmd = epmd(port);
     let a = erl(port, "a", COOKIE, 60).await;
-    let (h, mut events, _c) = rust_node(
+    let (h, mut events) = rust_node(
         port,
         COOKIE,
         Duration::from_secs(60),
         epmd_topology(&["a@127.0.0.1"], Duration::from_millis(500)),
-    )
-    .await;
+    );
     next_where(&mut events, |e| e.name() == "connected").await;
     drop(a);
     let down = next_where(&mut events, |e| e.name() == "disconnected").await;
@@ -350,13 +341,12 @@ async fn a_wrong_cookie_is_refused_both_ways() {
     let port = free_port();
     let _epmd = epmd(port);
     let _a = erl(port, "a", "the-right-cookie", 60).await;
-    let (h, mut events, _c) = rust_node(
+    let (h, mut events) = rust_node(
         port,
         "a-wrong-cookie",
         Duration::from_secs(60),
         epmd_topology(&["a@127.0.0.1"], Duration::from_secs(60)),
-    )
-    .await;
+    );
     let f = next_where(&mut events, |e| e.name() == "connect_failed").await;
     assert!(
         f.reason().unwrap().contains("a@127.0.0.1") && f.reason().unwrap().contains("cookie"),
@@ -394,14 +384,12 @@ async fn a_visible_rust_node_appears_in_nodes_and_leaves_global_working() {
     let port = free_port();
     let _epmd = epmd(port);
     let _a = erl(port, "a", COOKIE, 2).await;
-    let config = ErlangConfig::new(n("rust@127.0.0.1"), COOKIE)
+    let config = DistConfig::new(n("rust@127.0.0.1"), COOKIE)
         .epmd_port(port)
         .listen("127.0.0.1:0".parse().unwrap())
         .tick_time(Duration::from_secs(2))
         .hidden(false);
-    let connector = ErlangConnector::start(config).await.unwrap();
-    let (h, mut events) = Builder::new(connector.clone())
-        .this_node(n("rust@127.0.0.1"))
+    let (h, mut events) = Builder::erlang(config)
         .topology(epmd_topology(&["a@127.0.0.1"], Duration::from_secs(1)))
         .spawn()
         .unwrap();
@@ -418,8 +406,7 @@ async fn a_visible_rust_node_appears_in_nodes_and_leaves_global_working() {
     );
     // Survives more than twice the tick time, global's checks included.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(connector.connected(), vec![n("a@127.0.0.1")]);
+    assert_eq!(h.members(), vec![n("a@127.0.0.1")]);
     assert_eq!(h.metrics().dropped, 0);
     h.shutdown().await;
-    connector.shutdown();
 }

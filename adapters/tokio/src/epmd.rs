@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use muster_core::Rng;
 use muster_core::dist::{EpmdOutput, EpmdServer};
-use muster_core::proto::epmd::{self, NodeEntry};
+use muster_core::proto::epmd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -38,51 +38,19 @@ pub(crate) async fn ask(at: (&str, u16), request: &[u8]) -> io::Result<Vec<u8>> 
         })
 }
 
+/// The names registered with the EPMD at `at`, as its `NAMES` reply lists them.
+pub async fn epmd_names(at: (&str, u16)) -> io::Result<Vec<String>> {
+    let reply = ask(at, &epmd::names_request()).await?;
+    let names = epmd::parse_names(&reply).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(names.nodes.into_iter().map(|(name, _)| name).collect())
+}
+
 /// Whether an EPMD answers `NAMES` at `at`.
 pub async fn epmd_running(at: (&str, u16)) -> bool {
     match ask(at, &epmd::names_request()).await {
         Ok(reply) => epmd::parse_names(&reply).is_ok(),
         Err(_) => false,
     }
-}
-
-/// Registers `entry` with the EPMD at `at`. Returns the creation and the connection, which
-/// must stay open for as long as the node is to stay registered.
-pub(crate) async fn register(at: (&str, u16), entry: &NodeEntry) -> io::Result<(u32, TcpStream)> {
-    let job = async {
-        let mut s = TcpStream::connect(at).await?;
-        s.write_all(&epmd::alive2_request(entry)).await?;
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 16];
-        loop {
-            let n = s.read(&mut buf).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "EPMD closed the registration",
-                ));
-            }
-            reply.extend_from_slice(&buf[..n]);
-            match epmd::parse_alive2_reply(&reply) {
-                Ok(Some(creation)) => return Ok((creation, s)),
-                Ok(None) => continue,
-                Err(e) => {
-                    return Err(io::Error::other(format!(
-                        "EPMD refused to register {:?}: {e} (is the name taken?)",
-                        entry.name
-                    )));
-                }
-            }
-        }
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, job)
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "EPMD did not answer the registration",
-            ))
-        })
 }
 
 /// A running embedded EPMD. Dropping it stops it.

@@ -18,15 +18,13 @@
 
 mod driver;
 mod epmd;
-mod erlang;
 mod exec;
 mod stream;
 mod tcp;
 mod udp;
 
 pub use driver::{Builder, ClusterHandle, Events};
-pub use epmd::{EpmdHandle, epmd_running, run_epmd};
-pub use erlang::{ErlangConfig, ErlangConnector};
+pub use epmd::{EpmdHandle, epmd_names, epmd_running, run_epmd};
 pub use muster_core::connector::{
     BoxFuture, Call, CallbackConnector, ConnectOutcome, Connector, DisconnectOutcome,
     NoneConnector, Notice, Notices, RecordingConnector,

@@ -140,6 +140,8 @@ pub(crate) struct Distribution {
     dialing: BTreeMap<NodeName, Token>,
     /// Connects that lost a simultaneous connect: the peer's own link answers them.
     awaiting: BTreeMap<NodeName, (Token, Instant)>,
+    /// Connects asked before the registration with EPMD is done, with their deadlines.
+    early: Vec<(Token, Node, Instant)>,
     out: VecDeque<DistOutput>,
     stopped: bool,
 }
@@ -172,6 +174,7 @@ impl Distribution {
             up: BTreeMap::new(),
             dialing: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            early: Vec::new(),
             out: VecDeque::new(),
             stopped: false,
         };
@@ -234,8 +237,13 @@ impl Distribution {
             );
         }
         if self.creation.is_none() {
-            let why = self.registration_problem();
-            return self.answer(token, OwnedAnswer::Failed(why));
+            // Starting up: wait for the registration rather than fail the first connects.
+            if let Registration::Retry { .. } = self.registration {
+                let why = self.registration_problem();
+                return self.answer(token, OwnedAnswer::Failed(why));
+            }
+            self.early.push((token, node, deadline));
+            return;
         }
         let host = match node.addr {
             Some(a) => Endpoint::Addr(SocketAddr::new(a.ip(), self.cfg.epmd_port)),
@@ -337,6 +345,15 @@ impl Distribution {
             why,
         };
         self.backoff = (self.backoff * 2).min(REGISTER_BACKOFF_MAX);
+        self.fail_early();
+    }
+
+    /// Fails the connects that waited for a registration that did not come.
+    fn fail_early(&mut self) {
+        for (token, _, _) in std::mem::take(&mut self.early) {
+            let why = self.registration_problem();
+            self.answer(token, OwnedAnswer::Failed(why));
+        }
     }
 
     fn accept_next(&mut self) {
@@ -362,6 +379,7 @@ impl Distribution {
                         at: Instant::MAX,
                         why,
                     };
+                    self.fail_early();
                 }
                 _ => {}
             }
@@ -472,9 +490,15 @@ impl Distribution {
                         self.backoff = REGISTER_BACKOFF_MIN;
                         self.registration = Registration::Held { stream };
                         self.accept_next();
+                        for (token, node, deadline) in std::mem::take(&mut self.early) {
+                            self.connect(now, token, node, deadline);
+                        }
                     }
                     Err(e) => {
-                        let why = format!("EPMD refused {}: {e}", self.cfg.name);
+                        let why = format!(
+                            "EPMD refused to register {}: {e} (is the name taken?)",
+                            self.cfg.name
+                        );
                         self.registration_failed(now, why);
                     }
                 }
@@ -652,6 +676,13 @@ impl Distribution {
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let (late, early): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|(_, _, deadline)| *deadline <= now);
+        self.early = early;
+        for (token, _, _) in late {
+            self.answer(token, OwnedAnswer::TimedOut);
+        }
         if let Registration::Retry { at, .. } = self.registration
             && at <= now
         {
@@ -693,6 +724,9 @@ impl Distribution {
         }
         for (_, wait) in self.awaiting.values() {
             at = earliest(at, Some(*wait));
+        }
+        for (_, _, deadline) in &self.early {
+            at = earliest(at, Some(*deadline));
         }
         at
     }
