@@ -13,7 +13,7 @@
 //!
 //! - [`Builder`] configures a cluster; [`ClusterHandle`] watches and stops it; [`Events`]
 //!   streams what happened.
-//! - Connectors are `muster-core`'s [`Connector`](muster_core::connector::Connector)s:
+//! - Connectors are `muster-core`'s [`Connector`]s:
 //!   [`TcpConnector`] here, and the core's callback, recording and none connectors.
 //! - Events are also logged through `tracing` (faults at `warn`, the rest at `info`).
 

@@ -12,7 +12,7 @@
 //! completion there with [`block_on`], so a connector may block. What to connect, when to
 //! poll and how to parse all live in `muster-core`.
 //!
-//! Connectors are `muster-core`'s [`Connector`](muster_core::connector::Connector)s:
+//! Connectors are `muster-core`'s [`Connector`]s:
 //! [`TcpConnector`] here, and the core's callback, recording and none connectors.
 
 #![forbid(unsafe_code)]
