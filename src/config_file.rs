@@ -358,6 +358,14 @@ impl ConfigFile {
                 let name = self.cluster.this_node.clone().ok_or_else(|| {
                     std::io::Error::other("the erlang connector needs [node] name")
                 })?;
+                // The core listens once the cluster runs; an address that cannot be had is
+                // said now, before anything starts, rather than in every connect's failure.
+                std::net::TcpListener::bind(e.listen).map_err(|err| {
+                    std::io::Error::new(
+                        err.kind(),
+                        format!("[connector] listen = \"{}\": {err}", e.listen),
+                    )
+                })?;
                 // The cluster itself is the Erlang node: the core's distribution, whose
                 // bytes the adapter moves.
                 Builder::erlang(

@@ -290,3 +290,24 @@ fn the_erlang_connector_is_configured_and_checked_with_its_cookie_hidden() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`connector.cookie`: no cookie"), "{err}");
 }
+
+#[test]
+fn run_refuses_an_erlang_listen_address_it_cannot_have() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let path = temp_config(
+        "listen.toml",
+        &format!(
+            "[node]\nname = \"a@127.0.0.1\"\nconnector = \"erlang\"\n[connector]\n\
+             cookie = \"c\"\nlisten = \"{addr}\"\nembedded_epmd = \"never\"\n\
+             [topologies.app]\nstrategy = \"epmd\"\nconfig = {{ hosts = [\"b@127.0.0.1\"] }}\n"
+        ),
+    );
+    let out = muster().args(["run", "--config", &path]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("listen = \"{addr}\"")) && err.contains("in use"),
+        "{err}"
+    );
+}
