@@ -14,31 +14,37 @@
 //! | `async-std` | `muster::async_std` (`muster-async-std`) | async-io: async-std's and smol's executors, or any other |
 //! | `mio` | `muster::mio` (`muster-mio`) | a blocking loop on raw mio, on a thread of your own |
 //!
-//! ```no_run
-//! use std::time::Duration;
-//! use muster::core::strategy::epmd::{Epmd, EpmdConfig};
-//! use muster::core::{ConnectPolicy, Node, TopologySpec};
-//! use muster::tokio::{Builder, TcpConnector};
-//!
-//! #[tokio::main]
-//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let hosts = ["app@10.0.0.2", "app@10.0.0.3"].map(|h| Node::new(h.parse().unwrap()));
-//!     let epmd = EpmdConfig::new(hosts).reconnect_every(Duration::from_secs(5));
-//!     let (cluster, mut events) = Builder::new(TcpConnector::new(7000))
-//!         .this_node("app@10.0.0.1".parse()?)
-//!         .topology(TopologySpec {
-//!             name: "app".into(),
-//!             strategy: Box::new(Epmd::new(epmd)),
-//!             policy: ConnectPolicy::default(),
-//!         })
-//!         .spawn()?;
-//!     while let Some(event) = events.recv().await {
-//!         println!("{event}   members: {:?}", cluster.members());
-//!     }
-//!     Ok(())
-//! }
-//! ```
+#![cfg_attr(
+    feature = "tokio",
+    doc = r#"
+With the default feature, on tokio:
 
+```no_run
+use std::time::Duration;
+use muster::core::strategy::epmd::{Epmd, EpmdConfig};
+use muster::core::{ConnectPolicy, Node, TopologySpec};
+use muster::tokio::{Builder, TcpConnector};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let hosts = ["app@10.0.0.2", "app@10.0.0.3"].map(|h| Node::new(h.parse().unwrap()));
+    let epmd = EpmdConfig::new(hosts).reconnect_every(Duration::from_secs(5));
+    let (cluster, mut events) = Builder::new(TcpConnector::new(7000))
+        .this_node("app@10.0.0.1".parse()?)
+        .topology(TopologySpec {
+            name: "app".into(),
+            strategy: Box::new(Epmd::new(epmd)),
+            policy: ConnectPolicy::default(),
+        })
+        .spawn()?;
+    while let Some(event) = events.recv().await {
+        println!("{event}   members: {:?}", cluster.members());
+    }
+    Ok(())
+}
+```
+"#
+)]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "tokio")]
