@@ -200,6 +200,11 @@ pub fn kubernetes_against_the_https_api<A: Adapter>() {
         other => panic!("unexpected {other}"),
     }
     assert_eq!(node.members(), want, "a 403 keeps the nodes");
+    // Each poll reuses the TLS configuration: its session is resumed, not renegotiated.
+    assert!(
+        fake.requests().iter().skip(1).any(|r| r.resumed),
+        "no poll resumed the TLS session"
+    );
     node.shutdown();
 }
 

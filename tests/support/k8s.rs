@@ -108,6 +108,8 @@ pub struct Recorded {
     pub request_line: String,
     pub authorization: Option<String>,
     pub host: Option<String>,
+    /// Whether the request came over a resumed TLS session.
+    pub resumed: bool,
 }
 
 /// A fake Kubernetes API (or Rancher metadata service): HTTPS with a certificate of the
@@ -184,9 +186,13 @@ impl Fake {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             match acceptor {
-                                None => f.serve(tcp).await,
+                                None => f.serve(tcp, false).await,
                                 Some(a) => match a.accept(tcp).await {
-                                    Ok(tls) => f.serve(tls).await,
+                                    Ok(tls) => {
+                                        let resumed = tls.get_ref().1.handshake_kind()
+                                            == Some(rustls::HandshakeKind::Resumed);
+                                        f.serve(tls, resumed).await
+                                    }
                                     Err(_) => {
                                         *f.handshake_failures.0.lock().unwrap() += 1;
                                         f.handshake_failures.1.notify_all();
@@ -235,7 +241,7 @@ impl Fake {
         self.requests.lock().unwrap().clone()
     }
 
-    async fn serve(&self, mut s: impl AsyncRead + AsyncWrite + Unpin) {
+    async fn serve(&self, mut s: impl AsyncRead + AsyncWrite + Unpin, resumed: bool) {
         let mut head = Vec::new();
         let mut buf = [0u8; 4096];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -258,6 +264,7 @@ impl Fake {
             request_line,
             authorization: header("authorization"),
             host: header("host"),
+            resumed,
         });
         let behaviour = self.behaviour.lock().unwrap().clone();
         let reply = match behaviour {

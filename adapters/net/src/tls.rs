@@ -3,7 +3,7 @@
 //! Adapters wrap the configuration in their runtime's TLS stream (tokio-rustls,
 //! futures-rustls, or rustls driven by hand).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use muster_core::{Tls, Trust};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -16,15 +16,35 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A client configuration and the server name for `tls`, or why there can be none.
+/// Configurations built so far, newest last: a poll every few seconds then reuses its
+/// configuration — no PEM parsed again, and rustls's session cache resumes the TLS session —
+/// until the trust changes (a rotated CA is new bytes, so a new entry).
+static BUILT: Mutex<Vec<(Trust, Arc<ClientConfig>)>> = Mutex::new(Vec::new());
+const KEEP: usize = 8;
+
+/// A client configuration and the server name for `tls`, or why there can be none. The
+/// configuration is shared by every exchange with the same trust.
 pub fn client_config(tls: &Tls) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {
     let name = ServerName::try_from(tls.server_name.clone())
         .map_err(|e| format!("{:?} is not a TLS server name: {e}", tls.server_name))?;
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, config)) = built.iter().find(|(t, _)| *t == tls.trust) {
+        return Ok((config.clone(), name));
+    }
+    let config = Arc::new(build(&tls.trust)?);
+    if built.len() == KEEP {
+        built.remove(0);
+    }
+    built.push((tls.trust.clone(), config.clone()));
+    Ok((config, name))
+}
+
+fn build(trust: &Trust) -> Result<ClientConfig, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?;
-    let config = match &tls.trust {
+    Ok(match trust {
         Trust::CaPem(pem) => {
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(pem) {
@@ -45,8 +65,7 @@ pub fn client_config(tls: &Tls) -> Result<(Arc<ClientConfig>, ServerName<'static
             )))
             .with_no_client_auth(),
         other => return Err(format!("unsupported TLS trust {other:?}")),
-    };
-    Ok((Arc::new(config), name))
+    })
 }
 
 /// Accepts any certificate chain, but still checks that the server holds its key.
@@ -85,5 +104,24 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn one_configuration_per_trust_and_bad_pem_is_an_error() {
+        let a = client_config(&Tls::insecure("kubernetes.default.svc")).unwrap();
+        let b = client_config(&Tls::insecure("other.example")).unwrap();
+        assert!(
+            Arc::ptr_eq(&a.0, &b.0),
+            "the same trust shares its configuration"
+        );
+        let none = Tls::verified("x.example", Bytes::from_static(b"not a certificate"));
+        let e = client_config(&none).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
     }
 }
