@@ -10,7 +10,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use std::marker::PhantomData;
+
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Which API objects list the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,13 +146,6 @@ pub enum K8sError {
 }
 
 #[derive(Deserialize)]
-struct List<'a, T> {
-    #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    items: Option<Vec<T>>,
-}
-
-#[derive(Deserialize)]
 struct Meta<'a> {
     #[serde(borrow, default)]
     namespace: Option<Cow<'a, str>>,
@@ -259,18 +255,134 @@ struct PodCondition<'a> {
     status: Cow<'a, str>,
 }
 
-fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], mode: LookupMode) -> Result<Vec<T>, K8sError> {
-    let list: List<'a, T> =
-        serde_json::from_slice(body).map_err(|e| K8sError::Json(e.to_string()))?;
-    if let Some(kind) = list.kind
-        && kind != mode.kind()
-    {
+/// Reads a list of `mode`'s kind, handing each item to `each` as it is read, so that the
+/// items are never all held at once (a 5,000-endpoint list is megabytes). The list's `kind`
+/// is checked once it is read, wherever it stands.
+fn decode<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
+    mode: LookupMode,
+    each: impl FnMut(T),
+) -> Result<(), K8sError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut wrong = None;
+    let read = ListSeed {
+        each,
+        item: PhantomData,
+        expected: mode.kind(),
+        wrong: &mut wrong,
+    }
+    .deserialize(&mut de)
+    .and_then(|kind| de.end().map(|()| kind));
+    // Another kind said before the items stops the read: say that, not what broke.
+    if let Some(got) = wrong {
         return Err(K8sError::Kind {
             expected: mode.kind(),
-            got: kind.into_owned(),
+            got,
         });
     }
-    Ok(list.items.unwrap_or_default())
+    let kind = read.map_err(|e| K8sError::Json(e.to_string()))?;
+    match kind {
+        Some(kind) if kind != mode.kind() => Err(K8sError::Kind {
+            expected: mode.kind(),
+            got: kind.into_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A list object: its `kind`, and its `items` (which may be null or absent) handed to `each`.
+/// A kind other than `expected` seen before the items is put in `wrong` and ends the read.
+struct ListSeed<'w, T, F> {
+    each: F,
+    item: PhantomData<T>,
+    expected: &'static str,
+    wrong: &'w mut Option<String>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for ListSeed<'_, T, F> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(mut self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut kind = None;
+        let mut items_seen = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "kind" => {
+                    kind = map.next_value::<Option<Cow<'de, str>>>()?;
+                    if let Some(k) = kind.as_deref().filter(|k| *k != self.expected)
+                        && !items_seen
+                    {
+                        *self.wrong = Some(k.to_owned());
+                        return Err(serde::de::Error::custom("another kind of list"));
+                    }
+                }
+                "items" => {
+                    items_seen = true;
+                    map.next_value_seed(Items {
+                        each: &mut self.each,
+                        item: PhantomData::<T>,
+                    })?
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(kind)
+    }
+}
+
+/// A list's `items`: null, or an array whose elements go to `each` one by one.
+struct Items<'f, T, F> {
+    each: &'f mut F,
+    item: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for Items<'_, T, F> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for Items<'_, T, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of items, or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(item) = seq.next_element::<T>()? {
+            (self.each)(item);
+        }
+        Ok(())
+    }
 }
 
 /// Reads a list of `mode`'s kind. Not-ready addresses are left out unless
@@ -283,7 +395,7 @@ pub fn parse(
     let mut out = Parsed::default();
     match mode {
         LookupMode::EndpointSlices => {
-            for slice in decode::<Slice<'_>>(body, mode)? {
+            decode::<Slice<'_>>(body, mode, |slice| {
                 let family = slice.address_type;
                 let slice_ns = slice.metadata.and_then(|m| m.namespace);
                 for ep in slice.endpoints.unwrap_or_default() {
@@ -324,10 +436,10 @@ pub fn parse(
                         pod,
                     });
                 }
-            }
+            })?;
         }
         LookupMode::Endpoints => {
-            for item in decode::<Endpoints<'_>>(body, mode)? {
+            decode::<Endpoints<'_>>(body, mode, |item| {
                 let item_ns = item.metadata.and_then(|m| m.namespace);
                 for subset in item.subsets.unwrap_or_default() {
                     let not_ready = subset.not_ready.unwrap_or_default();
@@ -357,17 +469,17 @@ pub fn parse(
                         });
                     }
                 }
-            }
+            })?;
         }
         LookupMode::Pods => {
-            for pod in decode::<Pod<'_>>(body, mode)? {
+            decode::<Pod<'_>>(body, mode, |pod| {
                 let status = pod.status;
                 let phase = status.as_ref().and_then(|s| s.phase.as_deref());
                 if pod.metadata.deletion_timestamp.is_some() || phase != Some("Running") {
                     out.skipped.terminating += 1;
-                    continue;
+                    return;
                 }
-                let Some(status) = status else { continue };
+                let Some(status) = status else { return };
                 let ready = status.conditions.as_ref().is_none_or(|cs| {
                     cs.iter()
                         .find(|c| c.kind == "Ready")
@@ -375,15 +487,15 @@ pub fn parse(
                 });
                 if !include_not_ready && !ready {
                     out.skipped.not_ready += 1;
-                    continue;
+                    return;
                 }
                 let Some(ip) = status.pod_ip else {
                     out.skipped.no_ip += 1;
-                    continue;
+                    return;
                 };
                 let Ok(ip) = ip.parse::<IpAddr>() else {
                     out.skipped.bad_address += 1;
-                    continue;
+                    return;
                 };
                 out.targets.push(Target {
                     address: Address::Ip(ip),
@@ -391,7 +503,7 @@ pub fn parse(
                     hostname: pod.spec.and_then(|s| s.hostname),
                     pod: pod.metadata.name,
                 });
-            }
+            })?;
         }
     }
     dedupe(&mut out);
@@ -661,6 +773,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("missing field `ip`"), "{e}");
+        // A PodList read as EndpointSlices: the kind, said first, is the error, not the
+        // fields its items lack.
+        let pods = br#"{"kind":"PodList","items":[{"metadata":{"name":"a"},"status":{}}]}"#;
+        assert_eq!(
+            parse(pods, LookupMode::EndpointSlices, false),
+            Err(K8sError::Kind {
+                expected: "EndpointSliceList",
+                got: "PodList".into()
+            })
+        );
         let e = parse(b"{\"items\": [", LookupMode::EndpointSlices, false).unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
         assert!(
