@@ -33,6 +33,16 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn rancher_over_plain_http_and_a_stalled_server() {
+                scenarios::rancher_over_plain_http_and_a_stalled_server::<A>();
+            }
+
+            #[test]
+            fn a_truncated_dns_answer_is_completed_over_tcp() {
+                scenarios::a_truncated_dns_answer_is_completed_over_tcp::<A>();
+            }
+
+            #[test]
             fn connector_failure_and_backoff() {
                 scenarios::connector_failure_and_backoff::<A>();
             }

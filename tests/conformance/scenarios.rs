@@ -376,3 +376,65 @@ pub fn erlang_distribution_against_real_erl<A: Adapter>() {
     node.wait_members("e1 gone", &mut |m| m == [n("e2@127.0.0.1")]);
     node.shutdown();
 }
+
+/// Rancher's metadata over plain HTTP (an exchange without TLS), then a server that stalls:
+/// the request's deadline ends it and the nodes stay.
+pub fn rancher_over_plain_http_and_a_stalled_server<A: Adapter>() {
+    let dir = Dir::new(&unique("rancher"));
+    let body = r#"{"name":"web","containers":[{"name":"web-1","ips":["10.42.0.5"]},{"name":"web-2","ips":[]},{"name":"web-3","ips":["10.42.0.7","10.42.0.8"]}]}"#;
+    let fake = Fake::start(&dir, None, json(body.into()));
+    let url = format!("http://127.0.0.1:{}/latest/self/service", fake.addr.port());
+    let t = options(&[
+        ("node_basename", Value::str("app")),
+        ("metadata_url", Value::str(url)),
+        ("polling_interval", Value::Int(200)),
+        ("request_timeout", Value::Int(500)),
+    ]);
+    let mut o = Options::new("config", &t);
+    let strategy = Registry::builtin().build("rancher", &mut o).unwrap();
+    o.finish().unwrap();
+    let mut node = A::start(Setup {
+        name: n("me@127.0.0.1"),
+        topologies: vec![topology("rancher", strategy)],
+        plumbing: Plumbing::Recording(RecordingConnector::new()),
+    });
+    let want = names(&["app@10.42.0.5", "app@10.42.0.7"]);
+    node.wait_members("the containers' nodes", &mut |m| m == want);
+    fake.set(Behaviour::Stall);
+    let e = node.next_event("discovery_failed", &mut |e| {
+        matches!(e, Event::DiscoveryFailed { .. } | Event::Lost { .. })
+    });
+    match e {
+        Event::DiscoveryFailed { reason, .. } => {
+            assert!(reason.contains("within 500 ms"), "{reason}")
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(node.members(), want, "a stalled server keeps the nodes");
+    node.shutdown();
+}
+
+/// More A records than a UDP answer holds: the resolver asks again over TCP (an exchange
+/// with DNS's length-prefixed framing) and every record becomes a node.
+pub fn a_truncated_dns_answer_is_completed_over_tcp<A: Adapter>() {
+    let port = free_port();
+    let records: Vec<String> = (1..=120)
+        .map(|i| host("many.test", &format!("127.1.0.{i}")))
+        .collect();
+    let _dns = Dnsmasq::start(port, &records);
+    let scratch = Scratch::new(&unique("tcp"));
+    let opts = DnsOptions::default().resolv_conf(scratch.resolv_conf(port));
+    let mut node = A::start(Setup {
+        name: n("me@127.0.0.1"),
+        topologies: vec![topology(
+            "dns",
+            Box::new(DnsPoll::new(
+                DnsPollConfig::new("many.test", "node").with_dns(opts),
+            )),
+        )],
+        plumbing: Plumbing::Recording(RecordingConnector::new()),
+    });
+    node.wait_members("all 120", &mut |m| m.len() == 120);
+    assert!(node.members().contains(&n("node@127.1.0.120")));
+    node.shutdown();
+}
