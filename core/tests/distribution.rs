@@ -57,8 +57,9 @@ fn topology() -> TopologySpec {
     }
 }
 
-/// Listens, registers, and returns the cluster ready to accept (with the Accept request).
-fn registered(c: &mut Cluster, now: Instant) -> Vec<(Token, Request)> {
+/// Drives the start: listen, connect to the local EPMD, send ALIVE2 (checking each request);
+/// returns the registration stream's token, awaiting EPMD's reply.
+fn until_epmd_replies(c: &mut Cluster, now: Instant) -> Token {
     let (listen, r) = only(drain(c).0);
     assert!(matches!(r, Request::Listen { .. }), "{r:?}");
     let local: SocketAddr = "0.0.0.0:9100".parse().unwrap();
@@ -85,6 +86,12 @@ fn registered(c: &mut Cluster, now: Instant) -> Vec<(Token, Request)> {
         &epmd::alive2_request(&entry)[..],
         "ALIVE2 with our port"
     );
+    reg
+}
+
+/// Listens and registers; returns the requests that follow (the Accept).
+fn registered(c: &mut Cluster, now: Instant) -> Vec<(Token, Request)> {
+    let reg = until_epmd_replies(c, now);
     answer(c, now, reg, Answer::Data(&epmd::alive2_reply(0, 3)))
 }
 
@@ -101,19 +108,7 @@ fn a_connect_asked_before_the_registration_waits_for_it() {
     let mut c = cluster();
     let now = Instant::ZERO;
     c.add(now, topology()).unwrap();
-    let (listen, _) = only(drain(&mut c).0);
-    let (reg, _) = only(answer(
-        &mut c,
-        now,
-        listen,
-        Answer::Opened("0.0.0.0:9100".parse().unwrap()),
-    ));
-    let _ = answer(
-        &mut c,
-        now,
-        reg,
-        Answer::Opened(([127, 0, 0, 1], EPMD).into()),
-    );
+    let reg = until_epmd_replies(&mut c, now);
     // The static topology's connect is held, not failed, while EPMD has not answered.
     assert_eq!(c.metrics().connect_failed, 0);
     let rs = answer(&mut c, now, reg, Answer::Data(&epmd::alive2_reply(0, 3)));
@@ -139,19 +134,7 @@ fn a_name_epmd_refuses_fails_the_waiting_connects_and_says_why() {
     let mut c = cluster();
     let now = Instant::ZERO;
     c.add(now, topology()).unwrap();
-    let (listen, _) = only(drain(&mut c).0);
-    let (reg, _) = only(answer(
-        &mut c,
-        now,
-        listen,
-        Answer::Opened("0.0.0.0:9100".parse().unwrap()),
-    ));
-    let _ = answer(
-        &mut c,
-        now,
-        reg,
-        Answer::Opened(([127, 0, 0, 1], EPMD).into()),
-    );
+    let reg = until_epmd_replies(&mut c, now);
     c.handle_input(
         now,
         Input::Answer {
@@ -191,19 +174,7 @@ fn a_node_epmd_does_not_know_is_a_failed_connect_naming_it() {
     // The topology's connect waits for the registration, then asks a's EPMD.
     let mut c2 = cluster();
     c2.add(now, topology()).unwrap();
-    let (listen, _) = only(drain(&mut c2).0);
-    let (reg, _) = only(answer(
-        &mut c2,
-        now,
-        listen,
-        Answer::Opened("0.0.0.0:9100".parse().unwrap()),
-    ));
-    let _ = answer(
-        &mut c2,
-        now,
-        reg,
-        Answer::Opened(([127, 0, 0, 1], EPMD).into()),
-    );
+    let reg = until_epmd_replies(&mut c2, now);
     let rs = answer(&mut c2, now, reg, Answer::Data(&epmd::alive2_reply(0, 3)));
     let (lookup, _) = rs
         .into_iter()

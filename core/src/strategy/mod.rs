@@ -390,7 +390,7 @@ impl Environment {
         Environment::default()
     }
 
-    /// An environment holding `vars` (e.g. `std::env::vars()`).
+    /// An environment holding `vars` (an adapter or the tool passes the process's own).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         Environment {
             vars: vars.into_iter().collect(),
