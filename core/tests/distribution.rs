@@ -172,23 +172,23 @@ fn a_name_epmd_refuses_fails_the_waiting_connects_and_says_why() {
 fn a_node_epmd_does_not_know_is_a_failed_connect_naming_it() {
     let now = Instant::ZERO;
     // The topology's connect waits for the registration, then asks a's EPMD.
-    let mut c2 = cluster();
-    c2.add(now, topology()).unwrap();
-    let reg = until_epmd_replies(&mut c2, now);
-    let rs = answer(&mut c2, now, reg, Answer::Data(&epmd::alive2_reply(0, 3)));
+    let mut c = cluster();
+    c.add(now, topology()).unwrap();
+    let reg = until_epmd_replies(&mut c, now);
+    let rs = answer(&mut c, now, reg, Answer::Data(&epmd::alive2_reply(0, 3)));
     let (lookup, _) = rs
         .into_iter()
         .find(|(_, r)| matches!(r, Request::Exchange(_)))
         .unwrap();
-    let _ = answer(&mut c2, now, lookup, Answer::Data(&epmd::port2_reply(None)));
-    c2.handle_input(
+    let _ = answer(&mut c, now, lookup, Answer::Data(&epmd::port2_reply(None)));
+    c.handle_input(
         now,
         Input::Answer {
             token: lookup,
             answer: Answer::Closed,
         },
     );
-    let (_, events) = drain(&mut c2);
+    let (_, events) = drain(&mut c);
     let failed = events
         .iter()
         .find(|e| e.name() == "connect_failed")
