@@ -19,6 +19,7 @@ use crate::hub::{Events, Hub};
 use crate::stream::Streams;
 use crate::udp::{Udp, key};
 use crate::workers::{Workers, block_on};
+use muster_net::setup::Ready;
 
 const WAKER: mio::Token = mio::Token(usize::MAX);
 const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
@@ -94,19 +95,13 @@ impl std::fmt::Debug for EventLoop {
 
 impl EventLoop {
     pub(crate) fn new(b: Builder) -> Result<(ClusterHandle, Events, EventLoop), BuildError> {
-        let seed = b.seed.unwrap_or_else(muster_net::seed);
-        let mut config = b.config;
-        if config.erlang.is_none() {
-            config.discovery_only |= b.connector.discovery_only();
-        }
-        let list_timeout = config.list_timeout;
-        let mut cluster = Cluster::new(config, seed);
-        if let Some(unix) = muster_net::unix_time() {
-            cluster.set_unix_time(muster_core::Instant::ZERO, unix);
-        }
-        for spec in b.topologies {
-            cluster.add(muster_core::Instant::ZERO, spec)?;
-        }
+        let workers = b.workers;
+        let Ready {
+            cluster,
+            connector,
+            event_capacity,
+            list_timeout,
+        } = b.setup.ready()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (cmd_tx, cmd) = mpsc::channel();
@@ -116,17 +111,16 @@ impl EventLoop {
             waker: waker.clone(),
         };
         let notices = back_tx.clone();
-        b.connector
-            .attach(Notices::new(move |n| notices.send(Back::Notice(n))));
+        connector.attach(Notices::new(move |n| notices.send(Back::Notice(n))));
         let shared = Shared::new(cluster.metrics());
-        let hub = Hub::new(b.event_capacity);
+        let hub = Hub::new(event_capacity);
         let handle = ClusterHandle::new(cmd_tx, waker, shared.clone(), hub.clone());
         let events = hub.subscribe_from_start();
         let event_loop = EventLoop {
             cluster,
             poll,
-            connector: b.connector,
-            workers: Workers::new(b.workers)?,
+            connector,
+            workers: Workers::new(workers)?,
             origin: StdInstant::now(),
             list_timeout,
             cmd,

@@ -6,11 +6,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mio::Waker;
-use muster_core::connector::Connector;
-use muster_core::{ClusterConfig, ConfigError, Metrics, NodeName, TopologyId, TopologySpec};
+use muster_core::{ConfigError, Metrics, NodeName, TopologyId, TopologySpec};
 
 use crate::event_loop::EventLoop;
 use crate::hub::{Events, Hub};
+use muster_net::setup::Setup;
 
 /// Configures a cluster; [`build`](Builder::build) returns the [`EventLoop`] to run on a
 /// thread of your own.
@@ -39,91 +39,24 @@ use crate::hub::{Events, Hub};
 /// # Ok(()) }
 /// ```
 pub struct Builder {
-    pub(crate) config: ClusterConfig,
-    pub(crate) topologies: Vec<TopologySpec>,
-    pub(crate) connector: Arc<dyn Connector>,
-    pub(crate) seed: Option<[u8; 32]>,
-    pub(crate) event_capacity: usize,
+    pub(crate) setup: Setup,
     pub(crate) workers: usize,
 }
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
-            .field("config", &self.config)
-            .field("topologies", &self.topologies)
+            .field("setup", &self.setup)
             .field("workers", &self.workers)
             .finish()
     }
 }
 
 impl Builder {
-    /// A cluster that connects nodes through `connector`. Its calls run on worker threads
-    /// (see [`workers`](Builder::workers)), each driven to completion there, so a connector
-    /// may block.
-    pub fn new(connector: impl Connector) -> Self {
-        Builder::with_connector(Arc::new(connector))
-    }
+    muster_net::builder_methods!();
 
-    /// [`Builder::new`] for a connector already shared.
-    pub fn with_connector(connector: Arc<dyn Connector>) -> Self {
-        Builder {
-            config: ClusterConfig::new(),
-            topologies: Vec::new(),
-            connector,
-            seed: None,
-            event_capacity: 4096,
-            workers: 4,
-        }
-    }
-
-    /// A cluster that is the Erlang node `config` says: it connects, disconnects and lists
-    /// nodes itself over Erlang distribution (registering with the local EPMD, listening,
-    /// linking with the cookie handshake), and this adapter only moves the bytes. The node's
-    /// name is also this node's name.
-    pub fn erlang(config: muster_core::dist::DistConfig) -> Self {
-        let name = config.name.clone();
-        let mut b = Builder::new(muster_core::connector::NoneConnector);
-        b.config.erlang = Some(config);
-        b.this_node(name)
-    }
-
-    /// This node's name (never connected to).
-    pub fn this_node(mut self, name: NodeName) -> Self {
-        self.config = self.config.this_node(name);
-        self
-    }
-
-    /// The cluster's settings.
-    pub fn config(mut self, config: ClusterConfig) -> Self {
-        let me = self.config.this_node.take();
-        let erlang = self.config.erlang.take();
-        self.config = config;
-        if self.config.this_node.is_none() {
-            self.config.this_node = me;
-        }
-        if self.config.erlang.is_none() {
-            self.config.erlang = erlang;
-        }
-        self
-    }
-
-    /// Adds a topology.
-    pub fn topology(mut self, spec: TopologySpec) -> Self {
-        self.topologies.push(spec);
-        self
-    }
-
-    /// Fixes the random seed (tests); by default it comes from the operating system.
-    pub fn seed(mut self, seed: [u8; 32]) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// How many events a subscriber may fall behind before it misses some. Default 4096.
-    pub fn event_capacity(mut self, n: usize) -> Self {
-        self.event_capacity = n.max(1);
-        self
+    fn from_setup(setup: Setup) -> Self {
+        Builder { setup, workers: 4 }
     }
 
     /// How many threads run connector calls, file reads and name lookups. Default 4.

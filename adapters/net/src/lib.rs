@@ -8,12 +8,15 @@
 //! - [`tls::client_config`]: a rustls client configuration (ring) for an exchange's
 //!   [`Tls`](muster_core::Tls): verified against its CA, or not at all when the core says so;
 //! - [`held::Held`]: the connections a `tcp` connector holds, checked when it lists them;
+//! - [`setup::Setup`] and [`builder_methods!`]: what every adapter's builder gathers, and the
+//!   cluster made from it;
 //! - [`seed`] and [`unix_time`]: the core's random seed and wall clock; [`log`]: events
 //!   through `tracing`.
 
 #![forbid(unsafe_code)]
 
 pub mod held;
+pub mod setup;
 pub mod tls;
 pub mod udp;
 

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use muster_core::{
-    Cluster, ClusterConfig, ConfigError, Event, Input, Metrics, NodeName, Output, TopologyId,
-    TopologySpec,
+    Cluster, ConfigError, Event, Input, Metrics, NodeName, Output, TopologyId, TopologySpec,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
@@ -16,6 +15,7 @@ use crate::exec::{self, Owned};
 use crate::stream::Streams;
 use crate::udp::{Arrival, Sockets};
 use muster_core::connector::{Connector, Notice, Notices};
+use muster_net::setup::{Ready, Setup};
 
 const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
 
@@ -43,87 +43,16 @@ const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
 /// handle.shutdown().await;
 /// # Ok(()) }
 /// ```
+#[derive(Debug)]
 pub struct Builder {
-    config: ClusterConfig,
-    topologies: Vec<TopologySpec>,
-    connector: Arc<dyn Connector>,
-    seed: Option<[u8; 32]>,
-    event_capacity: usize,
-}
-
-impl std::fmt::Debug for Builder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .field("topologies", &self.topologies)
-            .finish()
-    }
+    setup: Setup,
 }
 
 impl Builder {
-    /// A cluster that connects nodes through `connector`.
-    pub fn new(connector: impl Connector) -> Self {
-        Builder::with_connector(Arc::new(connector))
-    }
+    muster_net::builder_methods!();
 
-    /// [`Builder::new`] for a connector already shared.
-    pub fn with_connector(connector: Arc<dyn Connector>) -> Self {
-        Builder {
-            config: ClusterConfig::new(),
-            topologies: Vec::new(),
-            connector,
-            seed: None,
-            event_capacity: 4096,
-        }
-    }
-
-    /// A cluster that is the Erlang node `config` says: it connects, disconnects and lists
-    /// nodes itself over Erlang distribution (registering with the local EPMD, listening,
-    /// linking with the cookie handshake), and this adapter only moves the bytes. The node's
-    /// name is also this node's name.
-    pub fn erlang(config: muster_core::dist::DistConfig) -> Self {
-        let name = config.name.clone();
-        let mut b = Builder::new(muster_core::connector::NoneConnector);
-        b.config.erlang = Some(config);
-        b.this_node(name)
-    }
-
-    /// This node's name (never connected to).
-    pub fn this_node(mut self, name: NodeName) -> Self {
-        self.config = self.config.this_node(name);
-        self
-    }
-
-    /// The cluster's settings.
-    pub fn config(mut self, config: ClusterConfig) -> Self {
-        let me = self.config.this_node.take();
-        let erlang = self.config.erlang.take();
-        self.config = config;
-        if self.config.this_node.is_none() {
-            self.config.this_node = me;
-        }
-        if self.config.erlang.is_none() {
-            self.config.erlang = erlang;
-        }
-        self
-    }
-
-    /// Adds a topology.
-    pub fn topology(mut self, spec: TopologySpec) -> Self {
-        self.topologies.push(spec);
-        self
-    }
-
-    /// Fixes the random seed (tests); by default it comes from the operating system.
-    pub fn seed(mut self, seed: [u8; 32]) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// How many events a subscriber may fall behind before it misses some. Default 4096.
-    pub fn event_capacity(mut self, n: usize) -> Self {
-        self.event_capacity = n.max(1);
-        self
+    fn from_setup(setup: Setup) -> Self {
+        Builder { setup }
     }
 
     /// Starts the cluster on the current tokio runtime. Returns its handle and a stream of
@@ -133,26 +62,19 @@ impl Builder {
     ///
     /// Outside a tokio runtime, or if the operating system has no random source.
     pub fn spawn(self) -> Result<(ClusterHandle, Events), ConfigError> {
-        let seed = self.seed.unwrap_or_else(muster_net::seed);
-        let mut config = self.config;
-        if config.erlang.is_none() {
-            config.discovery_only |= self.connector.discovery_only();
-        }
-        let list_timeout = config.list_timeout;
-        let mut cluster = Cluster::new(config, seed);
+        let Ready {
+            cluster,
+            connector,
+            event_capacity,
+            list_timeout,
+        } = self.setup.ready()?;
         let origin = TokioInstant::now();
-        if let Some(unix) = muster_net::unix_time() {
-            cluster.set_unix_time(muster_core::Instant::ZERO, unix);
-        }
-        for spec in self.topologies {
-            cluster.add(muster_core::Instant::ZERO, spec)?;
-        }
-        let (events_tx, events_rx) = broadcast::channel(self.event_capacity);
+        let (events_tx, events_rx) = broadcast::channel(event_capacity);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (members_tx, members_rx) = watch::channel(Vec::new());
         let (metrics_tx, metrics_rx) = watch::channel(cluster.metrics());
         let (notice_tx, notice_rx) = mpsc::channel(1024);
-        self.connector.attach(Notices::new(move |n| {
+        connector.attach(Notices::new(move |n| {
             let _ = notice_tx.try_send(n);
         }));
         let (answers_tx, answers_rx) = mpsc::channel(1024);
@@ -165,7 +87,7 @@ impl Builder {
             send_failures: send_failures_tx,
             immediate: Vec::new(),
             cluster,
-            connector: self.connector,
+            connector,
             origin,
             list_timeout,
             tasks: JoinSet::new(),
