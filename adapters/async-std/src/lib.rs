@@ -30,6 +30,6 @@ pub use muster_core::connector::{
     BoxFuture, Call, CallbackConnector, ConnectOutcome, Connector, DisconnectOutcome,
     NoneConnector, Notice, Notices, RecordingConnector,
 };
-pub use tcp::TcpConnector;
+pub use tcp::{AsyncOpen, TcpConnector};
 
 pub use muster_core as core;

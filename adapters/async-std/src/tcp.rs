@@ -1,84 +1,39 @@
-//! The `tcp` connector on async-io: one held TCP connection per node.
+//! The `tcp` connector on async-io: connections opened with async-net.
 
 use std::net::{SocketAddr, TcpStream};
 
 use async_io::Async;
-use muster_core::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome};
-use muster_core::{Node, NodeName};
-use muster_net::held::Held;
+use muster_core::Node;
+use muster_core::connector::BoxFuture;
 
-/// Holds one TCP connection to each node, on the node's address hint or on its host at a
-/// fixed port, and counts the node connected while that connection is up.
-///
-/// Plain plumbing for services that listen on a known port: the peer only has to accept.
-/// The connector runs no task of its own: when the cluster lists the connected nodes (every
-/// poll), it reads and discards what each peer sent and drops the connections the peers
-/// closed, so the cluster reconnects them with backoff.
-#[derive(Clone, Debug)]
-pub struct TcpConnector {
-    port: u16,
-    held: Held,
-}
+/// The `tcp` connector on async-io: one held TCP connection per node (see
+/// [`muster_net::held::TcpConnector`]), opened without blocking.
+pub type TcpConnector = muster_net::held::TcpConnector<AsyncOpen>;
 
-impl TcpConnector {
-    /// Connects to each node's host on `port` (or to its address hint, when it has one).
-    pub fn new(port: u16) -> Self {
-        TcpConnector {
-            port,
-            held: Held::default(),
-        }
-    }
+/// Opens with async-net: the host resolved, each address tried in turn.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AsyncOpen;
 
-    /// The port used for nodes without an address hint.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-}
-
-async fn open(node: &Node, port: u16) -> Result<TcpStream, String> {
-    let addrs: Vec<SocketAddr> = match node.addr {
-        Some(a) => vec![a],
-        None => {
-            let host = node.name.host();
-            async_net::resolve((host, port))
-                .await
-                .map_err(|e| format!("{host}: {e}"))?
-        }
-    };
-    let mut last = format!("{}: no address", node.name.host());
-    for addr in addrs {
-        match Async::<TcpStream>::connect(addr).await {
-            Ok(s) => return s.into_inner().map_err(|e| format!("{addr}: {e}")),
-            Err(e) => last = format!("{addr}: {e}"),
-        }
-    }
-    Err(last)
-}
-
-impl Connector for TcpConnector {
-    fn connect(&self, node: Node) -> BoxFuture<ConnectOutcome> {
-        let this = self.clone();
+impl muster_net::held::Open for AsyncOpen {
+    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, String>> {
         Box::pin(async move {
-            if this.held.contains(&node.name) {
-                return ConnectOutcome::Connected;
+            let addrs: Vec<SocketAddr> = match node.addr {
+                Some(a) => vec![a],
+                None => {
+                    let host = node.name.host();
+                    async_net::resolve((host, port))
+                        .await
+                        .map_err(|e| format!("{host}: {e}"))?
+                }
+            };
+            let mut last = format!("{}: no address", node.name.host());
+            for addr in addrs {
+                match Async::<TcpStream>::connect(addr).await {
+                    Ok(s) => return s.into_inner().map_err(|e| format!("{addr}: {e}")),
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
             }
-            match open(&node, this.port).await {
-                Ok(s) => match this.held.insert(node.name, s) {
-                    Ok(()) => ConnectOutcome::Connected,
-                    Err(e) => ConnectOutcome::Failed(e.to_string()),
-                },
-                Err(e) => ConnectOutcome::Failed(e),
-            }
+            Err(last)
         })
-    }
-
-    fn disconnect(&self, node: NodeName) -> BoxFuture<DisconnectOutcome> {
-        let outcome = self.held.remove(&node);
-        Box::pin(async move { outcome })
-    }
-
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
-        let nodes = self.held.list();
-        Box::pin(async move { Ok(nodes) })
     }
 }

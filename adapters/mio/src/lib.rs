@@ -33,7 +33,7 @@ pub use muster_core::connector::{
     BoxFuture, Call, CallbackConnector, ConnectOutcome, Connector, DisconnectOutcome,
     NoneConnector, Notice, Notices, RecordingConnector,
 };
-pub use tcp::TcpConnector;
+pub use tcp::{BlockingOpen, TcpConnector};
 pub use workers::block_on;
 
 pub use muster_core as core;

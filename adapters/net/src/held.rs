@@ -1,12 +1,14 @@
-//! The TCP connections a `tcp` connector holds, one per node, checked when it lists them.
+//! The `tcp` connector of the async-io and mio adapters, and the connections it holds, one
+//! per node, checked when it lists them.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::marker::PhantomData;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use muster_core::NodeName;
-use muster_core::connector::DisconnectOutcome;
+use muster_core::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome};
+use muster_core::{Node, NodeName};
 
 /// One held connection per node. A node counts as connected while its connection is up;
 /// [`list`](Held::list) reads and discards what each peer sent and drops the connections
@@ -64,5 +66,73 @@ fn alive(mut stream: &TcpStream) -> bool {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         }
+    }
+}
+
+/// How a `tcp` connector opens a connection to a node: its address hint, else its host
+/// resolved, at `port`. Each adapter opens in its own way (async, or blocking on a worker).
+pub trait Open: Default + Send + Sync + 'static {
+    /// A connection to `node`, or why not (naming the address).
+    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, String>>;
+}
+
+/// The `tcp` connector: holds one TCP connection to each node, on the node's address hint
+/// or on its host at a fixed port, and counts the node connected while that connection is
+/// up.
+///
+/// Plain plumbing for services that listen on a known port: the peer only has to accept.
+/// The connector runs no task of its own: when the cluster lists the connected nodes (every
+/// poll), it reads and discards what each peer sent and drops the connections the peers
+/// closed, so the cluster reconnects them with backoff.
+#[derive(Debug, Clone)]
+pub struct TcpConnector<O> {
+    port: u16,
+    held: Held,
+    open: PhantomData<O>,
+}
+
+impl<O: Open> TcpConnector<O> {
+    /// Connects to each node's host on `port` (or to its address hint, when it has one).
+    pub fn new(port: u16) -> Self {
+        TcpConnector {
+            port,
+            held: Held::default(),
+            open: PhantomData,
+        }
+    }
+
+    /// The port used for nodes without an address hint.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl<O: Open> Connector for TcpConnector<O> {
+    fn connect(&self, node: Node) -> BoxFuture<ConnectOutcome> {
+        let held = self.held.clone();
+        let port = self.port;
+        Box::pin(async move {
+            if held.contains(&node.name) {
+                return ConnectOutcome::Connected;
+            }
+            let name = node.name.clone();
+            match O::open(node, port).await {
+                Ok(s) => match held.insert(name, s) {
+                    Ok(()) => ConnectOutcome::Connected,
+                    Err(e) => ConnectOutcome::Failed(e.to_string()),
+                },
+                Err(e) => ConnectOutcome::Failed(e),
+            }
+        })
+    }
+
+    fn disconnect(&self, node: NodeName) -> BoxFuture<DisconnectOutcome> {
+        let outcome = self.held.remove(&node);
+        Box::pin(async move { outcome })
+    }
+
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
+        let nodes = self.held.list();
+        Box::pin(async move { Ok(nodes) })
     }
 }
