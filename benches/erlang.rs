@@ -12,59 +12,26 @@
 
 #![allow(clippy::unwrap_used)] // a benchmark unwraps what it set up itself
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use muster::core::Node;
 use muster::core::dist::DistConfig;
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
 use muster::core::{ConnectPolicy, Event, NodeName, TopologySpec};
 use muster::tokio::{Builder, run_epmd};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn epmd(port: u16) -> Proc {
-    Proc(
-        Command::new("epmd")
-            .args(["-port", &port.to_string()])
-            .spawn()
-            .expect("epmd (erlang-base)"),
-    )
-}
-
-fn registered(port: u16) -> Vec<String> {
-    let out = Command::new("epmd")
-        .args(["-port", &port.to_string(), "-names"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("name ")
-                .and_then(|r| r.split(' ').next())
-                .map(str::to_owned)
-        })
-        .collect()
-}
+use support::dnsmasq::free_port;
+use support::erlang::{Proc, epmd};
 
 fn wait_registered(port: u16, names: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !names.iter().all(|n| registered(port).contains(n)) {
+    while !names
+        .iter()
+        .all(|n| support::erlang::names(port).contains(n))
+    {
         assert!(Instant::now() < deadline, "erl nodes did not register");
         std::thread::sleep(Duration::from_millis(50));
     }

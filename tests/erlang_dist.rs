@@ -3,7 +3,7 @@
 //! Every test starts its peers and stops them.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use muster::core::config::Options;
@@ -15,40 +15,14 @@ use muster::core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
 use muster::core::{ConnectPolicy, Event, Node, NodeName, TopologySpec};
 use muster::tokio::{Builder, ClusterHandle, Events, NoneConnector};
 
+mod support;
+use support::dnsmasq::free_port;
+use support::erlang::{Proc, epmd};
+
 const COOKIE: &str = "muster-test-cookie";
 
 fn n(s: &str) -> NodeName {
     s.parse().unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A process that dies with the test.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn epmd(port: u16) -> Proc {
-    let child = Command::new("epmd")
-        .args(["-port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run epmd ({e}): install Debian's erlang-base (scripts/test does)")
-        });
-    Proc(child)
 }
 
 /// Waits until `name` is registered with the EPMD on `port` (there is no event for that).
