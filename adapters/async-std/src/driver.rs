@@ -20,6 +20,7 @@ use crate::exec;
 use crate::stream::Streams;
 use crate::udp::Sockets;
 use muster_net::setup::{Ready, Setup};
+use muster_net::view::View;
 
 const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
 
@@ -99,8 +100,7 @@ impl Builder {
         }));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                members: Vec::new(),
-                metrics: cluster.metrics(),
+                view: View::new(&cluster),
                 stopped: false,
             }),
             changed: event_listener::Event::new(),
@@ -119,7 +119,6 @@ impl Builder {
             streams: HashMap::new(),
             events: events_tx.clone(),
             shared: shared.clone(),
-            published: u64::MAX,
         };
         let driver = Driver(Box::pin(async move {
             executor.run(run.run(cmd_rx, inbox_rx)).await;
@@ -153,8 +152,7 @@ impl Future for Driver {
 }
 
 struct State {
-    members: Vec<NodeName>,
-    metrics: Metrics,
+    view: View,
     stopped: bool,
 }
 
@@ -221,7 +219,7 @@ impl std::fmt::Debug for ClusterHandle {
 impl ClusterHandle {
     /// The nodes connected now, in name order.
     pub fn members(&self) -> Vec<NodeName> {
-        self.shared.lock().members.clone()
+        self.shared.lock().view.members.clone()
     }
 
     /// Waits until the members satisfy `pred`, and returns them. Returns `None` if the
@@ -231,13 +229,13 @@ impl ClusterHandle {
         mut pred: impl FnMut(&[NodeName]) -> bool,
     ) -> Option<Vec<NodeName>> {
         self.shared
-            .wait(|s| pred(&s.members).then(|| s.members.clone()))
+            .wait(|s| pred(&s.view.members).then(|| s.view.members.clone()))
             .await
     }
 
     /// A snapshot of the core's counters.
     pub fn metrics(&self) -> Metrics {
-        self.shared.lock().metrics
+        self.shared.lock().view.metrics
     }
 
     /// Waits until the counters satisfy `pred` (they are published after every step of the
@@ -247,7 +245,7 @@ impl ClusterHandle {
         mut pred: impl FnMut(&Metrics) -> bool,
     ) -> Option<Metrics> {
         self.shared
-            .wait(|s| pred(&s.metrics).then_some(s.metrics))
+            .wait(|s| pred(&s.view.metrics).then_some(s.view.metrics))
             .await
     }
 
@@ -353,7 +351,6 @@ struct Run {
     streams: HashMap<Token, Task<()>>,
     events: async_broadcast::Sender<Event>,
     shared: Arc<Shared>,
-    published: u64,
 }
 
 enum Wake {
@@ -466,22 +463,7 @@ impl Run {
             }
         }
         self.streams.retain(|_, t| !t.is_finished());
-        let version = self.cluster.membership_version();
-        let metrics = self.cluster.metrics();
-        let mut s = self.shared.lock();
-        let mut changed = false;
-        if version != self.published {
-            self.published = version;
-            let mut m: Vec<NodeName> = self.cluster.members().cloned().collect();
-            m.sort();
-            s.members = m;
-            changed = true;
-        }
-        if s.metrics != metrics {
-            s.metrics = metrics;
-            changed = true;
-        }
-        drop(s);
+        let changed = self.shared.lock().view.update(&self.cluster);
         if changed {
             self.shared.changed.notify(usize::MAX);
         }

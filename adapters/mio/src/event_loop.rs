@@ -10,7 +10,7 @@ use std::time::{Duration, Instant as StdInstant};
 use mio::{Interest, Poll, Waker};
 use muster_core::connector::{Connector, Notice, Notices};
 use muster_core::{
-    Cluster, Endpoint, Exchange, Input, NodeName, Output, OwnedAnswer, Request, Token, TopologyId,
+    Cluster, Endpoint, Exchange, Input, Output, OwnedAnswer, Request, Token, TopologyId,
 };
 
 use crate::exchange::{Step, Stream};
@@ -20,6 +20,7 @@ use crate::stream::Streams;
 use crate::udp::{Udp, key};
 use crate::workers::{Workers, block_on};
 use muster_net::setup::Ready;
+use muster_net::view::View;
 
 const WAKER: mio::Token = mio::Token(usize::MAX);
 const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
@@ -80,7 +81,6 @@ pub struct EventLoop {
     immediate: Vec<(Token, OwnedAnswer)>,
     shared: Arc<Shared>,
     hub: Arc<Hub>,
-    published: u64,
     buf: Vec<u8>,
 }
 
@@ -112,7 +112,7 @@ impl EventLoop {
         };
         let notices = back_tx.clone();
         connector.attach(Notices::new(move |n| notices.send(Back::Notice(n))));
-        let shared = Shared::new(cluster.metrics());
+        let shared = Shared::new(View::new(&cluster));
         let hub = Hub::new(event_capacity);
         let handle = ClusterHandle::new(cmd_tx, waker, shared.clone(), hub.clone());
         let events = hub.subscribe_from_start();
@@ -133,7 +133,6 @@ impl EventLoop {
             immediate: Vec::new(),
             shared,
             hub,
-            published: u64::MAX,
             buf: vec![0u8; muster_net::udp::READ_BUF],
         };
         Ok((handle, events, event_loop))
@@ -413,22 +412,7 @@ impl EventLoop {
                 self.answer(token, a);
             }
         }
-        let version = self.cluster.membership_version();
-        let metrics = self.cluster.metrics();
-        let mut s = self.shared.lock();
-        let mut changed = false;
-        if version != self.published {
-            self.published = version;
-            let mut m: Vec<NodeName> = self.cluster.members().cloned().collect();
-            m.sort();
-            s.members = m;
-            changed = true;
-        }
-        if s.metrics != metrics {
-            s.metrics = metrics;
-            changed = true;
-        }
-        drop(s);
+        let changed = self.shared.lock().view.update(&self.cluster);
         if changed {
             self.shared.notify();
         }

@@ -11,6 +11,7 @@ use muster_core::{ConfigError, Metrics, NodeName, TopologyId, TopologySpec};
 use crate::event_loop::EventLoop;
 use crate::hub::{Events, Hub};
 use muster_net::setup::Setup;
+use muster_net::view::View;
 
 /// Configures a cluster; [`build`](Builder::build) returns the [`EventLoop`] to run on a
 /// thread of your own.
@@ -92,8 +93,7 @@ pub(crate) enum Command {
 }
 
 pub(crate) struct State {
-    pub(crate) members: Vec<NodeName>,
-    pub(crate) metrics: Metrics,
+    pub(crate) view: View,
     pub(crate) stopped: bool,
 }
 
@@ -104,11 +104,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(metrics: Metrics) -> Arc<Shared> {
+    pub(crate) fn new(view: View) -> Arc<Shared> {
         Arc::new(Shared {
             state: Mutex::new(State {
-                members: Vec::new(),
-                metrics,
+                view,
                 stopped: false,
             }),
             changed: Condvar::new(),
@@ -206,7 +205,7 @@ impl ClusterHandle {
 
     /// The nodes connected now, in name order.
     pub fn members(&self) -> Vec<NodeName> {
-        self.shared.lock().members.clone()
+        self.shared.lock().view.members.clone()
     }
 
     /// Waits until the members satisfy `pred`, and returns them; `None` if the cluster
@@ -216,13 +215,14 @@ impl ClusterHandle {
         timeout: Duration,
         mut pred: impl FnMut(&[NodeName]) -> bool,
     ) -> Option<Vec<NodeName>> {
-        self.shared
-            .wait(timeout, |s| pred(&s.members).then(|| s.members.clone()))
+        self.shared.wait(timeout, |s| {
+            pred(&s.view.members).then(|| s.view.members.clone())
+        })
     }
 
     /// A snapshot of the core's counters.
     pub fn metrics(&self) -> Metrics {
-        self.shared.lock().metrics
+        self.shared.lock().view.metrics
     }
 
     /// Waits until the counters satisfy `pred` (they are published after every step of the
@@ -233,7 +233,7 @@ impl ClusterHandle {
         mut pred: impl FnMut(&Metrics) -> bool,
     ) -> Option<Metrics> {
         self.shared
-            .wait(timeout, |s| pred(&s.metrics).then_some(s.metrics))
+            .wait(timeout, |s| pred(&s.view.metrics).then_some(s.view.metrics))
     }
 
     /// A new stream of the events from now on.

@@ -10,6 +10,7 @@
 //! - [`held::Held`]: the connections a `tcp` connector holds, checked when it lists them;
 //! - [`setup::Setup`] and [`builder_methods!`]: what every adapter's builder gathers, and the
 //!   cluster made from it;
+//! - [`view::View`]: the members and counters a cluster's handles read;
 //! - [`seed`] and [`unix_time`]: the core's random seed and wall clock; [`log`]: events
 //!   through `tracing`.
 
@@ -19,6 +20,7 @@ pub mod held;
 pub mod setup;
 pub mod tls;
 pub mod udp;
+pub mod view;
 
 /// 32 bytes from the operating system's random source, to seed a cluster.
 ///
