@@ -359,13 +359,13 @@ impl Cluster {
     /// every call that changes the cluster.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        let Some(dist) = &mut self.dist else {
+        if self.dist.is_none() {
             return self.core.poll_output();
-        };
+        }
         let now = self.last_now;
         loop {
             // The distribution's own outputs first: its answers may let the core go on.
-            if let Some(o) = dist.poll_output() {
+            if let Some(o) = self.dist.as_mut().and_then(Distribution::poll_output) {
                 match o {
                     DistOutput::Request(token, request) => {
                         return Some(Output::Request { token, request });
@@ -377,9 +377,12 @@ impl Cluster {
                     DistOutput::Down(node, why) => self.core.node_down(now, node.as_str(), &why),
                 }
                 self.core.flush(now);
-                return self.poll_output();
+                continue;
             }
             let out = self.core.poll_output()?;
+            let Some(dist) = self.dist.as_mut() else {
+                return Some(out);
+            };
             match out {
                 Output::Request {
                     token,

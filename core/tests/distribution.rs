@@ -201,3 +201,39 @@ fn a_node_epmd_does_not_know_is_a_failed_connect_naming_it() {
         "{failed}"
     );
 }
+
+#[test]
+fn leaving_distribution_closes_the_listener_and_the_registration() {
+    let mut c = cluster();
+    let now = Instant::ZERO;
+    let reg = until_epmd_replies(&mut c, now);
+    let (accept, _) = only(answer(
+        &mut c,
+        now,
+        reg,
+        Answer::Data(&epmd::alive2_reply(0, 3)),
+    ));
+    c.leave_distribution();
+    let (requests, _) = drain(&mut c);
+    let closed: Vec<Token> = requests
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Request::Cancel { token } => Some(*token),
+            _ => None,
+        })
+        .collect();
+    assert!(closed.contains(&reg), "the registration: {closed:?}");
+    assert!(closed.contains(&accept), "the pending accept: {closed:?}");
+    assert_eq!(closed.len(), 3, "and the listener: {closed:?}");
+    // Nothing is connected afterwards.
+    c.add(now, topology()).unwrap();
+    let (_, events) = drain(&mut c);
+    let failed = events
+        .iter()
+        .find(|e| e.name() == "connect_failed")
+        .expect("connect_failed");
+    assert!(
+        failed.reason().unwrap().contains("left distribution"),
+        "{failed}"
+    );
+}
