@@ -8,11 +8,24 @@ use crate::event::TopologyName;
 use crate::io::{Answer, Input, Output, Request, Token};
 use crate::metrics::Metrics;
 use crate::node::NodeName;
-use crate::reconcile::{Core, Limits, MAX_TOPOLOGIES, Pending, TopoInfo};
+use crate::reason::Failure;
+use crate::reconcile::{Core, Limits, MAX_TOPOLOGIES, Pending, TopoInfo, unexpected};
 use crate::rng::Rng;
-use crate::strategy::{Context, Strategy};
+use crate::strategy::{Context, ExchangeId, ReadId, Reply, SocketEvent, SocketId, Strategy};
 use crate::time::{Instant, earliest};
 use crate::topology::{ConnectPolicy, TopologyId, TopologySpec};
+
+/// Why a topology could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddTopologyError {
+    /// The topology is wrong: its name is empty or taken, or the cluster holds 64 already.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The cluster has left, is leaving, or has stopped: it takes no more topologies.
+    #[error("the cluster has stopped")]
+    Stopped,
+}
 
 /// Settings of a whole cluster.
 #[derive(Debug, Clone)]
@@ -109,11 +122,17 @@ struct Topology {
 /// let wake_at = cluster.poll_timeout();
 /// ```
 ///
-/// **The drain rule.** After every call that changes the cluster (`handle_input`,
-/// `handle_timeout`, `add_topology`, `remove_topology`, `disconnect_all`), drain
+/// **The drain rule.** After every call that changes the cluster ([`new`](Cluster::new)
+/// itself when it queued outputs — an Erlang node asks to listen at once —, `handle_input`,
+/// `handle_timeout`, `add_topology`, `remove_topology`, `leave`), drain
 /// [`poll_output`](Cluster::poll_output) until it returns `None`, *then* read
 /// [`poll_timeout`](Cluster::poll_timeout): only those calls change it. Calling
 /// `handle_timeout` early, or twice, is harmless: it does only what is due.
+///
+/// **Leaving** is the core's too, as quinn's `close` and `is_drained`: [`leave`](Cluster::leave)
+/// removes every topology, disconnects every node and connects nothing more; the adapter
+/// keeps driving the cluster until [`is_left`](Cluster::is_left), which every request's own
+/// deadline guarantees.
 ///
 /// Time and randomness are inputs: `now` comes with every call (it may repeat, and a `now`
 /// older than the last one is treated as no time passing), and the generator is seeded at
@@ -167,21 +186,24 @@ impl Cluster {
         self.last_now
     }
 
-    /// Adds a topology and starts its strategy. Fails if the name is taken or empty, or if the
-    /// cluster already has 64 topologies.
+    /// Adds a topology and starts its strategy. Fails if the name is taken or empty, if the
+    /// cluster already has 64 topologies, or if it is leaving.
     pub fn add_topology(
         &mut self,
         now: Instant,
         name: &str,
         strategy: Box<dyn Strategy>,
         policy: ConnectPolicy,
-    ) -> Result<TopologyId, ConfigError> {
+    ) -> Result<TopologyId, AddTopologyError> {
+        if self.core.is_leaving() {
+            return Err(AddTopologyError::Stopped);
+        }
         let key = format!("topologies.{name}");
         if name.is_empty() {
-            return Err(ConfigError::invalid(key, "a topology needs a name"));
+            return Err(ConfigError::invalid(key, "a topology needs a name").into());
         }
         if self.topology_names().any(|n| n == name) {
-            return Err(ConfigError::invalid(key, "a topology of that name exists"));
+            return Err(ConfigError::invalid(key, "a topology of that name exists").into());
         }
         let index = match self.topologies.iter().position(Option::is_none) {
             Some(i) => i,
@@ -196,7 +218,8 @@ impl Cluster {
                     Problem::Invalid(format!(
                         "a cluster holds at most {MAX_TOPOLOGIES} topologies"
                     )),
-                ));
+                )
+                .into());
             }
         };
         let now = self.clock(now);
@@ -219,7 +242,11 @@ impl Cluster {
     }
 
     /// [`add_topology`](Cluster::add_topology) from a [`TopologySpec`].
-    pub fn add(&mut self, now: Instant, spec: TopologySpec) -> Result<TopologyId, ConfigError> {
+    pub fn add(
+        &mut self,
+        now: Instant,
+        spec: TopologySpec,
+    ) -> Result<TopologyId, AddTopologyError> {
         self.add_topology(now, &spec.name, spec.strategy, spec.policy)
     }
 
@@ -227,6 +254,12 @@ impl Cluster {
     /// topology wants are disconnected, whatever its `prune`. Returns whether it existed.
     pub fn remove_topology(&mut self, now: Instant, id: TopologyId) -> bool {
         let now = self.clock(now);
+        let removed = self.drop_topology(id);
+        self.core.flush(now);
+        removed
+    }
+
+    fn drop_topology(&mut self, id: TopologyId) -> bool {
         let Some(slot) = self.topologies.get_mut(id.index()) else {
             return false;
         };
@@ -237,7 +270,6 @@ impl Cluster {
         self.core.close_topology_sockets(id.0);
         self.core.drop_topology(id.0);
         self.core.topos[id.index()] = None;
-        self.core.flush(now);
         true
     }
 
@@ -250,11 +282,7 @@ impl Cluster {
         let Some(Some(topo)) = self.topologies.get_mut(usize::from(t)) else {
             return;
         };
-        let mut cx = Context {
-            core: &mut self.core,
-            topology: t,
-            now,
-        };
+        let mut cx = Context::new(&mut self.core, t, now);
         f(topo.strategy.as_mut(), now, &mut cx);
     }
 
@@ -272,7 +300,7 @@ impl Cluster {
             Input::Answer { token, answer } => self.core_answer(now, token, answer),
             Input::Datagram { socket, from, data } => match self.core.socket_topology(socket) {
                 Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
-                    s.handle_datagram(now, socket, from, data, cx)
+                    s.handle_datagram(now, SocketId(socket), from, data, cx)
                 }),
                 None => self.core.metrics.stale_answers += 1,
             },
@@ -287,33 +315,16 @@ impl Cluster {
         let more_due = matches!(answer, Answer::Data(_));
         match self.core.take_pending(token, more_due) {
             // An answer on an open socket's token: a send on it failed.
-            None => match self.core.socket_topology(token) {
-                Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
-                    s.handle_answer(now, token, answer, cx)
-                }),
-                None => self.core.metrics.stale_answers += 1,
+            None => match (self.core.socket_topology(token), answer) {
+                (Some(topology), Answer::Failed(why)) => {
+                    self.with_strategy(topology, now, |s, now, cx| {
+                        s.handle_socket(now, SocketId(token), SocketEvent::SendFailed(why), cx)
+                    })
+                }
+                _ => self.core.metrics.stale_answers += 1,
             },
-            Some(Pending::Connect(i)) => {
-                let result = match answer {
-                    Answer::Connected => Ok(()),
-                    Answer::Ignored => Err(("not part of network".to_owned(), false)),
-                    Answer::Failed(why) => Err((why.to_owned(), false)),
-                    Answer::TimedOut => Err(("timed out".to_owned(), true)),
-                    other => Err((format!("unexpected answer {other:?}"), false)),
-                };
-                self.core.connect_done(now, i, token, result);
-            }
-            Some(Pending::Disconnect(i)) => {
-                let result = match answer {
-                    Answer::Disconnected => Ok("pruned"),
-                    Answer::NotConnected => Ok("already disconnected"),
-                    Answer::Ignored => Ok("not part of network"),
-                    Answer::Failed(why) => Err(why.to_owned()),
-                    Answer::TimedOut => Err("timed out".to_owned()),
-                    other => Err(format!("unexpected answer {other:?}")),
-                };
-                self.core.disconnect_done(i, token, result);
-            }
+            Some(Pending::Connect(i)) => self.core.connect_answer(now, i, token, answer),
+            Some(Pending::Disconnect(i)) => self.core.disconnect_answer(i, token, answer),
             Some(Pending::List) => {
                 let nodes = match answer {
                     Answer::Nodes(n) => Some(n),
@@ -321,13 +332,62 @@ impl Cluster {
                 };
                 self.core.list_done(now, token, nodes);
             }
-            Some(Pending::Strategy { topology, .. }) => {
-                if let Answer::Failed(_) | Answer::TimedOut = answer {
+            Some(Pending::Read(t)) => {
+                let failure;
+                let result = match answer {
+                    Answer::Data(d) => Ok(d),
+                    Answer::Failed(why) => Err(why),
+                    Answer::TimedOut => {
+                        failure = Failure::timed_out("the read did not complete in time");
+                        Err(&failure)
+                    }
+                    other => {
+                        failure = unexpected(other);
+                        Err(&failure)
+                    }
+                };
+                self.with_strategy(t, now, |s, now, cx| {
+                    s.handle_file(now, ReadId(token), result, cx)
+                });
+            }
+            Some(Pending::Exchange(t)) => {
+                let failure;
+                let reply = match answer {
+                    Answer::Data(d) => Reply::Data(d),
+                    Answer::Closed => Reply::Closed,
+                    Answer::Failed(why) => Reply::Failed(why),
+                    Answer::TimedOut => Reply::TimedOut,
+                    other => {
+                        // Whatever the adapter meant, this exchange is over.
+                        self.core.request_untracked(Request::Cancel { token });
+                        failure = unexpected(other);
+                        Reply::Failed(&failure)
+                    }
+                };
+                self.with_strategy(t, now, |s, now, cx| {
+                    s.handle_exchange(now, ExchangeId(token), reply, cx)
+                });
+            }
+            Some(Pending::Socket(t)) => {
+                let failure;
+                let event = match answer {
+                    Answer::Opened(local) => SocketEvent::Opened(local),
+                    Answer::Failed(why) => SocketEvent::OpenFailed(why),
+                    Answer::TimedOut => {
+                        failure = Failure::timed_out("the socket did not open in time");
+                        SocketEvent::OpenFailed(&failure)
+                    }
+                    other => {
+                        failure = unexpected(other);
+                        SocketEvent::OpenFailed(&failure)
+                    }
+                };
+                if let SocketEvent::OpenFailed(_) = event {
                     // A socket that failed to open is not a socket.
                     self.core.close_socket(token);
                 }
-                self.with_strategy(topology, now, |s, now, cx| {
-                    s.handle_answer(now, token, answer, cx)
+                self.with_strategy(t, now, |s, now, cx| {
+                    s.handle_socket(now, SocketId(token), event, cx)
                 });
             }
         }
@@ -379,7 +439,18 @@ impl Cluster {
                 self.core.flush(now);
                 continue;
             }
-            let out = self.core.poll_output()?;
+            let Some(out) = self.core.poll_output() else {
+                // Leaving, with every disconnect done: leave distribution too.
+                if let Some(d) = self.dist.as_mut()
+                    && self.core.is_leaving()
+                    && self.core.is_idle()
+                    && !d.is_stopped()
+                {
+                    d.shutdown();
+                    continue;
+                }
+                return None;
+            };
             let Some(dist) = self.dist.as_mut() else {
                 return Some(out);
             };
@@ -390,11 +461,11 @@ impl Cluster {
                 } => dist.connect(now, token, node, deadline),
                 Output::Request {
                     token,
-                    request: Request::Disconnect { node },
+                    request: Request::Disconnect { node, .. },
                 } => dist.disconnect(token, &node),
                 Output::Request {
                     token,
-                    request: Request::ListNodes,
+                    request: Request::ListNodes { .. },
                 } => dist.list(token),
                 other => return Some(other),
             }
@@ -424,20 +495,32 @@ impl Cluster {
         self.core.set_wall(now, since_epoch);
     }
 
-    /// Asks for a disconnect of every node the cluster has connected, whatever the topologies
-    /// want (a shutdown that leaves the cluster).
-    pub fn disconnect_all(&mut self, now: Instant) {
+    /// Leaves the cluster: removes every topology (their sockets closed, their requests
+    /// stopped, their nodes lost), disconnects every node connected — reported as
+    /// [`DisconnectReason::Leaving`](crate::DisconnectReason::Leaving) — and connects nothing
+    /// more. A cluster that is an Erlang node then leaves distribution: its links, its EPMD
+    /// registration and its listener are closed. Drain the outputs, and keep driving the
+    /// cluster until [`is_left`](Cluster::is_left); every request has a deadline, so that
+    /// comes in bounded time. Calling it again does nothing.
+    pub fn leave(&mut self, now: Instant) {
         let now = self.clock(now);
-        self.core.disconnect_all(now);
+        if self.core.is_leaving() {
+            return;
+        }
+        for i in 0..self.topologies.len() {
+            self.drop_topology(TopologyId(i as u8));
+        }
+        self.core.leave(now);
+        self.core.flush(now);
     }
 
-    /// For a cluster that is an Erlang node ([`ClusterConfig::erlang`]): leaves distribution
-    /// — closes every link, the EPMD registration and the listener — and connects nothing
-    /// more. Does nothing otherwise.
-    pub fn leave_distribution(&mut self) {
-        if let Some(d) = &mut self.dist {
-            d.shutdown();
-        }
+    /// Whether the cluster has left: [`leave`](Cluster::leave) was called, nothing it asked
+    /// for is in flight any more, and the Erlang node, if any, has left distribution. The
+    /// adapter may then drop the cluster and close what is left.
+    pub fn is_left(&self) -> bool {
+        self.core.is_leaving()
+            && self.core.is_idle()
+            && self.dist.as_ref().is_none_or(Distribution::is_stopped)
     }
 
     /// A snapshot of the counters.
@@ -495,13 +578,15 @@ impl Cluster {
         self.core.this_node.as_ref()
     }
 
-    /// Outputs waiting to be polled (for bounded-queue checks).
-    pub fn queued_outputs(&self) -> usize {
+    /// Outputs waiting to be polled (for the simulator's bounded-queue checks).
+    #[cfg(feature = "sim")]
+    pub(crate) fn queued_outputs(&self) -> usize {
         self.core.queued_outputs()
     }
 
-    /// Table slots allocated, used or free (for memory checks).
-    pub fn table_capacity(&self) -> usize {
+    /// Table slots allocated, used or free (for the simulator's memory checks).
+    #[cfg(feature = "sim")]
+    pub(crate) fn table_capacity(&self) -> usize {
         self.core.slot_count()
     }
 }

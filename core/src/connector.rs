@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::node::{Node, NodeName};
+use crate::reason::Failure;
 
 /// A boxed future, as connectors return them (so that `dyn Connector` works).
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -23,8 +24,8 @@ pub enum ConnectOutcome {
     Connected,
     /// Not attempted: this node is not part of a network (Erlang's `:ignored`).
     Ignored,
-    /// Failed; the text says why.
-    Failed(String),
+    /// Failed: why. A text converts (`"no route".into()`), and so does an `io::Error`.
+    Failed(Failure),
 }
 
 /// What a disconnect came to.
@@ -36,8 +37,8 @@ pub enum DisconnectOutcome {
     NotConnected,
     /// Not attempted: this node is not part of a network.
     Ignored,
-    /// Failed; the text says why.
-    Failed(String),
+    /// Failed: why.
+    Failed(Failure),
 }
 
 /// Something a connector noticed on its own.
@@ -48,7 +49,7 @@ pub enum Notice {
         /// The node.
         node: NodeName,
         /// Why.
-        reason: String,
+        reason: Failure,
     },
     /// A connection to a node came up without a connect request (an incoming one).
     Up {
@@ -84,7 +85,7 @@ impl Notices {
 
     /// Reports that the connection to `node` went away. Never blocks: if the cluster is
     /// behind, the notice is dropped and the next list of connected nodes tells it instead.
-    pub fn node_down(&self, node: NodeName, reason: impl Into<String>) {
+    pub fn node_down(&self, node: NodeName, reason: impl Into<Failure>) {
         (self.sink)(Notice::Down {
             node,
             reason: reason.into(),
@@ -112,7 +113,7 @@ pub trait Connector: Send + Sync + 'static {
     fn disconnect(&self, node: NodeName) -> BoxFuture<DisconnectOutcome>;
 
     /// The nodes connected now.
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>>;
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, Failure>>;
 
     /// Called once, before anything else: where to report connections that drop (or come
     /// in) on their own. A connector that cannot tell ignores it; the cluster then notices at
@@ -142,7 +143,7 @@ impl Connector for NoneConnector {
         Box::pin(async { DisconnectOutcome::Ignored })
     }
 
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, Failure>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -153,7 +154,7 @@ impl Connector for NoneConnector {
 
 type ConnectFn = dyn Fn(Node) -> BoxFuture<ConnectOutcome> + Send + Sync;
 type DisconnectFn = dyn Fn(NodeName) -> BoxFuture<DisconnectOutcome> + Send + Sync;
-type ListFn = dyn Fn() -> BoxFuture<Result<Vec<NodeName>, String>> + Send + Sync;
+type ListFn = dyn Fn() -> BoxFuture<Result<Vec<NodeName>, Failure>> + Send + Sync;
 
 /// A connector made of three async closures: plug in your own RPC mesh, actor system or seed
 /// list.
@@ -189,7 +190,7 @@ impl CallbackConnector {
         D: Fn(NodeName) -> DF + Send + Sync + 'static,
         DF: Future<Output = DisconnectOutcome> + Send + 'static,
         L: Fn() -> LF + Send + Sync + 'static,
-        LF: Future<Output = Result<Vec<NodeName>, String>> + Send + 'static,
+        LF: Future<Output = Result<Vec<NodeName>, Failure>> + Send + 'static,
     {
         CallbackConnector {
             connect: Arc::new(move |n| Box::pin(connect(n))),
@@ -208,7 +209,7 @@ impl Connector for CallbackConnector {
         (self.disconnect)(node)
     }
 
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, Failure>> {
         (self.list)()
     }
 }
@@ -310,7 +311,7 @@ impl Connector for RecordingConnector {
         Box::pin(async move { outcome })
     }
 
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, Failure>> {
         let mut r = self.lock();
         r.calls.push(Call::List);
         let nodes = r.connected.iter().cloned().collect();

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::node::NodeName;
+use crate::reason::{ConnectError, DisconnectReason, DiscoveryError, Failure, Rejection};
 
 /// The name of a topology, shared by every event it emits.
 pub type TopologyName = Arc<str>;
@@ -46,8 +47,8 @@ pub enum Event {
         topology: TopologyName,
         /// The node.
         node: NodeName,
-        /// Why: the connector's text, `unreachable`, `not part of network` or `timed out`.
-        reason: String,
+        /// Why.
+        reason: ConnectError,
         /// Consecutive failures of this node, this one included.
         attempt: u32,
         /// When the next attempt comes, if one is planned.
@@ -59,8 +60,8 @@ pub enum Event {
         topology: TopologyName,
         /// The node.
         node: NodeName,
-        /// `pruned`, `already disconnected`, or the reason the connection dropped.
-        reason: String,
+        /// Why.
+        reason: DisconnectReason,
     },
     /// A disconnect failed; it is tried again at the next reconcile.
     DisconnectFailed {
@@ -68,15 +69,15 @@ pub enum Event {
         topology: TopologyName,
         /// The node.
         node: NodeName,
-        /// The connector's text.
-        reason: String,
+        /// The connector's failure, or a timeout.
+        reason: Failure,
     },
     /// A discovery attempt failed; the topology keeps its last good set.
     DiscoveryFailed {
         /// The topology.
         topology: TopologyName,
         /// Why.
-        reason: String,
+        reason: DiscoveryError,
     },
     /// Bad input from the network was dropped (a malformed packet, an invalid node name).
     Rejected {
@@ -85,7 +86,7 @@ pub enum Event {
         /// Who sent it, when known.
         from: Option<SocketAddr>,
         /// Why.
-        reason: String,
+        reason: Rejection,
     },
 }
 
@@ -132,14 +133,27 @@ impl Event {
         }
     }
 
-    /// Why, for the events that have a reason.
-    pub fn reason(&self) -> Option<&str> {
+    /// Why, as readable text, for the events that have a reason.
+    pub fn reason(&self) -> Option<String> {
         match self {
-            Event::ConnectFailed { reason, .. }
-            | Event::Disconnected { reason, .. }
-            | Event::DisconnectFailed { reason, .. }
-            | Event::DiscoveryFailed { reason, .. }
-            | Event::Rejected { reason, .. } => Some(reason),
+            Event::ConnectFailed { reason, .. } => Some(reason.to_string()),
+            Event::Disconnected { reason, .. } => Some(reason.to_string()),
+            Event::DisconnectFailed { reason, .. } => Some(reason.to_string()),
+            Event::DiscoveryFailed { reason, .. } => Some(reason.to_string()),
+            Event::Rejected { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The stable machine code of the reason, for the events that have one (see
+    /// [`reason`](crate::reason)).
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Event::ConnectFailed { reason, .. } => Some(reason.code()),
+            Event::Disconnected { reason, .. } => Some(reason.code()),
+            Event::DisconnectFailed { reason, .. } => Some(reason.code()),
+            Event::DiscoveryFailed { reason, .. } => Some(reason.code()),
+            Event::Rejected { reason, .. } => Some(reason.code()),
             _ => None,
         }
     }
@@ -185,8 +199,8 @@ impl fmt::Display for Event {
                     None => write!(f, ", no retry)"),
                 }
             }
-            Event::Disconnected { node, reason, .. }
-            | Event::DisconnectFailed { node, reason, .. } => write!(f, " {node}: {reason}"),
+            Event::Disconnected { node, reason, .. } => write!(f, " {node}: {reason}"),
+            Event::DisconnectFailed { node, reason, .. } => write!(f, " {node}: {reason}"),
             Event::DiscoveryFailed { reason, .. } => write!(f, ": {reason}"),
             Event::Rejected { from, reason, .. } => match from {
                 Some(a) => write!(f, " from {a}: {reason}"),
@@ -207,7 +221,10 @@ mod tests {
         let e = Event::ConnectFailed {
             topology: t.clone(),
             node: node.clone(),
-            reason: "connection refused".into(),
+            reason: ConnectError::Failed(Failure::new(
+                crate::reason::FailureKind::Refused,
+                "connection refused",
+            )),
             attempt: 3,
             retry_in: Some(Duration::from_millis(2100)),
         };
@@ -217,7 +234,8 @@ mod tests {
         );
         assert_eq!(e.name(), "connect_failed");
         assert_eq!(e.node(), Some(&node));
-        assert_eq!(e.reason(), Some("connection refused"));
+        assert_eq!(e.reason().as_deref(), Some("connection refused"));
+        assert_eq!(e.code(), Some("refused"));
         let c = Event::Connected {
             topology: t,
             node,

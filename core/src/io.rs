@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use crate::event::Event;
 use crate::node::{Node, NodeName};
+use crate::reason::Failure;
 use crate::time::Instant;
 
 /// Identifies one request; the answer carries it back. Unique for the life of a cluster.
@@ -54,19 +55,27 @@ pub enum Request {
         deadline: Instant,
     },
     /// Ask the connector to disconnect `node`. Answers: [`Answer::Disconnected`],
-    /// [`Answer::NotConnected`], [`Answer::Ignored`], [`Answer::Failed`].
+    /// [`Answer::NotConnected`], [`Answer::Ignored`], [`Answer::Failed`],
+    /// [`Answer::TimedOut`]. The core stops waiting at `deadline` in any case.
     Disconnect {
         /// The node.
         node: NodeName,
+        /// Give up at this time.
+        deadline: Instant,
     },
     /// Ask the connector for the nodes connected now. Answer: [`Answer::Nodes`] (or
-    /// [`Answer::Failed`]).
-    ListNodes,
+    /// [`Answer::Failed`], or [`Answer::TimedOut`] at `deadline`).
+    ListNodes {
+        /// Give up at this time.
+        deadline: Instant,
+    },
     /// Read a whole file. Answer: one [`Answer::Data`] with its contents, or
-    /// [`Answer::Failed`].
+    /// [`Answer::Failed`] (or [`Answer::TimedOut`] at `deadline`).
     ReadFile {
         /// The path, as given in the configuration.
         path: String,
+        /// Give up at this time.
+        deadline: Instant,
     },
     /// Talk to a service over a stream: connect, write `send`, then deliver what comes back.
     Exchange(Exchange),
@@ -370,7 +379,7 @@ pub enum Input<'a> {
         /// The node (as text; unknown or invalid names are ignored).
         node: &'a str,
         /// Why, for the event.
-        reason: &'a str,
+        reason: &'a Failure,
     },
     /// The connector noticed a connection from `node` that it did not open (an incoming one).
     NodeUp {
@@ -407,8 +416,8 @@ pub enum Answer<'a> {
     Data(&'a [u8]),
     /// The exchange's peer closed the stream: no more data.
     Closed,
-    /// The request failed; the text says why.
-    Failed(&'a str),
+    /// The request failed: why.
+    Failed(&'a Failure),
     /// The adapter's deadline for the request passed.
     TimedOut,
     /// The UDP socket or listener is open, bound to this address; or the stream is
@@ -443,7 +452,7 @@ pub enum OwnedAnswer {
     /// [`Answer::Closed`].
     Closed,
     /// [`Answer::Failed`].
-    Failed(String),
+    Failed(Failure),
     /// [`Answer::TimedOut`].
     TimedOut,
     /// [`Answer::Opened`].
@@ -494,8 +503,8 @@ impl From<crate::connector::DisconnectOutcome> for OwnedAnswer {
     }
 }
 
-impl From<Result<Vec<NodeName>, String>> for OwnedAnswer {
-    fn from(r: Result<Vec<NodeName>, String>) -> Self {
+impl From<Result<Vec<NodeName>, Failure>> for OwnedAnswer {
+    fn from(r: Result<Vec<NodeName>, Failure>) -> Self {
         match r {
             Ok(nodes) => OwnedAnswer::Nodes(nodes),
             Err(e) => OwnedAnswer::Failed(e),

@@ -28,6 +28,7 @@ mod io;
 mod metrics;
 mod node;
 pub mod proto;
+pub mod reason;
 mod reconcile;
 pub mod resolver;
 mod rng;
@@ -40,7 +41,7 @@ mod topology;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 
-pub use cluster::{Cluster, ClusterConfig};
+pub use cluster::{AddTopologyError, Cluster, ClusterConfig};
 pub use config::{ConfigError, ConfigWarning, Problem, Value};
 pub use event::{Event, TopologyName};
 pub use io::{
@@ -49,6 +50,7 @@ pub use io::{
 };
 pub use metrics::Metrics;
 pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};
+pub use reason::{ConnectError, DisconnectReason, DiscoveryError, Failure, FailureKind, Rejection};
 pub use reconcile::MAX_TOPOLOGIES;
 pub use rng::Rng;
 pub use time::Instant;

@@ -13,9 +13,12 @@ use std::net::SocketAddr;
 
 use crate::event::{Event, TopologyName};
 use crate::hash::KeyedState;
-use crate::io::{Output, Request, Token};
+use crate::io::{Answer, Output, Request, Token};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeName, NodeNameError};
+use crate::reason::{
+    ConnectError, DisconnectReason, DiscoveryError, Failure, FailureKind, Rejection,
+};
 use crate::rng::Rng;
 use crate::slab::Slab;
 use crate::time::Instant;
@@ -140,11 +143,22 @@ pub(crate) enum Pending {
     Connect(u32),
     Disconnect(u32),
     List,
-    /// A strategy's request; `streaming` requests (exchanges) get several `Data` answers.
-    Strategy {
-        topology: u8,
-        streaming: bool,
-    },
+    /// A topology's file read.
+    Read(u8),
+    /// A topology's exchange: several `Data` answers, then one that ends it.
+    Exchange(u8),
+    /// A topology's UDP socket, opening.
+    Socket(u8),
+}
+
+impl Pending {
+    /// The topology whose strategy asked, for a strategy's request.
+    pub(crate) fn topology(self) -> Option<u8> {
+        match self {
+            Pending::Read(t) | Pending::Exchange(t) | Pending::Socket(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// Per-topology facts the reconciler needs.
@@ -203,6 +217,8 @@ pub(crate) struct Core {
     pub(crate) scratch: Vec<u32>,
     refresh_wanted: bool,
     reconcile_wanted: bool,
+    /// The cluster is leaving: every disconnect is for that.
+    leaving: bool,
 }
 
 impl Core {
@@ -235,6 +251,7 @@ impl Core {
             scratch: Vec::new(),
             refresh_wanted: false,
             reconcile_wanted: false,
+            leaving: false,
         }
     }
 
@@ -335,6 +352,7 @@ impl Core {
         }
     }
 
+    #[cfg(feature = "sim")]
     pub(crate) fn queued_outputs(&self) -> usize {
         self.out.len()
     }
@@ -342,11 +360,7 @@ impl Core {
     /// What `token` was for; forgotten unless more answers are due (a chunk of a stream).
     pub(crate) fn take_pending(&mut self, token: Token, more_due: bool) -> Option<Pending> {
         match self.pending.get(&token).copied() {
-            Some(
-                p @ Pending::Strategy {
-                    streaming: true, ..
-                },
-            ) if more_due => Some(p),
+            Some(p @ Pending::Exchange(_)) if more_due => Some(p),
             Some(p) => {
                 self.pending.remove(&token);
                 Some(p)
@@ -363,12 +377,9 @@ impl Core {
     /// Forgets topology `t`'s requests, telling the adapter to stop its streams.
     pub(crate) fn forget_topology_tokens(&mut self, t: u8) {
         let mut streams = Vec::new();
-        self.pending.retain(|token, p| match p {
-            Pending::Strategy {
-                topology,
-                streaming,
-            } if *topology == t => {
-                if *streaming {
+        self.pending.retain(|token, p| match p.topology() {
+            Some(topology) if topology == t => {
+                if matches!(p, Pending::Exchange(_)) {
                     streams.push(*token);
                 }
                 false
@@ -392,6 +403,22 @@ impl Core {
                 .cloned()
                 .unwrap_or_else(|| TopologyName::from("?")),
         }
+    }
+
+    /// The name of topology `t`, borrowed.
+    pub(crate) fn topo_str(&self, t: u8) -> &str {
+        match self.topos.get(usize::from(t)) {
+            Some(Some(info)) => &info.name,
+            _ => self.last_names.get(usize::from(t)).map_or("?", |n| n),
+        }
+    }
+
+    pub(crate) fn this_node(&self) -> Option<&NodeName> {
+        self.this_node.as_ref()
+    }
+
+    pub(crate) fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
     }
 
     fn policy(&self, t: u8) -> ConnectPolicy {
@@ -428,34 +455,44 @@ impl Core {
         self.index.get(name).copied()
     }
 
-    /// The slot of `name`, created (unwanted) if new. Validates only new names.
+    /// The slot of `name`, created (unwanted) if new; `None` for this node's own name, which
+    /// is skipped and counted. Validates only new names.
     pub(crate) fn intern(
         &mut self,
         name: &str,
         addr: Option<SocketAddr>,
-    ) -> Result<u32, NodeNameError> {
+    ) -> Result<Option<u32>, NodeNameError> {
+        if self.is_self(name) {
+            self.metrics.self_skipped += 1;
+            return Ok(None);
+        }
         if let Some(i) = self.lookup(name) {
             if addr.is_some()
                 && let Some(s) = self.slot_mut(i)
             {
                 s.addr = addr;
             }
-            return Ok(i);
+            return Ok(Some(i));
         }
         let name = NodeName::new(name)?;
-        Ok(self.insert(name, addr))
+        Ok(Some(self.insert(name, addr)))
     }
 
-    pub(crate) fn intern_node(&mut self, node: &Node) -> u32 {
+    /// [`intern`](Core::intern) for a validated node.
+    pub(crate) fn intern_node(&mut self, node: &Node) -> Option<u32> {
+        if self.is_self(node.name.as_str()) {
+            self.metrics.self_skipped += 1;
+            return None;
+        }
         if let Some(i) = self.lookup(node.name.as_str()) {
             if node.addr.is_some()
                 && let Some(s) = self.slot_mut(i)
             {
                 s.addr = node.addr;
             }
-            return i;
+            return Some(i);
         }
-        self.insert(node.name.clone(), node.addr)
+        Some(self.insert(node.name.clone(), node.addr))
     }
 
     fn insert(&mut self, name: NodeName, addr: Option<SocketAddr>) -> u32 {
@@ -538,13 +575,15 @@ impl Core {
         self.refresh_wanted = true;
     }
 
-    /// Topology `t` no longer discovers slot `i`.
-    pub(crate) fn lose(&mut self, now: Instant, t: u8, i: u32) {
+    /// Topology `t` no longer discovers slot `i`; whether it did.
+    pub(crate) fn lose(&mut self, now: Instant, t: u8, i: u32) -> bool {
         let bit = 1u64 << t;
         let policy = self.policy(t);
-        let Some(s) = self.slot_mut(i) else { return };
+        let Some(s) = self.slot_mut(i) else {
+            return false;
+        };
         if s.discovered & bit == 0 {
-            return;
+            return false;
         }
         s.discovered &= !bit;
         let node = s.name.clone();
@@ -567,6 +606,7 @@ impl Core {
         }
         self.reconcile_wanted = true;
         self.maybe_free(i);
+        true
     }
 
     /// Removes every trace of topology `t` from the table (the topology is being removed):
@@ -594,6 +634,32 @@ impl Core {
             self.maybe_free(i);
         }
         self.reconcile_wanted = true;
+    }
+
+    /// Reports topology `t`'s failed discovery.
+    pub(crate) fn discovery_failed(&mut self, t: u8, reason: DiscoveryError) {
+        self.metrics.discovery_failed += 1;
+        let topology = self.topo_name(t);
+        self.emit(Event::DiscoveryFailed { topology, reason });
+    }
+
+    /// Reports input topology `t` rejected.
+    pub(crate) fn rejected(&mut self, t: u8, from: Option<SocketAddr>, reason: Rejection) {
+        self.metrics.rejected += 1;
+        let topology = self.topo_name(t);
+        self.emit(Event::Rejected {
+            topology,
+            from,
+            reason,
+        });
+    }
+
+    pub(crate) fn count_rejected(&mut self) {
+        self.metrics.rejected += 1;
+    }
+
+    pub(crate) fn add_to_round(&mut self, i: u32) {
+        self.scratch.push(i);
     }
 
     pub(crate) fn begin_round(&mut self) -> u32 {
@@ -678,12 +744,13 @@ impl Core {
         self.metrics.connected_nodes = self.connected as u64;
     }
 
-    pub(crate) fn connect_done(
+    /// The connector's answer to a connect.
+    pub(crate) fn connect_answer(
         &mut self,
         now: Instant,
         i: u32,
         token: Token,
-        result: Result<(), (String, bool)>,
+        answer: Answer<'_>,
     ) {
         let Some(s) = self.slot(i) else { return };
         if s.conn() != Conn::Connecting(token) {
@@ -691,9 +758,19 @@ impl Core {
             return;
         }
         self.set_timer(i, TimerKind::Deadline, None);
-        match result {
-            Ok(()) => self.up(now, i),
-            Err((reason, timed_out)) => self.connect_failed(now, i, reason, timed_out),
+        let (_, policy, _) = self.owner_of(i);
+        let failed = match answer {
+            Answer::Connected => None,
+            Answer::Ignored => Some(ConnectError::NotPartOfNetwork),
+            Answer::Failed(why) => Some(ConnectError::Failed(why.clone())),
+            Answer::TimedOut => Some(ConnectError::TimedOut {
+                after: policy.connect_timeout,
+            }),
+            other => Some(ConnectError::Failed(unexpected(other))),
+        };
+        match failed {
+            None => self.up(now, i),
+            Some(reason) => self.connect_failed(now, i, reason),
         }
         // A finished request frees a place for nodes that waited for one.
         self.reconcile_wanted = true;
@@ -729,7 +806,12 @@ impl Core {
         });
     }
 
-    fn connect_failed(&mut self, now: Instant, i: u32, reason: String, timed_out: bool) {
+    fn connect_failed(&mut self, now: Instant, i: u32, reason: ConnectError) {
+        let timed_out = match &reason {
+            ConnectError::TimedOut { .. } => true,
+            ConnectError::Failed(f) => f.kind() == FailureKind::TimedOut,
+            _ => false,
+        };
         let (topology, policy, retries) = self.owner_of(i);
         self.set_conn(i, Conn::Idle);
         let Some(s) = self.slot_mut(i) else { return };
@@ -764,7 +846,7 @@ impl Core {
     }
 
     /// The connection went away without our asking.
-    fn dropped(&mut self, now: Instant, i: u32, reason: &str) {
+    fn dropped(&mut self, now: Instant, i: u32, reason: DisconnectReason) {
         let (topology, policy, retries) = self.owner_of(i);
         let Some(s) = self.slot(i) else { return };
         if s.conn() != Conn::Connected {
@@ -777,7 +859,7 @@ impl Core {
         self.emit(Event::Disconnected {
             topology,
             node,
-            reason: reason.to_owned(),
+            reason,
         });
         let Some(s) = self.slot_mut(i) else { return };
         if lived >= policy.backoff_max {
@@ -802,7 +884,12 @@ impl Core {
         self.maybe_free(i);
     }
 
-    pub(crate) fn disconnect_done(&mut self, i: u32, token: Token, result: Result<&str, String>) {
+    pub(crate) fn disconnect_done(
+        &mut self,
+        i: u32,
+        token: Token,
+        result: Result<DisconnectReason, Failure>,
+    ) {
         let Some(s) = self.slot(i) else { return };
         if s.conn() != Conn::Disconnecting(token) {
             self.metrics.stale_answers += 1;
@@ -813,12 +900,18 @@ impl Core {
         self.set_timer(i, TimerKind::Deadline, None);
         match result {
             Ok(reason) => {
+                // Whatever the connector says, a node let go because this one leaves is
+                // reported as such.
+                let reason = match reason {
+                    DisconnectReason::Pruned if self.leaving => DisconnectReason::Leaving,
+                    other => other,
+                };
                 self.set_conn(i, Conn::Idle);
                 self.metrics.disconnected += 1;
                 self.emit(Event::Disconnected {
                     topology,
                     node,
-                    reason: reason.to_owned(),
+                    reason,
                 });
                 self.maybe_free(i);
             }
@@ -835,9 +928,9 @@ impl Core {
         self.reconcile_wanted = true;
     }
 
-    pub(crate) fn node_down(&mut self, now: Instant, name: &str, reason: &str) {
+    pub(crate) fn node_down(&mut self, now: Instant, name: &str, reason: &Failure) {
         if let Some(i) = self.lookup(name) {
-            self.dropped(now, i, reason);
+            self.dropped(now, i, DisconnectReason::Dropped(reason.clone()));
         }
     }
 
@@ -902,7 +995,7 @@ impl Core {
                 .slot(i)
                 .is_some_and(|s| s.conn() == Conn::Connected && s.listed != seq && s.mark < seq);
             if gone {
-                self.dropped(now, i, "not listed by the connector");
+                self.dropped(now, i, DisconnectReason::NotListed);
             }
         }
     }
@@ -931,9 +1024,13 @@ impl Core {
         let (_, policy, _) = self.owner_of(i);
         let Some(s) = self.slot(i) else { return };
         let node = s.name.clone();
-        let token = self.request(Pending::Disconnect(i), Request::Disconnect { node });
+        let deadline = now + policy.connect_timeout;
+        let token = self.request(
+            Pending::Disconnect(i),
+            Request::Disconnect { node, deadline },
+        );
         self.set_conn(i, Conn::Disconnecting(token));
-        self.set_timer(i, TimerKind::Deadline, Some(now + policy.connect_timeout));
+        self.set_timer(i, TimerKind::Deadline, Some(deadline));
         self.metrics.disconnects_started += 1;
     }
 
@@ -950,11 +1047,12 @@ impl Core {
             return;
         }
         let start = self.cursor % n;
+        let leaving = self.leaving;
         for k in 0..n {
             let i = ((start + k) % n) as u32;
             let Some(s) = self.slot(i) else { continue };
             let action = match s.conn() {
-                Conn::Idle if s.wanted != 0 && now >= s.not_before => 1,
+                Conn::Idle if s.wanted != 0 && now >= s.not_before && !leaving => 1,
                 Conn::Connected if s.wanted == 0 => 2,
                 _ => 0,
             };
@@ -976,11 +1074,12 @@ impl Core {
 
     fn request_list(&mut self, now: Instant) {
         self.list_seq = self.list_seq.wrapping_add(1);
-        let token = self.request(Pending::List, Request::ListNodes);
+        let deadline = now + self.limits.list_timeout;
+        let token = self.request(Pending::List, Request::ListNodes { deadline });
         self.list = Some(ListInFlight {
             token,
             seq: self.list_seq,
-            deadline: now + self.limits.list_timeout,
+            deadline,
         });
         self.metrics.list_requests += 1;
     }
@@ -1037,13 +1136,14 @@ impl Core {
                 Conn::Connecting(token) => {
                     self.pending.remove(&token);
                     let (_, policy, _) = self.owner_of(i);
-                    let why = format!("timed out after {} ms", policy.connect_timeout.as_millis());
-                    self.connect_failed(now, i, why, true);
+                    let after = policy.connect_timeout;
+                    self.connect_failed(now, i, ConnectError::TimedOut { after });
                     self.reconcile_wanted = true;
                 }
                 Conn::Disconnecting(token) => {
                     self.pending.remove(&token);
-                    self.disconnect_done(i, token, Err("timed out".to_owned()));
+                    let why = Failure::timed_out("timed out");
+                    self.disconnect_done(i, token, Err(why));
                 }
                 _ => {}
             },
@@ -1099,6 +1199,37 @@ impl Core {
             .is_some_and(|s| s.wanted != 0)
     }
 
+    /// The connector's answer to a disconnect.
+    pub(crate) fn disconnect_answer(&mut self, i: u32, token: Token, answer: Answer<'_>) {
+        let result = match answer {
+            Answer::Disconnected => Ok(DisconnectReason::Pruned),
+            Answer::NotConnected => Ok(DisconnectReason::AlreadyDisconnected),
+            Answer::Ignored => Ok(DisconnectReason::NotPartOfNetwork),
+            Answer::Failed(why) => Err(why.clone()),
+            Answer::TimedOut => Err(Failure::timed_out("timed out")),
+            other => Err(unexpected(other)),
+        };
+        self.disconnect_done(i, token, result);
+    }
+
+    /// Whether the cluster is leaving.
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// Whether nothing the core asked for is still in flight: no connect, disconnect, list or
+    /// strategy request.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight == 0 && self.list.is_none() && self.pending.is_empty()
+    }
+
+    /// Leaves: every node connected is disconnected (reported as [`DisconnectReason::Leaving`])
+    /// and nothing is connected again.
+    pub(crate) fn leave(&mut self, now: Instant) {
+        self.leaving = true;
+        self.disconnect_all(now);
+    }
+
     /// Disconnects every node the core has connected, whatever the topologies want (for a
     /// shutdown that asks for it).
     pub(crate) fn disconnect_all(&mut self, now: Instant) {
@@ -1113,9 +1244,18 @@ impl Core {
         }
     }
 
+    #[cfg(feature = "sim")]
     pub(crate) fn slot_count(&self) -> usize {
         self.slots.len()
     }
+}
+
+/// An answer of a kind the request cannot have.
+pub(crate) fn unexpected(answer: Answer<'_>) -> Failure {
+    Failure::new(
+        FailureKind::Protocol,
+        format!("unexpected answer {answer:?}"),
+    )
 }
 
 fn keys_for_tokens(k: &KeyedState) -> u64 {

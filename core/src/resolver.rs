@@ -16,10 +16,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use crate::io::{Answer, Endpoint, Exchange, Request, Token, UdpOptions};
+use crate::io::{Endpoint, Exchange, UdpOptions};
 use crate::proto::dns::{self, Found, Kind, Reply};
 use crate::proto::resolv_conf::ResolvConf;
-use crate::strategy::Context;
+use crate::reason::{Failure, FailureKind};
+use crate::strategy::{self, Context, ExchangeId, SocketEvent, SocketId};
 use crate::time::{Instant, earliest};
 
 /// Identifies one lookup.
@@ -35,8 +36,8 @@ pub enum Outcome {
     Empty,
     /// No candidate name exists.
     NxDomain,
-    /// No server gave an answer: why.
-    Failed(String),
+    /// No server gave an answer: why (the last server's failure).
+    Failed(Failure),
 }
 
 /// The server a lookup asks now (glibc's fallback when none is configured).
@@ -54,14 +55,14 @@ const MAX_HOPS: u8 = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sock {
     Closed,
-    Opening(Token),
-    Open(Token),
+    Opening(SocketId),
+    Open(SocketId),
 }
 
 #[derive(Debug)]
 enum Transport {
     Udp,
-    Tcp { token: Token, buf: Vec<u8> },
+    Tcp { exchange: ExchangeId, buf: Vec<u8> },
 }
 
 #[derive(Debug)]
@@ -82,9 +83,9 @@ struct Lookup {
     /// Waiting for the socket to open, with the packet to send.
     queued: Option<Vec<u8>>,
     saw_nodata: bool,
-    last_error: Option<String>,
+    last_error: Option<Failure>,
     /// A reason no server can help (the name cannot be encoded): fail at the deadline.
-    fatal: Option<String>,
+    fatal: Option<Failure>,
 }
 
 /// The resolver; see the module documentation.
@@ -176,8 +177,8 @@ impl Resolver {
             fatal: None,
         };
         if l.asking.is_empty() {
-            self.done
-                .push_back((id, Outcome::Failed("empty name".into())));
+            let why = Failure::new(FailureKind::Unsupported, "empty name");
+            self.done.push_back((id, Outcome::Failed(why)));
             return id;
         }
         self.send(now, &mut l, cx);
@@ -209,7 +210,7 @@ impl Resolver {
         if *slot == Sock::Closed {
             let mut opts = UdpOptions::new(SocketAddr::new(any, 0));
             opts.reuse = false;
-            *slot = Sock::Opening(cx.request(Request::OpenUdp(opts)));
+            *slot = Sock::Opening(cx.open_udp(opts));
         }
         *slot
     }
@@ -223,18 +224,14 @@ impl Resolver {
             Ok(p) => p,
             Err(e) => {
                 l.deadline = now;
-                l.fatal = Some(e.to_string());
+                l.fatal = Some(Failure::new(FailureKind::Unsupported, e.to_string()));
                 return;
             }
         };
         let to = self.server_of(l);
         match self.socket_for(&to, cx) {
             Sock::Open(socket) => {
-                cx.request(Request::SendDatagram {
-                    socket,
-                    to: Endpoint::Addr(to),
-                    data: Bytes::from(packet),
-                });
+                cx.send_datagram(socket, Endpoint::Addr(to), Bytes::from(packet));
             }
             _ => l.queued = Some(packet),
         }
@@ -250,24 +247,24 @@ impl Resolver {
         l.deadline = now + self.conf.timeout;
         let x =
             Exchange::tcp(Endpoint::Addr(to), Bytes::from(framed), l.deadline).max_reply(66 * 1024);
-        let token = cx.request(Request::Exchange(x));
+        let exchange = cx.exchange(x);
         l.transport = Transport::Tcp {
-            token,
+            exchange,
             buf: Vec::new(),
         };
     }
 
     /// Stops a TCP exchange the lookup no longer needs.
     fn drop_tcp(l: &mut Lookup, cx: &mut Context<'_>) {
-        if let Transport::Tcp { token, .. } = l.transport {
-            cx.cancel(token);
+        if let Transport::Tcp { exchange, .. } = l.transport {
+            cx.cancel_exchange(exchange);
         }
         l.transport = Transport::Udp;
     }
 
     /// The lookup's server did not answer usefully: the next server, the next attempt, or
     /// failure.
-    fn next_server(&mut self, now: Instant, mut l: Lookup, why: String, cx: &mut Context<'_>) {
+    fn next_server(&mut self, now: Instant, mut l: Lookup, why: Failure, cx: &mut Context<'_>) {
         Self::drop_tcp(&mut l, cx);
         l.last_error = Some(why);
         l.server += 1;
@@ -276,7 +273,10 @@ impl Resolver {
             l.attempt += 1;
         }
         if l.attempt >= self.conf.attempts {
-            let why = l.last_error.take().unwrap_or_default();
+            let why = l
+                .last_error
+                .take()
+                .unwrap_or_else(|| Failure::other("no server answered"));
             self.done.push_back((l.id, Outcome::Failed(why)));
             return;
         }
@@ -323,7 +323,11 @@ impl Resolver {
                 self.lookups.push(l);
             }
             Reply::Truncated => {
-                self.next_server(now, l, format!("{server}: truncated even over TCP"), cx)
+                let why = Failure::new(
+                    FailureKind::Protocol,
+                    format!("{server}: truncated even over TCP"),
+                );
+                self.next_server(now, l, why, cx)
             }
             Reply::Records(r) => {
                 Self::drop_tcp(&mut l, cx);
@@ -338,14 +342,22 @@ impl Resolver {
             }
             Reply::Alias(_) => {
                 Self::drop_tcp(&mut l, cx);
-                self.done.push_back((
-                    l.id,
-                    Outcome::Failed(format!("more than {MAX_HOPS} CNAMEs")),
-                ));
+                let why = Failure::new(
+                    FailureKind::Protocol,
+                    format!("more than {MAX_HOPS} CNAMEs"),
+                );
+                self.done.push_back((l.id, Outcome::Failed(why)));
             }
             Reply::NoData => self.next_candidate(now, l, true, cx),
             Reply::NxDomain => self.next_candidate(now, l, false, cx),
-            Reply::ServerError(e) => self.next_server(now, l, format!("{server}: {e}"), cx),
+            Reply::Refused => {
+                let why = Failure::new(FailureKind::Refused, format!("{server}: Query Refused"));
+                self.next_server(now, l, why, cx)
+            }
+            Reply::ServerError(e) => {
+                let why = Failure::new(FailureKind::Other, format!("{server}: {e}"));
+                self.next_server(now, l, why, cx)
+            }
         }
     }
 
@@ -353,7 +365,7 @@ impl Resolver {
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        socket: Token,
+        socket: SocketId,
         from: SocketAddr,
         data: &[u8],
         cx: &mut Context<'_>,
@@ -390,35 +402,24 @@ impl Resolver {
         true
     }
 
-    /// An answer to one of the resolver's requests; returns whether it was the resolver's.
-    pub fn handle_answer(
+    /// What became of one of the resolver's sockets; returns whether it was the resolver's.
+    pub fn handle_socket(
         &mut self,
         now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        socket: SocketId,
+        event: SocketEvent<'_>,
         cx: &mut Context<'_>,
     ) -> bool {
-        for family in [
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        ] {
-            let slot = if family.is_ipv4() {
-                &mut self.v4
-            } else {
-                &mut self.v6
-            };
-            match (*slot, answer) {
-                (Sock::Opening(t), Answer::Opened(_)) if t == token => {
-                    *slot = Sock::Open(token);
+        for v4 in [true, false] {
+            let slot = if v4 { &mut self.v4 } else { &mut self.v6 };
+            match (*slot, event) {
+                (Sock::Opening(s), SocketEvent::Opened(_)) if s == socket => {
+                    *slot = Sock::Open(socket);
                     for l in &mut self.lookups {
                         if let Some(packet) = l.queued.take() {
                             let to = server_at(&self.servers, l);
-                            if to.is_ipv4() == family.is_ipv4() {
-                                cx.request(Request::SendDatagram {
-                                    socket: token,
-                                    to: Endpoint::Addr(to),
-                                    data: Bytes::from(packet),
-                                });
+                            if to.is_ipv4() == v4 {
+                                cx.send_datagram(socket, Endpoint::Addr(to), Bytes::from(packet));
                             } else {
                                 l.queued = Some(packet);
                             }
@@ -426,39 +427,47 @@ impl Resolver {
                     }
                     return true;
                 }
-                (Sock::Opening(t), other) if t == token => {
+                (Sock::Opening(s), SocketEvent::OpenFailed(why)) if s == socket => {
                     *slot = Sock::Closed;
-                    let why = match other {
-                        Answer::Failed(e) => e.to_owned(),
-                        o => format!("{o:?}"),
-                    };
                     // Every lookup waiting for this socket fails over to the next server.
                     let waiting: Vec<usize> = (0..self.lookups.len())
                         .filter(|&i| {
                             self.lookups[i].queued.is_some()
-                                && self.server_of(&self.lookups[i]).is_ipv4() == family.is_ipv4()
+                                && self.server_of(&self.lookups[i]).is_ipv4() == v4
                         })
                         .collect();
                     for i in waiting.into_iter().rev() {
                         let mut l = self.lookups.swap_remove(i);
                         l.queued = None;
-                        self.next_server(now, l, format!("cannot open a UDP socket: {why}"), cx);
+                        let why = why.clone().context("cannot open a UDP socket");
+                        self.next_server(now, l, why, cx);
                     }
                     return true;
                 }
                 // A send on the socket failed (no route, say): the lookups on it time out.
-                (Sock::Open(t), Answer::Failed(_)) if t == token => return true,
+                (Sock::Open(s), _) | (Sock::Opening(s), _) if s == socket => return true,
                 _ => {}
             }
         }
-        let pos = self
-            .lookups
-            .iter()
-            .position(|l| matches!(&l.transport, Transport::Tcp { token: t, .. } if *t == token));
+        false
+    }
+
+    /// What came back on one of the resolver's TCP exchanges; returns whether it was the
+    /// resolver's.
+    pub fn handle_exchange(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeId,
+        reply: strategy::Reply<'_>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let pos = self.lookups.iter().position(
+            |l| matches!(&l.transport, Transport::Tcp { exchange: x, .. } if *x == exchange),
+        );
         let Some(pos) = pos else { return false };
         let server = self.server_of(&self.lookups[pos]);
-        match answer {
-            Answer::Data(d) => {
+        match reply {
+            strategy::Reply::Data(d) => {
                 let Transport::Tcp { buf, .. } = &mut self.lookups[pos].transport else {
                     return true;
                 };
@@ -475,28 +484,33 @@ impl Resolver {
                             }
                             Err(e) => {
                                 let l = self.lookups.swap_remove(pos);
-                                self.next_server(now, l, format!("{server} over TCP: {e}"), cx);
+                                let why = Failure::new(
+                                    FailureKind::Protocol,
+                                    format!("{server} over TCP: {e}"),
+                                );
+                                self.next_server(now, l, why, cx);
                             }
                         }
                     }
                 }
             }
-            Answer::Closed => {
+            strategy::Reply::Closed => {
                 let l = self.lookups.swap_remove(pos);
-                self.next_server(
-                    now,
-                    l,
+                let why = Failure::new(
+                    FailureKind::Closed,
                     format!("{server} closed the TCP connection before answering"),
-                    cx,
                 );
+                self.next_server(now, l, why, cx);
             }
-            Answer::Failed(e) => {
+            strategy::Reply::Failed(e) => {
                 let l = self.lookups.swap_remove(pos);
-                self.next_server(now, l, format!("{server} over TCP: {e}"), cx);
+                let why = e.clone().context(format_args!("{server} over TCP"));
+                self.next_server(now, l, why, cx);
             }
             _ => {
                 let l = self.lookups.swap_remove(pos);
-                self.next_server(now, l, format!("{server} over TCP: timed out"), cx);
+                let why = Failure::timed_out(format!("{server} over TCP: timed out"));
+                self.next_server(now, l, why, cx);
             }
         }
         true
@@ -512,11 +526,11 @@ impl Resolver {
                     self.done.push_back((l.id, Outcome::Failed(why)));
                     continue;
                 }
-                let why = format!(
+                let why = Failure::timed_out(format!(
                     "{} did not answer within {} s",
                     self.server_of(&l),
                     self.conf.timeout.as_secs()
-                );
+                ));
                 self.next_server(now, l, why, cx);
             } else {
                 i += 1;

@@ -203,7 +203,7 @@ fn a_node_epmd_does_not_know_is_a_failed_connect_naming_it() {
 }
 
 #[test]
-fn leaving_distribution_closes_the_listener_and_the_registration() {
+fn leaving_closes_the_listener_and_the_registration() {
     let mut c = cluster();
     let now = Instant::ZERO;
     let reg = until_epmd_replies(&mut c, now);
@@ -213,7 +213,8 @@ fn leaving_distribution_closes_the_listener_and_the_registration() {
         reg,
         Answer::Data(&epmd::alive2_reply(0, 3)),
     ));
-    c.leave_distribution();
+    assert!(!c.is_left());
+    c.leave(now);
     let (requests, _) = drain(&mut c);
     let closed: Vec<Token> = requests
         .iter()
@@ -225,15 +226,10 @@ fn leaving_distribution_closes_the_listener_and_the_registration() {
     assert!(closed.contains(&reg), "the registration: {closed:?}");
     assert!(closed.contains(&accept), "the pending accept: {closed:?}");
     assert_eq!(closed.len(), 3, "and the listener: {closed:?}");
-    // Nothing is connected afterwards.
-    c.add(now, topology()).unwrap();
-    let (_, events) = drain(&mut c);
-    let failed = events
-        .iter()
-        .find(|e| e.name() == "connect_failed")
-        .expect("connect_failed");
-    assert!(
-        failed.reason().unwrap().contains("left distribution"),
-        "{failed}"
+    assert!(c.is_left());
+    // A cluster that left takes no more topologies, and says so as what it is.
+    assert_eq!(
+        c.add(now, topology()).unwrap_err(),
+        muster_core::AddTopologyError::Stopped
     );
 }

@@ -76,7 +76,7 @@ fn failures(sim: &Sim) -> Vec<String> {
     sim.events(ME)
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::DiscoveryFailed { reason, .. } => Some(reason.clone()),
+            Event::DiscoveryFailed { reason, .. } => Some(reason.to_string()),
             _ => None,
         })
         .collect()

@@ -83,11 +83,14 @@ impl Harness {
                 match out {
                     Output::Event(e) => self.events.push(e),
                     Output::Request { token, request } => match request {
-                        Request::ReadFile { path } => answers.push((
+                        Request::ReadFile { path, .. } => answers.push((
                             token,
                             match self.files.get(&path) {
                                 Some(d) => Owned::Data(d.clone()),
-                                None => Owned::Failed(format!("{path}: No such file or directory")),
+                                None => Owned::Failed(muster_core::Failure::new(
+                                    muster_core::FailureKind::NotFound,
+                                    format!("{path}: No such file or directory"),
+                                )),
                             },
                         )),
                         Request::Exchange(x) => {
@@ -96,7 +99,10 @@ impl Harness {
                                 Reply::Status(code, body) => Some(ok(code, "Oops", &body)),
                                 Reply::Raw(bytes) => Some(bytes),
                                 Reply::Fail(why) => {
-                                    answers.push((token, Owned::Failed(why.into())));
+                                    answers.push((
+                                        token,
+                                        Owned::Failed(muster_core::Failure::other(why)),
+                                    ));
                                     None
                                 }
                                 Reply::Silent => None,
@@ -107,12 +113,12 @@ impl Harness {
                             }
                             self.exchanges.push(x);
                         }
-                        Request::ListNodes => answers.push((token, Owned::List)),
+                        Request::ListNodes { .. } => answers.push((token, Owned::List)),
                         Request::Connect { node, .. } => {
                             self.connected.push(node.name.to_string());
                             answers.push((token, Owned::Connected));
                         }
-                        Request::Disconnect { node } => {
+                        Request::Disconnect { node, .. } => {
                             self.connected.retain(|n| *n != node.as_str());
                             answers.push((token, Owned::Disconnected));
                         }
@@ -159,7 +165,7 @@ impl Harness {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::DiscoveryFailed { reason, .. } => Some(reason.clone()),
+                Event::DiscoveryFailed { reason, .. } => Some(reason.to_string()),
                 _ => None,
             })
             .collect()
@@ -176,7 +182,7 @@ impl Harness {
 
 enum Owned {
     Data(Vec<u8>),
-    Failed(String),
+    Failed(muster_core::Failure),
     Closed,
     List,
     Connected,

@@ -87,7 +87,7 @@ fn handles_connect_failure() {
                 attempt,
                 retry_in,
                 ..
-            } => Some((node.to_string(), reason.clone(), *attempt, *retry_in)),
+            } => Some((node.to_string(), reason.to_string(), *attempt, *retry_in)),
             _ => None,
         })
         .collect();

@@ -213,7 +213,8 @@ fn failing_nodes_back_off_exponentially_up_to_the_cap_then_connect() {
                 reason,
                 ..
             } => {
-                assert_eq!(reason, "connection refused");
+                assert_eq!(reason.to_string(), "connection refused");
+                assert_eq!(reason.code(), "refused", "a typed reason to match on");
                 Some((*attempt, retry_in.expect("retried")))
             }
             _ => None,

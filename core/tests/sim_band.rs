@@ -275,7 +275,7 @@ fn run_seed(seed: u64) {
         }
         let m = c.metrics();
         assert_eq!(m.events_dropped, 0);
-        assert!(c.table_capacity() <= sc.nodes.len() + sc.fakes.len());
+        assert!(muster_core::sim::table_capacity(c) <= sc.nodes.len() + sc.fakes.len());
     }
 }
 

@@ -15,7 +15,7 @@ pub type TcpConnector = muster_net::held::TcpConnector<AsyncOpen>;
 pub struct AsyncOpen;
 
 impl muster_net::held::Open for AsyncOpen {
-    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, String>> {
+    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, muster_core::Failure>> {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = match node.addr {
                 Some(a) => vec![a],
@@ -23,14 +23,18 @@ impl muster_net::held::Open for AsyncOpen {
                     let host = node.name.host();
                     async_net::resolve((host, port))
                         .await
-                        .map_err(|e| format!("{host}: {e}"))?
+                        .map_err(|e| muster_core::Failure::io(host, &e))?
                 }
             };
-            let mut last = format!("{}: no address", node.name.host());
+            let mut last = muster_net::held::no_address(node.name.host());
             for addr in addrs {
                 match Async::<TcpStream>::connect(addr).await {
-                    Ok(s) => return s.into_inner().map_err(|e| format!("{addr}: {e}")),
-                    Err(e) => last = format!("{addr}: {e}"),
+                    Ok(s) => {
+                        return s
+                            .into_inner()
+                            .map_err(|e| muster_core::Failure::io(addr, &e));
+                    }
+                    Err(e) => last = muster_core::Failure::io(addr, &e),
                 }
             }
             Err(last)

@@ -20,7 +20,7 @@ pub type TcpConnector = muster_net::held::TcpConnector<BlockingOpen>;
 pub struct BlockingOpen;
 
 impl muster_net::held::Open for BlockingOpen {
-    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, String>> {
+    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, muster_core::Failure>> {
         // The loop runs this on a worker thread: blocking here is what it is for.
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = match node.addr {
@@ -29,15 +29,15 @@ impl muster_net::held::Open for BlockingOpen {
                     let host = node.name.host();
                     (host, port)
                         .to_socket_addrs()
-                        .map_err(|e| format!("{host}: {e}"))?
+                        .map_err(|e| muster_core::Failure::io(host, &e))?
                         .collect()
                 }
             };
-            let mut last = format!("{}: no address", node.name.host());
+            let mut last = muster_net::held::no_address(node.name.host());
             for addr in addrs {
                 match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
                     Ok(s) => return Ok(s),
-                    Err(e) => last = format!("{addr}: {e}"),
+                    Err(e) => last = muster_core::Failure::io(addr, &e),
                 }
             }
             Err(last)

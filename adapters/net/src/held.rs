@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use muster_core::connector::{BoxFuture, ConnectOutcome, Connector, DisconnectOutcome};
-use muster_core::{Node, NodeName};
+use muster_core::{Failure, FailureKind, Node, NodeName};
 
 /// One held connection per node. A node counts as connected while its connection is up;
 /// [`list`](Held::list) reads and discards what each peer sent and drops the connections
@@ -69,11 +69,16 @@ fn alive(mut stream: &TcpStream) -> bool {
     }
 }
 
+/// The failure of a host with no address to try.
+pub fn no_address(host: &str) -> Failure {
+    Failure::new(FailureKind::NotFound, format!("{host}: no address"))
+}
+
 /// How a `tcp` connector opens a connection to a node: its address hint, else its host
 /// resolved, at `port`. Each adapter opens in its own way (async, or blocking on a worker).
 pub trait Open: Default + Send + Sync + 'static {
     /// A connection to `node`, or why not (naming the address).
-    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, String>>;
+    fn open(node: Node, port: u16) -> BoxFuture<Result<TcpStream, Failure>>;
 }
 
 /// The `tcp` connector: holds one TCP connection to each node, on the node's address hint
@@ -119,7 +124,7 @@ impl<O: Open> Connector for TcpConnector<O> {
             match O::open(node, port).await {
                 Ok(s) => match held.insert(name, s) {
                     Ok(()) => ConnectOutcome::Connected,
-                    Err(e) => ConnectOutcome::Failed(e.to_string()),
+                    Err(e) => ConnectOutcome::Failed(e.into()),
                 },
                 Err(e) => ConnectOutcome::Failed(e),
             }
@@ -131,7 +136,7 @@ impl<O: Open> Connector for TcpConnector<O> {
         Box::pin(async move { outcome })
     }
 
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, Failure>> {
         let nodes = self.held.list();
         Box::pin(async move { Ok(nodes) })
     }

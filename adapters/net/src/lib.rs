@@ -56,26 +56,23 @@ pub fn node_endpoint(node: &muster_core::Node, port: u16) -> muster_core::Endpoi
     }
 }
 
+/// The failure of an exchange whose reply passed `max` bytes.
+pub fn too_large(to: &muster_core::Endpoint, max: usize) -> muster_core::Failure {
+    muster_core::Failure::new(
+        muster_core::FailureKind::TooLarge,
+        format!("{to}: reply larger than {max} bytes"),
+    )
+}
+
 /// Logs `e` through `tracing`: faults at `warn`, everything else at `info`, with the event's
-/// name, topology, node and reason as fields.
+/// name, topology, node and the machine code of its reason as fields (the line itself says
+/// the reason in words).
 pub fn log(e: &muster_core::Event) {
-    let node = e.node().map(|n| n.as_str()).unwrap_or("");
-    let reason = e.reason().unwrap_or("");
+    let node = e.node().map(|n| n.as_str());
+    let code = e.code();
     if e.is_fault() {
-        tracing::warn!(
-            event = e.name(),
-            topology = e.topology(),
-            node,
-            reason,
-            "{e}"
-        );
+        tracing::warn!(event = e.name(), topology = e.topology(), node, code, "{e}");
     } else {
-        tracing::info!(
-            event = e.name(),
-            topology = e.topology(),
-            node,
-            reason,
-            "{e}"
-        );
+        tracing::info!(event = e.name(), topology = e.topology(), node, code, "{e}");
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use muster_core::connector::{Connector, NoneConnector};
 use muster_core::dist::DistConfig;
-use muster_core::{Cluster, ClusterConfig, ConfigError, Instant, NodeName, TopologySpec};
+use muster_core::{
+    AddTopologyError, Cluster, ClusterConfig, ConfigError, Instant, NodeName, TopologySpec,
+};
 
 /// A cluster's ingredients, before it runs.
 pub struct Setup {
@@ -112,7 +114,11 @@ impl Setup {
             cluster.set_unix_time(Instant::ZERO, unix);
         }
         for spec in self.topologies {
-            cluster.add(Instant::ZERO, spec)?;
+            cluster.add(Instant::ZERO, spec).map_err(|e| match e {
+                AddTopologyError::Invalid(e) => e,
+                // A cluster that was just made has not stopped.
+                other => ConfigError::invalid("topologies", other.to_string()),
+            })?;
         }
         Ok(Ready {
             cluster,

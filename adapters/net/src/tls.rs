@@ -5,12 +5,22 @@
 
 use std::sync::{Arc, Mutex};
 
-use muster_core::{Tls, Trust};
+use muster_core::{Endpoint, Failure, FailureKind, Tls, Trust};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// The failure of a TLS handshake with `to`, as the TLS stream reported it.
+pub fn handshake_failure(to: &Endpoint, tls: &Tls, e: &std::io::Error) -> Failure {
+    // A stream reset or closed during the handshake is the transport's failure, not TLS's.
+    let kind = match FailureKind::of_io(e) {
+        k @ (FailureKind::Reset | FailureKind::Closed | FailureKind::TimedOut) => k,
+        _ => FailureKind::Tls,
+    };
+    Failure::new(kind, format!("{to}: TLS with {:?}: {e}", tls.server_name))
+}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

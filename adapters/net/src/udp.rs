@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
-use muster_core::{Multicast, MulticastInterface, UdpOptions};
+use muster_core::{Failure, Multicast, MulticastInterface, UdpOptions};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The largest datagram an adapter reads; longer ones arrive truncated (and the core rejects
@@ -53,13 +53,14 @@ fn join(socket: &Socket, m: &Multicast) -> io::Result<()> {
 
 /// Opens a non-blocking socket as `opts` says; the error names the address, the interface and the OS
 /// error (libcluster crashes instead: its issues #94, #189, #206).
-pub fn open(opts: &UdpOptions) -> Result<std::net::UdpSocket, String> {
+pub fn open(opts: &UdpOptions) -> Result<std::net::UdpSocket, Failure> {
     let bind = opts.bind;
     let domain = Domain::for_address(bind);
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| format!("cannot create a UDP socket for {bind}: {e}"))?;
-    let step =
-        |what: &str, r: io::Result<()>| r.map_err(|e| format!("cannot {what} on UDP {bind}: {e}"));
+        .map_err(|e| Failure::io(format_args!("cannot create a UDP socket for {bind}"), &e))?;
+    let step = |what: &str, r: io::Result<()>| {
+        r.map_err(|e| Failure::io(format_args!("cannot {what} on UDP {bind}"), &e))
+    };
     if opts.reuse {
         step("set SO_REUSEADDR", socket.set_reuse_address(true))?;
         #[cfg(unix)]
@@ -74,13 +75,11 @@ pub fn open(opts: &UdpOptions) -> Result<std::net::UdpSocket, String> {
     step("set non-blocking mode", socket.set_nonblocking(true))?;
     socket
         .bind(&bind.into())
-        .map_err(|e| format!("cannot bind UDP {bind}: {e}"))?;
+        .map_err(|e| Failure::io(format_args!("cannot bind UDP {bind}"), &e))?;
     if let Some(m) = &opts.multicast {
         join(&socket, m).map_err(|e| {
-            format!(
-                "cannot join multicast group {} on {}: {e}",
-                m.group, m.interface
-            )
+            let what = format!("cannot join multicast group {} on {}", m.group, m.interface);
+            Failure::io(what, &e)
         })?;
     }
     Ok(socket.into())

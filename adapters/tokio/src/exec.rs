@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use muster_core::{Endpoint, Exchange, Request, Token};
+use muster_core::{Endpoint, Exchange, Failure, FailureKind, Request, Token};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -15,8 +15,8 @@ pub(crate) use muster_core::OwnedAnswer as Owned;
 
 pub(crate) type Answers = mpsc::Sender<(Token, Owned)>;
 
-/// Runs `request` on its own task in `tasks`; `deadline` is the request's own when it has
-/// one, else `fallback`. Returns the handle of a stream exchange, which the core may cancel.
+/// Runs `request` on its own task in `tasks`, within its deadline. Returns the handle of a
+/// stream exchange, which the core may cancel.
 pub(crate) fn spawn(
     tasks: &mut JoinSet<()>,
     connector: &Arc<dyn Connector>,
@@ -24,7 +24,6 @@ pub(crate) fn spawn(
     token: Token,
     request: Request,
     deadline_of: impl Fn(muster_core::Instant) -> TokioInstant,
-    fallback: TokioInstant,
 ) -> Option<AbortHandle> {
     let tx = answers.clone();
     match request {
@@ -39,20 +38,22 @@ pub(crate) fn spawn(
                 let _ = tx.send((token, a)).await;
             });
         }
-        Request::Disconnect { node } => {
+        Request::Disconnect { node, deadline } => {
             let fut = connector.disconnect(node);
+            let at = deadline_of(deadline);
             tasks.spawn(async move {
-                let a = match tokio::time::timeout_at(fallback, fut).await {
+                let a = match tokio::time::timeout_at(at, fut).await {
                     Ok(outcome) => outcome.into(),
                     Err(_) => Owned::TimedOut,
                 };
                 let _ = tx.send((token, a)).await;
             });
         }
-        Request::ListNodes => {
+        Request::ListNodes { deadline } => {
             let fut = connector.list_nodes();
+            let at = deadline_of(deadline);
             tasks.spawn(async move {
-                let a = match tokio::time::timeout_at(fallback, fut).await {
+                let a = match tokio::time::timeout_at(at, fut).await {
                     Ok(Ok(nodes)) => Owned::Nodes(nodes),
                     Ok(Err(e)) => {
                         tracing::warn!(reason = %e, "the connector could not list its nodes");
@@ -66,11 +67,13 @@ pub(crate) fn spawn(
                 let _ = tx.send((token, a)).await;
             });
         }
-        Request::ReadFile { path } => {
+        Request::ReadFile { path, deadline } => {
+            let at = deadline_of(deadline);
             tasks.spawn(async move {
-                let a = match tokio::fs::read(&path).await {
-                    Ok(data) => Owned::Data(data),
-                    Err(e) => Owned::Failed(format!("{path}: {e}")),
+                let a = match tokio::time::timeout_at(at, tokio::fs::read(&path)).await {
+                    Ok(Ok(data)) => Owned::Data(data),
+                    Ok(Err(e)) => Owned::Failed(Failure::io(&path, &e)),
+                    Err(_) => Owned::TimedOut,
                 };
                 let _ = tx.send((token, a)).await;
             });
@@ -88,7 +91,10 @@ pub(crate) fn spawn(
             }));
         }
         other => {
-            let why = format!("this adapter cannot perform {other:?}");
+            let why = Failure::new(
+                FailureKind::Unsupported,
+                format!("this adapter cannot perform {other:?}"),
+            );
             tasks.spawn(async move {
                 let _ = tx.send((token, Owned::Failed(why))).await;
             });
@@ -97,22 +103,25 @@ pub(crate) fn spawn(
     None
 }
 
-async fn exchange(x: Exchange, token: Token, tx: &Answers) -> Result<(), String> {
+async fn exchange(x: Exchange, token: Token, tx: &Answers) -> Result<(), Failure> {
     let stream = match &x.to {
         Endpoint::Addr(a) => TcpStream::connect(a).await,
         Endpoint::Host { host, port } => TcpStream::connect((host.as_str(), *port)).await,
-        other => return Err(format!("unsupported endpoint {other}")),
+        other => {
+            let why = format!("unsupported endpoint {other}");
+            return Err(Failure::new(FailureKind::Unsupported, why));
+        }
     }
-    .map_err(|e| format!("{}: {e}", x.to))?;
+    .map_err(|e| Failure::io(&x.to, &e))?;
     match &x.tls {
         None => pump(stream, &x, token, tx).await,
         Some(tls) => {
-            let (config, name) =
-                muster_net::tls::client_config(tls).map_err(|e| format!("{}: {e}", x.to))?;
+            let (config, name) = muster_net::tls::client_config(tls)
+                .map_err(|e| Failure::new(FailureKind::Tls, format!("{}: {e}", x.to)))?;
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, stream)
                 .await
-                .map_err(|e| format!("{}: TLS with {:?}: {e}", x.to, tls.server_name))?;
+                .map_err(|e| muster_net::tls::handshake_failure(&x.to, tls, &e))?;
             pump(stream, &x, token, tx).await
         }
     }
@@ -124,12 +133,12 @@ async fn pump(
     x: &Exchange,
     token: Token,
     tx: &Answers,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     stream
         .write_all(&x.send)
         .await
-        .map_err(|e| format!("{}: {e}", x.to))?;
-    stream.flush().await.map_err(|e| format!("{}: {e}", x.to))?;
+        .map_err(|e| Failure::io(&x.to, &e))?;
+    stream.flush().await.map_err(|e| Failure::io(&x.to, &e))?;
     let mut total = 0usize;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -138,14 +147,14 @@ async fn pump(
             // A TLS peer that closes without close_notify: the core's framing decides
             // whether what came is whole.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(format!("{}: {e}", x.to)),
+            Err(e) => return Err(Failure::io(&x.to, &e)),
         };
         if n == 0 {
             return Ok(());
         }
         total += n;
         if total > x.max_reply {
-            return Err(format!("{}: reply larger than {} bytes", x.to, x.max_reply));
+            return Err(muster_net::too_large(&x.to, x.max_reply));
         }
         if tx
             .send((token, Owned::Data(buf[..n].to_vec())))

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use muster_core::{Node, NodeName};
+use muster_core::{Failure, FailureKind, Node, NodeName};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
@@ -68,38 +68,38 @@ impl TcpConnector {
     }
 }
 
-async fn open(node: &Node, port: u16) -> Result<TcpStream, String> {
+async fn open(node: &Node, port: u16) -> Result<TcpStream, Failure> {
     let addrs: Vec<SocketAddr> = match node.addr {
         Some(a) => vec![a],
         None => {
             let host = node.name.host();
             tokio::net::lookup_host((host, port))
                 .await
-                .map_err(|e| format!("{host}: {e}"))?
+                .map_err(|e| Failure::io(host, &e))?
                 .collect()
         }
     };
-    let mut last = format!("{}: no address", node.name.host());
+    let mut last = muster_net::held::no_address(node.name.host());
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Err(e) => last = format!("{addr}: {e}"),
+            Err(e) => last = Failure::io(addr, &e),
         }
     }
     Err(last)
 }
 
 /// Reads until the peer closes; the connection is up for as long as this runs.
-async fn watch(mut stream: TcpStream) -> String {
+async fn watch(mut stream: TcpStream) -> Failure {
     let mut buf = [0u8; 512];
     loop {
         match stream.read(&mut buf).await {
-            Ok(0) => return "connection closed by peer".to_owned(),
+            Ok(0) => return Failure::new(FailureKind::Closed, "connection closed by peer"),
             Ok(_) => continue,
-            Err(e) => return e.to_string(),
+            Err(e) => return e.into(),
         }
     }
 }
@@ -163,7 +163,7 @@ impl Connector for TcpConnector {
         })
     }
 
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, Failure>> {
         let nodes = self.inner.held().keys().cloned().collect();
         Box::pin(async move { Ok(nodes) })
     }

@@ -14,6 +14,7 @@ use super::link::{Admission, Link, LinkConfig, LinkEvent};
 use crate::io::{Answer, Endpoint, Exchange, OwnedAnswer, Request, Token};
 use crate::node::{Node, NodeName};
 use crate::proto::epmd::{self, NodeEntry};
+use crate::reason::{Failure, FailureKind};
 use crate::rng::Rng;
 use crate::time::{Instant, earliest};
 
@@ -92,7 +93,7 @@ pub(crate) enum DistOutput {
     /// A link came up that the cluster did not ask for.
     Up(NodeName),
     /// A link went down.
-    Down(NodeName, String),
+    Down(NodeName, Failure),
 }
 
 enum Registration {
@@ -103,7 +104,7 @@ enum Registration {
     /// Registered; the stream holds the registration.
     Held { stream: Token },
     /// Failed; try again at this time.
-    Retry { at: Instant, why: String },
+    Retry { at: Instant, why: Failure },
 }
 
 struct Held {
@@ -216,12 +217,20 @@ impl Distribution {
         Some(c)
     }
 
-    fn registration_problem(&self) -> String {
+    fn registration_problem(&self) -> Failure {
         let epmd = format!("EPMD on 127.0.0.1:{}", self.cfg.epmd_port);
         match &self.registration {
-            Registration::Retry { why, .. } => format!("not registered with {epmd}: {why}"),
-            _ if self.port.is_none() => "not listening for distribution yet".to_owned(),
-            _ => format!("not registered with {epmd} yet"),
+            Registration::Retry { why, .. } => why
+                .clone()
+                .context(format_args!("not registered with {epmd}")),
+            _ if self.port.is_none() => Failure::new(
+                FailureKind::Unsupported,
+                "not listening for distribution yet",
+            ),
+            _ => Failure::new(
+                FailureKind::Unsupported,
+                format!("not registered with {epmd} yet"),
+            ),
         }
     }
 
@@ -231,10 +240,8 @@ impl Distribution {
             return self.answer(token, OwnedAnswer::Connected);
         }
         if self.stopped {
-            return self.answer(
-                token,
-                OwnedAnswer::Failed("this node left distribution".into()),
-            );
+            let why = Failure::new(FailureKind::Unsupported, "this node left distribution");
+            return self.answer(token, OwnedAnswer::Failed(why));
         }
         if self.creation.is_none() {
             // Starting up: wait for the registration rather than fail the first connects.
@@ -292,6 +299,11 @@ impl Distribution {
     }
 
     /// Leaves distribution: closes every link, the registration and the listener.
+    /// Whether this node has left distribution.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
     pub(crate) fn shutdown(&mut self) {
         self.stopped = true;
         let mut close: Vec<Token> = self.links.keys().copied().collect();
@@ -333,7 +345,7 @@ impl Distribution {
         );
     }
 
-    fn registration_failed(&mut self, now: Instant, why: String) {
+    fn registration_failed(&mut self, now: Instant, why: Failure) {
         if let Registration::Asking { stream, .. } | Registration::Held { stream } =
             self.registration
         {
@@ -374,7 +386,9 @@ impl Distribution {
                 }
                 Answer::Failed(why) => {
                     self.listener = None;
-                    let why = format!("cannot listen on {}: {why}", self.cfg.listen);
+                    let why = why
+                        .clone()
+                        .context(format_args!("cannot listen on {}", self.cfg.listen));
                     self.registration = Registration::Retry {
                         at: Instant::MAX,
                         why,
@@ -420,14 +434,17 @@ impl Distribution {
                     let Some(l) = self.lookups.remove(&token) else {
                         return;
                     };
-                    let why = format!("EPMD on {}: {why}", epmd_host(&l.node));
+                    let why = why
+                        .clone()
+                        .context(format_args!("EPMD on {}", epmd_host(&l.node)));
                     self.dial_failed(&l.node.name, l.connect, why);
                 }
                 Answer::TimedOut => {
                     let Some(l) = self.lookups.remove(&token) else {
                         return;
                     };
-                    let why = format!("EPMD on {}: no answer", epmd_host(&l.node));
+                    let why =
+                        Failure::timed_out(format!("EPMD on {}: no answer", epmd_host(&l.node)));
                     self.dial_failed(&l.node.name, l.connect, why);
                 }
                 _ => {}
@@ -444,7 +461,8 @@ impl Distribution {
         {
             if let Answer::Closed | Answer::Failed(_) = answer {
                 // EPMD went away: other nodes can no longer find this one until it is back.
-                self.registration_failed(now, "EPMD closed this node's registration".into());
+                let why = Failure::new(FailureKind::Closed, "EPMD closed this node's registration");
+                self.registration_failed(now, why);
             }
             return;
         }
@@ -455,8 +473,10 @@ impl Distribution {
             Answer::Opened(_) => h.open = true,
             Answer::Data(d) => h.link.handle_data(now, d),
             Answer::Closed => h.link.peer_closed(),
-            Answer::Failed(why) => h.link.close(why.to_owned()),
-            Answer::TimedOut => h.link.close("could not connect in time"),
+            Answer::Failed(why) => h.link.close(why.clone()),
+            Answer::TimedOut => h
+                .link
+                .close(Failure::timed_out("could not connect in time")),
             _ => {}
         }
         self.drive(now, token);
@@ -499,13 +519,16 @@ impl Distribution {
                             "EPMD refused to register {}: {e} (is the name taken?)",
                             self.cfg.name
                         );
-                        self.registration_failed(now, why);
+                        self.registration_failed(now, Failure::new(FailureKind::Rejected, why));
                     }
                 }
             }
-            Answer::Closed => self.registration_failed(now, "EPMD closed the connection".into()),
-            Answer::Failed(why) => self.registration_failed(now, why.to_owned()),
-            Answer::TimedOut => self.registration_failed(now, "no answer".into()),
+            Answer::Closed => {
+                let why = Failure::new(FailureKind::Closed, "EPMD closed the connection");
+                self.registration_failed(now, why)
+            }
+            Answer::Failed(why) => self.registration_failed(now, why.clone()),
+            Answer::TimedOut => self.registration_failed(now, Failure::timed_out("no answer")),
             _ => {}
         }
     }
@@ -516,10 +539,11 @@ impl Distribution {
             Ok(Some(entry)) => entry.port,
             Ok(None) => {
                 let why = format!("{} is not registered with EPMD on {host}", l.node.name);
+                let why = Failure::new(FailureKind::NotFound, why);
                 return self.dial_failed(&l.node.name, l.connect, why);
             }
             Err(e) => {
-                let why = format!("EPMD on {host}: {e}");
+                let why = Failure::new(FailureKind::Protocol, format!("EPMD on {host}: {e}"));
                 return self.dial_failed(&l.node.name, l.connect, why);
             }
         };
@@ -554,7 +578,7 @@ impl Distribution {
         );
     }
 
-    fn dial_failed(&mut self, node: &NodeName, connect: Token, why: String) {
+    fn dial_failed(&mut self, node: &NodeName, connect: Token, why: Failure) {
         if self.dialing.get(node) == Some(&connect) {
             self.dialing.remove(node);
         }
@@ -616,7 +640,10 @@ impl Distribution {
     fn link_up(&mut self, token: Token, peer: NodeName) {
         if self.stopped {
             if let Some(h) = self.links.get_mut(&token) {
-                h.link.close("this node left distribution");
+                h.link.close(Failure::new(
+                    FailureKind::Closed,
+                    "this node left distribution",
+                ));
             }
             return;
         }
@@ -645,7 +672,7 @@ impl Distribution {
         }
     }
 
-    fn link_down(&mut self, now: Instant, token: Token, reason: String) {
+    fn link_down(&mut self, now: Instant, token: Token, reason: Failure) {
         let Some(h) = self.links.remove(&token) else {
             return;
         };
@@ -709,7 +736,7 @@ impl Distribution {
         for n in expired {
             if let Some((c, _)) = self.awaiting.remove(&n) {
                 let why = format!("{n}: lost a simultaneous connect and its own never came");
-                self.answer(c, OwnedAnswer::Failed(why));
+                self.answer(c, OwnedAnswer::Failed(Failure::timed_out(why)));
             }
         }
     }

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use crate::node::NodeName;
 use crate::proto::dist::{self, Challenge, flags};
 use crate::proto::term::{Pid, Term};
+use crate::reason::{Failure, FailureKind};
 use crate::rng::Rng;
 use crate::time::{Instant, earliest};
 
@@ -99,7 +100,7 @@ pub enum LinkEvent {
     /// The link is over; close the stream. Always the last event.
     Down {
         /// Why.
-        reason: String,
+        reason: Failure,
     },
 }
 
@@ -201,21 +202,19 @@ impl Link {
         self.phase == Phase::Closed
     }
 
-    fn down(&mut self, reason: impl Into<String>) {
+    fn down(&mut self, reason: Failure) {
         if self.phase == Phase::Closed {
             return;
         }
         self.phase = Phase::Closed;
         self.deadline = None;
         self.next_tick = None;
-        self.events.push_back(LinkEvent::Down {
-            reason: reason.into(),
-        });
+        self.events.push_back(LinkEvent::Down { reason });
     }
 
-    /// Ends the link (the application disconnects it).
-    pub fn close(&mut self, reason: impl Into<String>) {
-        self.down(reason);
+    /// Ends the link (the application disconnects it, or its stream failed).
+    pub fn close(&mut self, reason: impl Into<Failure>) {
+        self.down(reason.into());
     }
 
     /// The peer closed the stream: the reason says what that means at this point of the
@@ -223,14 +222,17 @@ impl Link {
     pub fn peer_closed(&mut self) {
         let peer = self.peer_text();
         let why = match self.phase {
-            Phase::AwaitAck { .. } => format!(
-                "{peer} closed the connection after our challenge reply: it has another cookie"
+            Phase::AwaitAck { .. } => Failure::new(
+                FailureKind::Rejected,
+                format!(
+                    "{peer} closed the connection after our challenge reply: it has another cookie"
+                ),
             ),
-            Phase::AwaitStatus | Phase::AwaitChallenge => {
-                format!("{peer} closed the connection during the handshake")
-            }
-            Phase::Up => format!("{peer} closed the connection"),
-            _ => format!("{peer} closed the connection during the handshake"),
+            Phase::Up => Failure::new(FailureKind::Closed, format!("{peer} closed the connection")),
+            _ => Failure::new(
+                FailureKind::Closed,
+                format!("{peer} closed the connection during the handshake"),
+            ),
         };
         self.down(why);
     }
@@ -250,13 +252,17 @@ impl Link {
         match answer {
             Admission::Ok | Admission::OkSimultaneous => self.send_challenge(old),
             Admission::Alive => self.phase = Phase::AwaitAliveAnswer { old },
-            Admission::Nok => self.down(format!(
-                "refused {}: a simultaneous connect of ours wins",
-                self.peer_text()
+            Admission::Nok => self.down(Failure::new(
+                FailureKind::Rejected,
+                format!(
+                    "refused {}: a simultaneous connect of ours wins",
+                    self.peer_text()
+                ),
             )),
-            Admission::NotAllowed => {
-                self.down(format!("refused {}: not allowed", self.peer_text()))
-            }
+            Admission::NotAllowed => self.down(Failure::new(
+                FailureKind::Rejected,
+                format!("refused {}: not allowed", self.peer_text()),
+            )),
         }
         let _ = now;
     }
@@ -313,9 +319,12 @@ impl Link {
                     self.inbuf[3],
                 ]) as usize;
                 if len > MAX_FRAME {
-                    return self.down(format!(
-                        "{} sent a frame of {len} bytes, more than {MAX_FRAME}",
-                        self.peer_text()
+                    return self.down(Failure::new(
+                        FailureKind::TooLarge,
+                        format!(
+                            "{} sent a frame of {len} bytes, more than {MAX_FRAME}",
+                            self.peer_text()
+                        ),
                     ));
                 }
             }
@@ -334,7 +343,7 @@ impl Link {
 
     fn bad(&mut self, what: impl core::fmt::Display) {
         let why = format!("handshake with {} failed: {what}", self.peer_text());
-        self.down(why);
+        self.down(Failure::new(FailureKind::Protocol, why));
     }
 
     fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
@@ -351,10 +360,11 @@ impl Link {
                         self.lost_race = true;
                         let why =
                             format!("{} is connecting to us at the same time", self.peer_text());
-                        self.down(why);
+                        self.down(Failure::new(FailureKind::Rejected, why));
                     }
                     "not_allowed" => {
-                        self.down(format!("{} does not allow us to connect", self.peer_text()))
+                        let why = format!("{} does not allow us to connect", self.peer_text());
+                        self.down(Failure::new(FailureKind::Rejected, why))
                     }
                     other => self.bad(format!("status {other:?}")),
                 },
@@ -382,7 +392,7 @@ impl Link {
                 Ok(d) if dist::digest_eq(&d, &dist::digest(ours, &self.cfg.cookie)) => self.up(now),
                 Ok(_) => {
                     let why = format!("{} answered with another cookie", self.peer_text());
-                    self.down(why);
+                    self.down(Failure::new(FailureKind::Rejected, why));
                 }
                 Err(e) => self.bad(e),
             },
@@ -405,7 +415,10 @@ impl Link {
             },
             Phase::AwaitAliveAnswer { old } => match dist::read_status(frame) {
                 Ok(s) if s == "true" => self.send_challenge(old),
-                Ok(_) => self.down(format!("{} kept its old connection", self.peer_text())),
+                Ok(_) => {
+                    let why = format!("{} kept its old connection", self.peer_text());
+                    self.down(Failure::new(FailureKind::Rejected, why))
+                }
                 Err(e) => self.bad(e),
             },
             Phase::AwaitComplement { ours } => match dist::read_complement(frame) {
@@ -419,7 +432,7 @@ impl Link {
                 Ok((theirs, digest)) => {
                     if !dist::digest_eq(&digest, &dist::digest(ours, &self.cfg.cookie)) {
                         let why = format!("{} presented another cookie", self.peer_text());
-                        return self.down(why);
+                        return self.down(Failure::new(FailureKind::Rejected, why));
                     }
                     if self.peer_flags & flags::MANDATORY != flags::MANDATORY {
                         return self.bad("it lacks capabilities OTP 25 requires");
@@ -513,7 +526,7 @@ impl Link {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.deadline.is_some_and(|d| d <= now) {
             let why = format!("handshake with {} timed out", self.peer_text());
-            return self.down(why);
+            return self.down(Failure::timed_out(why));
         }
         if self.phase != Phase::Up {
             return;
@@ -524,7 +537,7 @@ impl Link {
                 self.peer_text(),
                 self.cfg.tick_time.as_secs()
             );
-            return self.down(why);
+            return self.down(Failure::timed_out(why));
         }
         if self.next_tick.is_some_and(|t| t <= now) {
             self.out.push_back(vec![0, 0, 0, 0]);
@@ -620,13 +633,13 @@ mod tests {
         assert!(!a.is_up() && !b.is_up());
         let down = events(&mut b);
         assert!(
-            matches!(&down[..], [LinkEvent::Hello { .. }, LinkEvent::Down { reason }] if reason.contains("a@h presented another cookie")),
+            matches!(&down[..], [LinkEvent::Hello { .. }, LinkEvent::Down { reason }] if reason.text().contains("a@h presented another cookie")),
             "{down:?}"
         );
         // The initiator hears nothing more: its deadline reports it.
         a.handle_timeout(t + Duration::from_secs(8));
         assert!(
-            matches!(&events(&mut a)[..], [LinkEvent::Down { reason }] if reason.contains("timed out"))
+            matches!(&events(&mut a)[..], [LinkEvent::Down { reason }] if reason.text().contains("timed out"))
         );
     }
 
@@ -649,7 +662,7 @@ mod tests {
         }
         let ev = events(&mut a);
         assert!(
-            matches!(&ev[..], [LinkEvent::Down { reason }] if reason.contains("net_ticktime")),
+            matches!(&ev[..], [LinkEvent::Down { reason }] if reason.text().contains("net_ticktime")),
             "{ev:?}"
         );
         assert!(now.saturating_duration_since(t) >= Duration::from_secs(60));

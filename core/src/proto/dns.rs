@@ -93,7 +93,9 @@ pub enum Reply {
     NoData,
     /// The name does not exist.
     NxDomain,
-    /// The server failed or refused: try another.
+    /// The server refused to answer: try another.
+    Refused,
+    /// The server failed: try another.
     ServerError(String),
 }
 
@@ -144,6 +146,7 @@ pub fn read_reply(bytes: &[u8], id: u16, name: &str, kind: Kind) -> Result<Reply
     match m.metadata.response_code {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => return Ok(Reply::NxDomain),
+        ResponseCode::Refused => return Ok(Reply::Refused),
         other => return Ok(Reply::ServerError(other.to_string())),
     }
     // Follow CNAMEs from the asked name, within the answer section.

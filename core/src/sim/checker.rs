@@ -160,7 +160,7 @@ impl Checker {
                 }
                 st.connects.insert(token, (node.name.clone(), *deadline));
             }
-            Request::Disconnect { node } => {
+            Request::Disconnect { node, .. } => {
                 if let Some((t, _)) = st.discovered.iter().find(|(_, set)| set.contains(node)) {
                     let what = format!("disconnect of {node}, which topology {t} still discovers");
                     self.fail(seed, now, me.as_str(), what);

@@ -62,6 +62,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::event::Event;
 use crate::io::{Answer, Input, Output, Request, Token};
 use crate::node::NodeName;
+use crate::reason::{Failure, FailureKind};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::topology::TopologySpec;
@@ -153,6 +154,12 @@ impl SimConfig {
 /// The Unix time the simulated world starts at (2023-11-14T22:13:20Z).
 const EPOCH_AT_START: Duration = Duration::from_secs(1_700_000_000);
 
+/// The node table slots `cluster` holds, used or free: what the simulator's memory invariant
+/// bounds (a table never grows past the nodes there are).
+pub fn table_capacity(cluster: &Cluster) -> usize {
+    cluster.table_capacity()
+}
+
 /// The bound the simulator's convergence check uses, stated: once the network is healthy, a
 /// node that a cluster wants and can reach is connected within
 ///
@@ -224,7 +231,7 @@ enum Delivery {
     },
     Down {
         peer: NodeName,
-        reason: String,
+        reason: Failure,
     },
     Up {
         peer: NodeName,
@@ -239,7 +246,7 @@ enum Owned {
     Data(Vec<u8>),
     Closed,
     TimedOut,
-    Failed(String),
+    Failed(Failure),
     Opened(SocketAddr),
 }
 
@@ -659,7 +666,7 @@ impl Sim {
                         idx,
                         Delivery::Down {
                             peer: peer.clone(),
-                            reason: reason.to_owned(),
+                            reason: Failure::new(FailureKind::Closed, reason),
                         },
                     );
                 }
@@ -704,12 +711,15 @@ impl Sim {
                 }
                 Owned::Connect(node.name)
             }
-            Request::Disconnect { node } => Owned::Disconnect(node),
-            Request::ListNodes => Owned::List,
-            Request::ReadFile { path } => match self.files.get(&path) {
+            Request::Disconnect { node, .. } => Owned::Disconnect(node),
+            Request::ListNodes { .. } => Owned::List,
+            Request::ReadFile { path, .. } => match self.files.get(&path) {
                 Some(Ok(data)) => Owned::Data(data.clone()),
-                Some(Err(why)) => Owned::Failed(why.clone()),
-                None => Owned::Failed(format!("{path}: no such file")),
+                Some(Err(why)) => Owned::Failed(Failure::other(why.clone())),
+                None => Owned::Failed(Failure::new(
+                    FailureKind::NotFound,
+                    format!("{path}: no such file"),
+                )),
             },
             Request::Exchange(x) => {
                 let server = match &x.to {
@@ -721,7 +731,10 @@ impl Sim {
                         index,
                         Delivery::Answer {
                             token,
-                            answer: Owned::Failed(format!("no simulated service at {}", x.to)),
+                            answer: Owned::Failed(Failure::new(
+                                FailureKind::Refused,
+                                format!("no simulated service at {}", x.to),
+                            )),
                         },
                     );
                 };
@@ -749,7 +762,7 @@ impl Sim {
                         let ip = self.host_ip(index);
                         Owned::Opened(SocketAddr::new(ip, port))
                     }
-                    Err(e) => Owned::Failed(e),
+                    Err(e) => Owned::Failed(Failure::new(FailureKind::AddrInUse, e)),
                 }
             }
             Request::SendDatagram { socket, to, data } => {
@@ -766,7 +779,10 @@ impl Sim {
             // The simulator has no TCP streams: a cluster that is an Erlang node runs
             // against real peers, not here.
             Request::Listen { .. } | Request::Accept { .. } | Request::OpenStream { .. } => {
-                Owned::Failed("the simulator has no TCP streams".to_owned())
+                Owned::Failed(Failure::new(
+                    FailureKind::Unsupported,
+                    "the simulator has no TCP streams",
+                ))
             }
             Request::Write { .. } => return,
         };
@@ -794,11 +810,14 @@ impl Sim {
                         let behaviour = self.hosts.get(&peer).map(|h| h.connect.clone());
                         match behaviour {
                             None => {
-                                text = format!("{peer}: no such host");
+                                text = Failure::new(
+                                    FailureKind::NotFound,
+                                    format!("{peer}: no such host"),
+                                );
                                 Answer::Failed(&text)
                             }
                             Some(_) if !self.reachable(&me, &peer) => {
-                                text = "unreachable".to_owned();
+                                text = Failure::new(FailureKind::Unreachable, "unreachable");
                                 Answer::Failed(&text)
                             }
                             Some(ConnectBehaviour::Accept) => {
@@ -812,7 +831,7 @@ impl Sim {
                                 Answer::Connected
                             }
                             Some(ConnectBehaviour::Refuse(why)) => {
-                                text = why;
+                                text = Failure::new(FailureKind::Refused, why);
                                 Answer::Failed(&text)
                             }
                             Some(ConnectBehaviour::Ignore) => Answer::Ignored,
@@ -825,7 +844,7 @@ impl Sim {
                             .get(&peer)
                             .and_then(|h| h.disconnect_failure.clone());
                         if let Some(why) = failure {
-                            text = why;
+                            text = Failure::other(why);
                             Answer::Failed(&text)
                         } else if self.has_link(&me, &peer) {
                             self.links.remove(&me, &peer);
@@ -837,7 +856,8 @@ impl Sim {
                                 let other =
                                     self.hosts.get(&peer).filter(|h| h.up).and_then(|h| h.node);
                                 if let Some(o) = other {
-                                    let reason = "disconnected by peer".to_owned();
+                                    let reason =
+                                        Failure::new(FailureKind::Closed, "disconnected by peer");
                                     self.schedule(
                                         o,
                                         Delivery::Down {

@@ -3,8 +3,8 @@
 use core::time::Duration;
 
 use crate::config::Value;
-use crate::io::{Answer, Request, Token};
-use crate::strategy::{Context, Strategy};
+use crate::reason::{DiscoveryError, Failure};
+use crate::strategy::{Context, Periodic, ReadId, Strategy};
 use crate::time::Instant;
 
 /// Polls a file every `interval` and takes its lines as the whole discovered set: one node
@@ -18,9 +18,8 @@ use crate::time::Instant;
 #[derive(Debug, Clone)]
 pub struct NodesFile {
     path: String,
-    interval: Duration,
-    next: Option<Instant>,
-    reading: Option<Token>,
+    every: Periodic,
+    reading: Option<ReadId>,
 }
 
 impl NodesFile {
@@ -28,22 +27,19 @@ impl NodesFile {
     pub fn new(path: impl Into<String>, interval: Duration) -> Self {
         NodesFile {
             path: path.into(),
-            interval,
-            next: None,
+            every: Periodic::new(interval),
             reading: None,
         }
     }
 
-    fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if let Some(t) = self.reading.take() {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if let Some(read) = self.reading.take() {
             // The last read never came back; stop waiting for it.
-            cx.cancel(t);
-            cx.discovery_failed(format!("{}: read did not complete", self.path));
+            cx.cancel_read(read);
+            let why = Failure::timed_out("read did not complete");
+            cx.discovery_failed(DiscoveryError::request(&self.path, why));
         }
-        self.reading = Some(cx.request(Request::ReadFile {
-            path: self.path.clone(),
-        }));
-        self.next = Some(now + self.interval);
+        self.reading = Some(cx.read_file(self.path.as_str()));
     }
 
     fn apply(&self, text: &str, cx: &mut Context<'_>) {
@@ -62,9 +58,8 @@ impl NodesFile {
             };
             let added = addr.and_then(|addr| round.add(name, addr).map_err(|e| e.to_string()));
             if let Err(why) = added {
-                drop(round);
-                cx.discovery_failed(format!("{}:{}: {why}", self.path, n + 1));
-                return;
+                let source = format!("{}:{}", self.path, n + 1);
+                return round.fail(DiscoveryError::invalid(source, why));
             }
         }
         round.commit();
@@ -76,45 +71,43 @@ impl Strategy for NodesFile {
         "nodes_file"
     }
 
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poll(now, cx);
-    }
-
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if self.next.is_some_and(|t| t <= now) {
-            self.poll(now, cx);
+        if self.every.fire(now) {
+            self.poll(cx);
         }
     }
 
-    fn handle_answer(
+    fn handle_file(
         &mut self,
         _now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        read: ReadId,
+        result: Result<&[u8], &Failure>,
         cx: &mut Context<'_>,
     ) {
-        if self.reading != Some(token) {
+        if self.reading != Some(read) {
             return;
         }
         self.reading = None;
-        match answer {
-            Answer::Data(bytes) => match core::str::from_utf8(bytes) {
+        match result {
+            Ok(bytes) => match core::str::from_utf8(bytes) {
                 Ok(text) => self.apply(text, cx),
-                Err(e) => cx.discovery_failed(format!("{}: not UTF-8: {e}", self.path)),
+                Err(e) => cx.discovery_failed(DiscoveryError::invalid(
+                    &self.path,
+                    format_args!("not UTF-8: {e}"),
+                )),
             },
-            Answer::Failed(why) => cx.discovery_failed(format!("{}: {why}", self.path)),
-            other => cx.discovery_failed(format!("{}: unexpected answer {other:?}", self.path)),
+            Err(why) => cx.discovery_failed(DiscoveryError::request(&self.path, why.clone())),
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next
+        self.every.next()
     }
 
     fn describe(&self) -> Vec<(String, Value)> {
         vec![
             ("path".into(), Value::str(self.path.clone())),
-            ("polling_interval".into(), Value::millis(self.interval)),
+            ("polling_interval".into(), Value::millis(self.every.every())),
         ]
     }
 }

@@ -22,6 +22,7 @@ use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::node::NodeName;
 use crate::proto::dns::{Found, Kind};
+use crate::reason::DiscoveryError;
 use core::fmt::Write as _;
 
 /// The DNSPoll strategy's configuration.
@@ -135,7 +136,9 @@ pub(crate) fn report_ips(
 ) {
     match result {
         None => {}
-        Some(PollResult::Failed(why)) => cx.discovery_failed(format!("lookup of {query}: {why}")),
+        Some(PollResult::Failed(why)) => {
+            cx.discovery_failed(DiscoveryError::request(format!("lookup of {query}"), why))
+        }
         Some(PollResult::Found(found)) => {
             // One buffer for every name: a node the cluster knows costs no allocation.
             let mut name = String::with_capacity(basename.len() + 40);
@@ -145,8 +148,10 @@ pub(crate) fn report_ips(
                     name.clear();
                     let _ = write!(name, "{basename}@{ip}");
                     if let Err(e) = round.add(&name, None) {
-                        drop(round);
-                        return cx.discovery_failed(format!("{name}: {e}"));
+                        return round.fail(DiscoveryError::invalid(
+                            format!("lookup of {query}"),
+                            format_args!("{name}: {e}"),
+                        ));
                     }
                 }
             }

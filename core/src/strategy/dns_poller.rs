@@ -6,11 +6,12 @@ use core::time::Duration;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Request, Token};
 use crate::proto::dns::{Found, Kind};
 use crate::proto::resolv_conf::ResolvConf;
+use crate::reason::{Failure, FailureKind};
 use crate::resolver::{LookupId, Outcome, Resolver};
 use crate::strategy::Context;
+use crate::strategy::{ExchangeId, ReadId, Reply, SocketEvent, SocketId};
 use crate::time::{Instant, earliest};
 
 /// Where `resolv.conf` is read from unless `resolv_conf` says otherwise.
@@ -141,7 +142,7 @@ pub enum PollResult {
     /// Every record found, for every name asked (possibly none: an empty answer).
     Found(Vec<Found>),
     /// Why the poll failed; the strategy keeps its last good set.
-    Failed(String),
+    Failed(Failure),
 }
 
 /// The poll cycle; see the module documentation.
@@ -153,7 +154,7 @@ pub struct Poller {
     /// Whether a `resolv.conf` was read successfully once.
     have_conf: bool,
     next: Option<Instant>,
-    reading: Option<Token>,
+    reading: Option<ReadId>,
     lookups: Vec<(LookupId, Option<Outcome>)>,
 }
 
@@ -201,7 +202,7 @@ impl Poller {
             .resolv_conf
             .clone()
             .unwrap_or_else(|| DEFAULT_RESOLV_CONF.to_owned());
-        self.reading = Some(cx.request(Request::ReadFile { path }));
+        self.reading = Some(cx.read_file(path));
     }
 
     fn ask(&mut self, now: Instant, cx: &mut Context<'_>) {
@@ -241,11 +242,13 @@ impl Poller {
                 Some(Outcome::Failed(why)) => failures.push((format!("{name} {kind}"), why)),
             }
         }
-        if !failures.is_empty() {
-            // One line per reason: "app.test A, app.test AAAA: 10.0.0.2:53: Server Failure".
-            let mut by_reason: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some((_, first)) = failures.first() {
+            // One line per reason: "app.test A, app.test AAAA: 10.0.0.2:53: Server Failure";
+            // the first failure's kind.
+            let kind = first.kind();
+            let mut by_reason: Vec<(Failure, Vec<String>)> = Vec::new();
             for (what, why) in failures {
-                match by_reason.iter_mut().find(|(w, _)| *w == why) {
+                match by_reason.iter_mut().find(|(w, _)| w.text() == why.text()) {
                     Some((_, whats)) => whats.push(what),
                     None => by_reason.push((why, vec![what])),
                 }
@@ -254,14 +257,14 @@ impl Poller {
                 .into_iter()
                 .map(|(why, whats)| format!("{}: {why}", whats.join(", ")))
                 .collect();
-            return Some(PollResult::Failed(parts.join("; ")));
+            return Some(PollResult::Failed(Failure::new(kind, parts.join("; "))));
         }
         if nxdomain == self.questions.len() {
             let mut names: Vec<&str> = self.questions.iter().map(|(n, _)| n.as_str()).collect();
             names.dedup();
-            return Some(PollResult::Failed(format!(
-                "{}: no such name (NXDOMAIN)",
-                names.join(", ")
+            return Some(PollResult::Failed(Failure::new(
+                FailureKind::NotFound,
+                format!("{}: no such name (NXDOMAIN)", names.join(", ")),
             )));
         }
         found.sort_unstable();
@@ -279,43 +282,65 @@ impl Poller {
         done
     }
 
-    /// An answer to a request; `None` when it was not the poller's or the poll goes on.
-    pub fn handle_answer(
+    /// The `resolv.conf` read; `None` when it was not the poller's or the poll goes on.
+    pub fn handle_file(
         &mut self,
         now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        read: ReadId,
+        result: Result<&[u8], &Failure>,
         cx: &mut Context<'_>,
     ) -> Option<PollResult> {
-        if self.reading == Some(token) {
-            self.reading = None;
-            match answer {
-                Answer::Data(bytes) => {
-                    let mut conf = ResolvConf::parse(&String::from_utf8_lossy(bytes));
-                    if !self.options.nameservers.is_empty() {
-                        conf.nameservers = self.options.nameservers.clone();
-                    }
-                    self.resolver.set_conf(conf);
-                    self.have_conf = true;
+        if self.reading != Some(read) {
+            return None;
+        }
+        self.reading = None;
+        match result {
+            Ok(bytes) => {
+                let mut conf = ResolvConf::parse(&String::from_utf8_lossy(bytes));
+                if !self.options.nameservers.is_empty() {
+                    conf.nameservers = self.options.nameservers.clone();
                 }
-                other => {
-                    // glibc runs on its defaults without the default file; a file the
-                    // configuration names must be there, unless it was read before.
-                    if let Some(path) = &self.options.resolv_conf
-                        && !self.have_conf
-                    {
-                        let why = match other {
-                            Answer::Failed(e) => e.to_owned(),
-                            o => format!("{o:?}"),
-                        };
-                        return Some(PollResult::Failed(format!("cannot read {path}: {why}")));
-                    }
+                self.resolver.set_conf(conf);
+                self.have_conf = true;
+            }
+            Err(why) => {
+                // glibc runs on its defaults without the default file; a file the
+                // configuration names must be there, unless it was read before.
+                if let Some(path) = &self.options.resolv_conf
+                    && !self.have_conf
+                {
+                    let why = why.clone().context(format_args!("cannot read {path}"));
+                    return Some(PollResult::Failed(why));
                 }
             }
-            self.ask(now, cx);
+        }
+        self.ask(now, cx);
+        self.finished()
+    }
+
+    /// What came back on the resolver's exchanges.
+    pub fn handle_exchange(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeId,
+        reply: Reply<'_>,
+        cx: &mut Context<'_>,
+    ) -> Option<PollResult> {
+        if self.resolver.handle_exchange(now, exchange, reply, cx) {
             return self.finished();
         }
-        if self.resolver.handle_answer(now, token, answer, cx) {
+        None
+    }
+
+    /// What became of the resolver's sockets.
+    pub fn handle_socket(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        event: SocketEvent<'_>,
+        cx: &mut Context<'_>,
+    ) -> Option<PollResult> {
+        if self.resolver.handle_socket(now, socket, event, cx) {
             return self.finished();
         }
         None
@@ -325,7 +350,7 @@ impl Poller {
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        socket: Token,
+        socket: SocketId,
         from: SocketAddr,
         data: &[u8],
         cx: &mut Context<'_>,
@@ -372,21 +397,43 @@ macro_rules! polled_strategy {
                 self.report(r, cx);
             }
 
-            fn handle_answer(
+            fn handle_file(
                 &mut self,
                 now: $crate::time::Instant,
-                token: $crate::io::Token,
-                answer: $crate::io::Answer<'_>,
+                read: $crate::strategy::ReadId,
+                result: Result<&[u8], &$crate::reason::Failure>,
                 cx: &mut $crate::strategy::Context<'_>,
             ) {
-                let r = self.poller.handle_answer(now, token, answer, cx);
+                let r = self.poller.handle_file(now, read, result, cx);
+                self.report(r, cx);
+            }
+
+            fn handle_exchange(
+                &mut self,
+                now: $crate::time::Instant,
+                exchange: $crate::strategy::ExchangeId,
+                reply: $crate::strategy::Reply<'_>,
+                cx: &mut $crate::strategy::Context<'_>,
+            ) {
+                let r = self.poller.handle_exchange(now, exchange, reply, cx);
+                self.report(r, cx);
+            }
+
+            fn handle_socket(
+                &mut self,
+                now: $crate::time::Instant,
+                socket: $crate::strategy::SocketId,
+                event: $crate::strategy::SocketEvent<'_>,
+                cx: &mut $crate::strategy::Context<'_>,
+            ) {
+                let r = self.poller.handle_socket(now, socket, event, cx);
                 self.report(r, cx);
             }
 
             fn handle_datagram(
                 &mut self,
                 now: $crate::time::Instant,
-                socket: $crate::io::Token,
+                socket: $crate::strategy::SocketId,
                 from: std::net::SocketAddr,
                 data: &[u8],
                 cx: &mut $crate::strategy::Context<'_>,

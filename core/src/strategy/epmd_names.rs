@@ -3,10 +3,11 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
-use super::{Context, Environment};
+use super::{Context, Environment, ExchangeId, Reply as Part};
 use crate::config::{ConfigError, Options};
-use crate::io::{Answer, Endpoint, Exchange, Request, Token};
+use crate::io::{Endpoint, Exchange};
 use crate::proto::epmd;
+use crate::reason::{DiscoveryError, Failure};
 
 /// How long an EPMD has to answer `NAMES`.
 pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,7 +33,7 @@ pub(crate) fn epmd_port(o: &mut Options<'_>, env: &Environment) -> Result<u16, C
 /// `NAMES` requests in flight, by token, each with the host asked and the reply so far.
 #[derive(Debug, Default)]
 pub(crate) struct Asking {
-    pending: BTreeMap<Token, (String, Vec<u8>)>,
+    pending: BTreeMap<ExchangeId, (String, Vec<u8>)>,
 }
 
 /// What came of one host's `NAMES`.
@@ -40,7 +41,7 @@ pub(crate) enum Reply {
     /// The host's registered node names (before the `@`).
     Names(String, Vec<String>),
     /// The host could not be asked, or answered nonsense: why.
-    Failed(String),
+    Failed(DiscoveryError),
 }
 
 impl Asking {
@@ -59,8 +60,8 @@ impl Asking {
             },
         };
         let x = Exchange::tcp(to, epmd::names_request().into(), deadline).max_reply(64 * 1024);
-        let token = cx.request(Request::Exchange(x));
-        self.pending.insert(token, (host.to_owned(), Vec::new()));
+        let id = cx.exchange(x);
+        self.pending.insert(id, (host.to_owned(), Vec::new()));
     }
 
     pub(crate) fn is_idle(&self) -> bool {
@@ -69,42 +70,33 @@ impl Asking {
 
     /// Stops waiting for every request (a new poll starts).
     pub(crate) fn cancel_all(&mut self, cx: &mut Context<'_>) {
-        for token in std::mem::take(&mut self.pending).into_keys() {
-            cx.cancel(token);
+        for id in std::mem::take(&mut self.pending).into_keys() {
+            cx.cancel_exchange(id);
         }
     }
 
-    /// Takes an answer; returns what it completed, if anything.
-    pub(crate) fn answer(&mut self, token: Token, answer: Answer<'_>, port: u16) -> Option<Reply> {
-        let (host, buf) = self.pending.get_mut(&token)?;
-        match answer {
-            Answer::Data(d) => {
-                buf.extend_from_slice(d);
-                None
-            }
-            Answer::Closed => {
-                let (host, buf) = self.pending.remove(&token)?;
-                Some(match epmd::parse_names(&buf) {
-                    Ok(n) => {
-                        Reply::Names(host, n.nodes.into_iter().map(|(name, _)| name).collect())
-                    }
-                    Err(e) => Reply::Failed(format!("EPMD on {host}:{port}: {e}")),
-                })
-            }
-            Answer::Failed(why) => {
-                let why = format!("EPMD on {host}:{port}: {why}");
-                self.pending.remove(&token);
-                Some(Reply::Failed(why))
-            }
-            Answer::TimedOut => {
-                let why = format!(
-                    "EPMD on {host}:{port} did not answer within {} s",
-                    ASK_TIMEOUT.as_secs()
-                );
-                self.pending.remove(&token);
-                Some(Reply::Failed(why))
-            }
-            _ => None,
+    /// Takes what came back on an exchange; returns what it completed, if anything.
+    pub(crate) fn answer(&mut self, id: ExchangeId, part: Part<'_>, port: u16) -> Option<Reply> {
+        let (_, buf) = self.pending.get_mut(&id)?;
+        if let Part::Data(d) = part {
+            buf.extend_from_slice(d);
+            return None;
         }
+        let (host, buf) = self.pending.remove(&id)?;
+        let source = format!("EPMD on {host}:{port}");
+        Some(match part {
+            Part::Closed => match epmd::parse_names(&buf) {
+                Ok(n) => Reply::Names(host, n.nodes.into_iter().map(|(name, _)| name).collect()),
+                Err(e) => Reply::Failed(DiscoveryError::invalid(source, e)),
+            },
+            Part::Failed(why) => Reply::Failed(DiscoveryError::request(source, why.clone())),
+            _ => {
+                let why = Failure::timed_out(format!(
+                    "did not answer within {} s",
+                    ASK_TIMEOUT.as_secs()
+                ));
+                Reply::Failed(DiscoveryError::request(source, why))
+            }
+        })
     }
 }

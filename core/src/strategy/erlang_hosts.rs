@@ -16,10 +16,10 @@
 use core::time::Duration;
 
 use super::epmd_names::{ASK_TIMEOUT, Asking, Reply, epmd_port};
-use super::{Context, Environment, Strategy};
+use super::{Context, Environment, ExchangeId, Periodic, ReadId, Reply as Part, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Request, Token};
 use crate::proto::hosts_file;
+use crate::reason::{DiscoveryError, Failure, FailureKind};
 use crate::time::Instant;
 
 /// The ErlangHosts strategy's configuration.
@@ -53,18 +53,19 @@ impl ErlangHostsConfig {
 #[derive(Debug)]
 pub struct ErlangHosts {
     config: ErlangHostsConfig,
-    next: Option<Instant>,
-    reading: Option<(Token, usize)>,
+    /// Polls again every `timeout`, when set.
+    every: Option<Periodic>,
+    reading: Option<(ReadId, usize)>,
     asking: Asking,
-    failures: Vec<String>,
+    failures: Vec<DiscoveryError>,
 }
 
 impl ErlangHosts {
     /// The strategy for `config`.
     pub fn new(config: ErlangHostsConfig) -> Self {
         ErlangHosts {
+            every: config.timeout.map(Periodic::new),
             config,
-            next: None,
             reading: None,
             asking: Asking::default(),
             failures: Vec::new(),
@@ -83,26 +84,31 @@ impl ErlangHosts {
     fn read(&mut self, which: usize, cx: &mut Context<'_>) {
         match self.config.files.get(which) {
             Some(path) => {
-                let token = cx.request(Request::ReadFile { path: path.clone() });
-                self.reading = Some((token, which));
+                let read = cx.read_file(path.as_str());
+                self.reading = Some((read, which));
             }
             None => {
                 self.reading = None;
                 let tried = self.config.files.join(", then ");
-                cx.discovery_failed(format!("no .hosts.erlang file (tried {tried})"));
+                cx.discovery_failed(DiscoveryError::request(
+                    ".hosts.erlang",
+                    Failure::new(
+                        FailureKind::NotFound,
+                        format!("no .hosts.erlang file (tried {tried})"),
+                    ),
+                ));
             }
         }
     }
 
-    fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.next = self.config.timeout.map(|t| now + t);
-        if let Some((token, _)) = self.reading.take() {
-            cx.cancel(token);
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if let Some((read, _)) = self.reading.take() {
+            cx.cancel_read(read);
         }
         self.asking.cancel_all(cx);
         self.failures.clear();
         self.read(0, cx);
-        if self.next.is_some() {
+        if self.every.is_some() {
             cx.reconcile();
         }
     }
@@ -114,62 +120,84 @@ impl Strategy for ErlangHosts {
     }
 
     fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poll(now, cx);
+        if let Some(every) = &mut self.every {
+            every.fire(now);
+        }
+        self.poll(cx);
     }
 
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if self.next.is_some_and(|t| t <= now) {
-            self.poll(now, cx);
+        if self.every.as_mut().is_some_and(|p| p.fire(now)) {
+            self.poll(cx);
         }
     }
 
-    fn handle_answer(
+    fn handle_file(
         &mut self,
         now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        read: ReadId,
+        result: Result<&[u8], &Failure>,
         cx: &mut Context<'_>,
     ) {
-        if let Some((reading, which)) = self.reading
-            && reading == token
-        {
-            self.reading = None;
-            let path = self.config.files[which].clone();
-            let text = match answer {
-                Answer::Data(d) => String::from_utf8_lossy(d).into_owned(),
-                // Not there: try the next place, as net_adm does.
-                _ => return self.read(which + 1, cx),
-            };
-            match hosts_file::parse(&text) {
-                Ok(hosts) => {
-                    for host in &hosts {
-                        self.asking
-                            .ask(cx, host, self.config.epmd_port, now + ASK_TIMEOUT);
-                    }
-                }
-                Err(e) => cx.discovery_failed(format!("{path}: {e}")),
-            }
+        let Some((reading, which)) = self.reading else {
+            return;
+        };
+        if reading != read {
             return;
         }
-        match self.asking.answer(token, answer, self.config.epmd_port) {
+        self.reading = None;
+        let path = self.config.files[which].clone();
+        let text = match result {
+            Ok(d) => String::from_utf8_lossy(d).into_owned(),
+            // Not there: try the next place, as net_adm does.
+            Err(_) => return self.read(which + 1, cx),
+        };
+        match hosts_file::parse(&text) {
+            Ok(hosts) => {
+                for host in &hosts {
+                    self.asking
+                        .ask(cx, host, self.config.epmd_port, now + ASK_TIMEOUT);
+                }
+            }
+            Err(e) => cx.discovery_failed(DiscoveryError::invalid(path, e)),
+        }
+    }
+
+    fn handle_exchange(
+        &mut self,
+        _now: Instant,
+        exchange: ExchangeId,
+        part: Part<'_>,
+        cx: &mut Context<'_>,
+    ) {
+        match self.asking.answer(exchange, part, self.config.epmd_port) {
             None => {}
             Some(Reply::Failed(why)) => self.failures.push(why),
             Some(Reply::Names(host, names)) => {
                 for name in names {
                     if let Err(e) = cx.found(&format!("{name}@{host}"), None) {
-                        self.failures.push(format!("{host} listed {name:?}: {e}"));
+                        let source = format!("EPMD on {host}:{}", self.config.epmd_port);
+                        self.failures.push(DiscoveryError::invalid(
+                            source,
+                            format_args!("it listed {name:?}: {e}"),
+                        ));
                     }
                 }
             }
         }
         if self.asking.is_idle() && !self.failures.is_empty() {
-            let all = std::mem::take(&mut self.failures).join("; ");
-            cx.discovery_failed(all);
+            let mut all = std::mem::take(&mut self.failures);
+            let one = if all.len() == 1 {
+                all.remove(0)
+            } else {
+                DiscoveryError::Several(all)
+            };
+            cx.discovery_failed(one);
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next
+        self.every.and_then(|p| p.next())
     }
 
     fn retries(&self) -> bool {

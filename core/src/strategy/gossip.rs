@@ -38,11 +38,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::{Context, Environment, Strategy};
+use super::{Context, Environment, SocketEvent, SocketId, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Endpoint, Multicast, MulticastInterface, Request, Token, UdpOptions};
+use crate::io::{Endpoint, Multicast, MulticastInterface, UdpOptions};
 use crate::node::NodeName;
 use crate::proto::gossip::{self, GossipError, MAX_PACKET, SecureKeys};
+use crate::reason::{DiscoveryError, Rejection};
 use crate::time::Instant;
 
 /// How heartbeats are written and read.
@@ -295,8 +296,8 @@ struct Sender {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Socket {
     Closed,
-    Opening(Token),
-    Open(Token),
+    Opening(SocketId),
+    Open(SocketId),
 }
 
 /// The Gossip strategy; see the module documentation.
@@ -372,8 +373,7 @@ impl Gossip {
     }
 
     fn open(&mut self, cx: &mut Context<'_>) {
-        let token = cx.request(Request::OpenUdp(self.config.udp_options()));
-        self.socket = Socket::Opening(token);
+        self.socket = Socket::Opening(cx.open_udp(self.config.udp_options()));
         self.reopen_at = None;
     }
 
@@ -388,7 +388,9 @@ impl Gossip {
         let Some(me) = cx.this_node().cloned() else {
             if !self.warned_no_name {
                 self.warned_no_name = true;
-                cx.discovery_failed("this node has no name, so it listens but sends no heartbeats");
+                cx.discovery_failed(DiscoveryError::Setup(
+                    "this node has no name, so it listens but sends no heartbeats".into(),
+                ));
             }
             return false;
         };
@@ -404,9 +406,9 @@ impl Gossip {
                 let Some(unix) = cx.unix_time() else {
                     if !self.warned_no_name {
                         self.warned_no_name = true;
-                        cx.discovery_failed(
-                            "secure gossip needs the wall clock, and the adapter gave none",
-                        );
+                        cx.discovery_failed(DiscoveryError::Setup(
+                            "secure gossip needs the wall clock, and the adapter gave none".into(),
+                        ));
                     }
                     return false;
                 };
@@ -442,17 +444,9 @@ impl Gossip {
         }
         let data = Bytes::copy_from_slice(&self.packet);
         let group = SocketAddr::new(self.config.multicast_addr, self.config.port);
-        cx.request(Request::SendDatagram {
-            socket,
-            to: Endpoint::Addr(group),
-            data: data.clone(),
-        });
+        cx.send_datagram(socket, Endpoint::Addr(group), data.clone());
         for peer in &self.config.peers {
-            cx.request(Request::SendDatagram {
-                socket,
-                to: peer.clone(),
-                data: data.clone(),
-            });
+            cx.send_datagram(socket, peer.clone(), data.clone());
         }
     }
 
@@ -474,13 +468,7 @@ impl Gossip {
     }
 
     /// Counts a rejection, and reports it unless this sender was reported recently.
-    fn reject(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        why: impl core::fmt::Display,
-        cx: &mut Context<'_>,
-    ) {
+    fn reject(&mut self, now: Instant, from: SocketAddr, why: Rejection, cx: &mut Context<'_>) {
         let ip = from.ip();
         let every = self.config.report_interval;
         let due = match self.reports.get(&ip) {
@@ -495,13 +483,11 @@ impl Gossip {
         };
         if due {
             self.reports.insert(ip, now);
-            cx.rejected(
-                Some(from),
-                format!(
-                    "{why} (further rejections from {ip} are counted, reported at most every {} s)",
-                    every.as_secs()
-                ),
+            let note = format!(
+                "(further rejections from {ip} are counted, reported at most every {} s)",
+                every.as_secs()
             );
+            cx.rejected(Some(from), why.with_note(note));
         } else {
             cx.count_rejected();
         }
@@ -522,7 +508,7 @@ impl Gossip {
         };
         let (node, ts) = match decoded {
             Ok(x) => x,
-            Err(e) => return self.reject(now, from, e, cx),
+            Err(e) => return self.reject(now, from, rejection(e), cx),
         };
         if cx.this_node().is_some_and(|me| me.as_str() == node) {
             return;
@@ -530,12 +516,8 @@ impl Gossip {
         if let Some(ts) = ts {
             let window = u64::try_from(self.config.replay_window.as_millis()).unwrap_or(u64::MAX);
             let Some(unix) = cx.unix_time() else {
-                return self.reject(
-                    now,
-                    from,
-                    "secure heartbeat, but this node has no wall clock",
-                    cx,
-                );
+                let why = "secure heartbeat, but this node has no wall clock to check it against";
+                return self.reject(now, from, Rejection::Replayed(why.into()), cx);
             };
             let here = u64::try_from(unix.as_millis()).unwrap_or(u64::MAX);
             if ts.abs_diff(here) > window {
@@ -543,7 +525,7 @@ impl Gossip {
                     "heartbeat from {node} is {} ms off this node's clock, outside the replay window (replayed, or clocks apart)",
                     ts.abs_diff(here)
                 );
-                return self.reject(now, from, why, cx);
+                return self.reject(now, from, Rejection::Replayed(why), cx);
             }
             if let Some(s) = self.senders.get(node)
                 && ts <= s.last_ts
@@ -551,7 +533,7 @@ impl Gossip {
                 let why = format!(
                     "replayed heartbeat from {node} (timestamp not newer than the last one)"
                 );
-                return self.reject(now, from, why, cx);
+                return self.reject(now, from, Rejection::Replayed(why), cx);
             }
         }
         let last_ts = ts.unwrap_or(0);
@@ -565,14 +547,30 @@ impl Gossip {
                 "{node}: already {} senders (max_nodes)",
                 self.config.max_nodes
             );
-            return self.reject(now, from, why, cx);
+            return self.reject(now, from, Rejection::OverLimit(why), cx);
         }
         let name = match NodeName::new(node) {
             Ok(n) => n,
-            Err(e) => return self.reject(now, from, format!("{node:?}: {e}"), cx),
+            Err(e) => {
+                let why = Rejection::InvalidNode(format!("{node:?}: {e}"));
+                return self.reject(now, from, why, cx);
+            }
         };
         cx.found(name.as_str(), None).ok();
         self.senders.insert(name, Sender { seen: now, last_ts });
+    }
+}
+
+/// The rejection a packet that could not be read is.
+fn rejection(e: GossipError) -> Rejection {
+    let why = e.to_string();
+    match e {
+        GossipError::BadTag | GossipError::Decrypt => Rejection::Unauthenticated(why),
+        GossipError::SecureInCompat
+        | GossipError::PlainInSecure
+        | GossipError::NotSecure
+        | GossipError::Version(_) => Rejection::Mismatch(why),
+        _ => Rejection::Malformed(why),
     }
 }
 
@@ -600,41 +598,39 @@ impl Strategy for Gossip {
         }
     }
 
-    fn handle_answer(
+    fn handle_socket(
         &mut self,
         now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        socket: SocketId,
+        event: SocketEvent<'_>,
         cx: &mut Context<'_>,
     ) {
-        match (self.socket, answer) {
-            (Socket::Opening(t), Answer::Opened(_)) if t == token => {
-                self.socket = Socket::Open(token);
+        match (self.socket, event) {
+            (Socket::Opening(s), SocketEvent::Opened(_)) if s == socket => {
+                self.socket = Socket::Open(socket);
                 self.reopen_delay = REOPEN_FIRST;
                 // The first heartbeat goes out at once, as libcluster's does.
                 self.beat(now, cx);
             }
-            (Socket::Opening(t), other) if t == token => {
+            (Socket::Opening(s), SocketEvent::OpenFailed(why)) if s == socket => {
                 self.socket = Socket::Closed;
-                let why = match other {
-                    Answer::Failed(e) => e.to_owned(),
-                    other => format!("{other:?}"),
-                };
-                cx.discovery_failed(format!(
-                    "cannot open the gossip socket: {why}; retrying in {} s",
+                let why = why.clone().context(format_args!(
+                    "cannot open the gossip socket (retrying in {} s)",
                     self.reopen_delay.as_secs()
                 ));
+                cx.discovery_failed(DiscoveryError::request("gossip", why));
                 self.reopen_at = Some(now + self.reopen_delay);
                 self.reopen_delay = (self.reopen_delay * 2).min(REOPEN_MAX);
             }
-            (Socket::Open(t), Answer::Failed(e)) if t == token => {
+            (Socket::Open(s), SocketEvent::SendFailed(e)) if s == socket => {
                 let every = self.config.report_interval;
                 let due = self
                     .send_failure_reported
                     .is_none_or(|at| now.saturating_duration_since(at) >= every);
                 if due {
                     self.send_failure_reported = Some(now);
-                    cx.discovery_failed(format!("cannot send a heartbeat: {e}"));
+                    let why = e.clone().context("cannot send a heartbeat");
+                    cx.discovery_failed(DiscoveryError::request("gossip", why));
                 }
             }
             _ => {}
@@ -644,7 +640,7 @@ impl Strategy for Gossip {
     fn handle_datagram(
         &mut self,
         now: Instant,
-        socket: Token,
+        socket: SocketId,
         from: SocketAddr,
         data: &[u8],
         cx: &mut Context<'_>,

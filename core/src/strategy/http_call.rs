@@ -3,15 +3,16 @@
 
 use core::time::Duration;
 
-use crate::io::{Answer, Exchange, Request, Token};
-use crate::proto::http::{DEFAULT_MAX_HEAD, Response, ResponseReader};
-use crate::strategy::Context;
+use crate::io::Exchange;
+use crate::proto::http::{DEFAULT_MAX_HEAD, HttpError, Response, ResponseReader};
+use crate::reason::{Failure, FailureKind};
+use crate::strategy::{Context, ExchangeId, Reply};
 use crate::time::Instant;
 
 /// The request in flight, if any.
 #[derive(Debug, Default)]
 pub(crate) struct HttpCall {
-    token: Option<Token>,
+    exchange: Option<ExchangeId>,
     reader: Option<ResponseReader>,
     deadline: Option<Instant>,
     timeout: Duration,
@@ -20,7 +21,7 @@ pub(crate) struct HttpCall {
 impl HttpCall {
     /// Whether a request is in flight.
     pub(crate) fn busy(&self) -> bool {
-        self.token.is_some()
+        self.exchange.is_some()
     }
 
     /// Sends `x` (whose deadline is `now + timeout`), accepting at most `max_body` bytes of
@@ -40,34 +41,34 @@ impl HttpCall {
                 .saturating_add(64 * 1024),
         );
         x.deadline = deadline;
-        self.token = Some(cx.request(Request::Exchange(x)));
+        self.exchange = Some(cx.exchange(x));
         self.reader = Some(ResponseReader::new(DEFAULT_MAX_HEAD, max_body));
         self.deadline = Some(deadline);
         self.timeout = timeout;
     }
 
     fn end(&mut self, cx: &mut Context<'_>, stop: bool) -> Option<ResponseReader> {
-        if let (true, Some(t)) = (stop, self.token) {
-            cx.cancel(t);
+        if let (true, Some(x)) = (stop, self.exchange) {
+            cx.cancel_exchange(x);
         }
-        self.token = None;
+        self.exchange = None;
         self.deadline = None;
         self.reader.take()
     }
 
-    /// An answer: the outcome once the response is complete or the request failed; `None`
-    /// when the answer is not this call's or the response is still coming.
-    pub(crate) fn handle_answer(
+    /// What came back: the outcome once the response is complete or the request failed;
+    /// `None` when it is not this call's or the response is still coming.
+    pub(crate) fn handle_exchange(
         &mut self,
-        token: Token,
-        answer: Answer<'_>,
+        exchange: ExchangeId,
+        reply: Reply<'_>,
         cx: &mut Context<'_>,
-    ) -> Option<Result<Response, String>> {
-        if self.token != Some(token) {
+    ) -> Option<Result<Response, Failure>> {
+        if self.exchange != Some(exchange) {
             return None;
         }
-        match answer {
-            Answer::Data(d) => {
+        match reply {
+            Reply::Data(d) => {
                 let reader = self.reader.as_mut()?;
                 reader.feed(d);
                 if !reader.is_done() {
@@ -75,32 +76,28 @@ impl HttpCall {
                 }
                 // Complete (or broken) before the close: stop the stream now.
                 let reader = self.end(cx, true)?;
-                Some(reader.finish().map_err(|e| e.to_string()))
+                Some(reader.finish().map_err(http_failure))
             }
-            Answer::Closed => {
+            Reply::Closed => {
                 let reader = self.end(cx, false)?;
-                Some(reader.finish().map_err(|e| e.to_string()))
+                Some(reader.finish().map_err(http_failure))
             }
-            Answer::Failed(why) => {
+            Reply::Failed(why) => {
                 self.end(cx, false);
-                Some(Err(why.to_owned()))
+                Some(Err(why.clone()))
             }
-            Answer::TimedOut => {
+            _ => {
                 self.end(cx, false);
                 Some(Err(self.timed_out()))
-            }
-            other => {
-                self.end(cx, true);
-                Some(Err(format!("unexpected answer {other:?}")))
             }
         }
     }
 
-    fn timed_out(&self) -> String {
-        format!(
+    fn timed_out(&self) -> Failure {
+        Failure::timed_out(format!(
             "no complete response within {} ms",
             self.timeout.as_millis()
-        )
+        ))
     }
 
     /// Gives up on a request past its deadline.
@@ -108,7 +105,7 @@ impl HttpCall {
         &mut self,
         now: Instant,
         cx: &mut Context<'_>,
-    ) -> Option<Result<Response, String>> {
+    ) -> Option<Result<Response, Failure>> {
         if self.deadline.is_some_and(|d| d <= now) {
             self.end(cx, true);
             return Some(Err(self.timed_out()));
@@ -120,6 +117,16 @@ impl HttpCall {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
     }
+}
+
+/// A response that could not be read, as a failure.
+fn http_failure(e: HttpError) -> Failure {
+    let kind = match e {
+        HttpError::HeadTooLarge(_) | HttpError::BodyTooLarge(_) => FailureKind::TooLarge,
+        HttpError::Truncated { .. } => FailureKind::Closed,
+        _ => FailureKind::Protocol,
+    };
+    Failure::new(kind, e.to_string())
 }
 
 /// `host` as an authority: IPv6 addresses in brackets, with the port unless it is `default`.

@@ -34,11 +34,12 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 
 use super::http_call::{HttpCall, authority, host_port};
-use super::{Context, Environment, Strategy};
+use super::{Context, Environment, ExchangeId, Periodic, ReadId, Reply, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Endpoint, Exchange, Request, Tls, Token};
+use crate::io::{Endpoint, Exchange, Tls};
 use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
 use crate::proto::k8s::{self, LookupMode, NameMode};
+use crate::reason::{DiscoveryError, Failure, Rejection};
 use crate::time::Instant;
 
 /// Where the service account's files are unless configured.
@@ -290,8 +291,8 @@ enum File {
 #[derive(Debug)]
 pub struct Kubernetes {
     config: KubernetesConfig,
-    next: Option<Instant>,
-    reading: Vec<(Token, File)>,
+    every: Periodic,
+    reading: Vec<(ReadId, File)>,
     token: Option<String>,
     token_error: Option<String>,
     ca: Option<Bytes>,
@@ -308,7 +309,7 @@ impl Kubernetes {
     /// The strategy for `config`.
     pub fn new(config: KubernetesConfig) -> Self {
         Kubernetes {
-            next: None,
+            every: Periodic::new(config.polling_interval),
             reading: Vec::new(),
             token: None,
             token_error: None,
@@ -341,8 +342,7 @@ impl Kubernetes {
         format!("{}/{name}", self.config.service_account_path)
     }
 
-    fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.next = Some(now + self.config.polling_interval);
+    fn poll(&mut self, cx: &mut Context<'_>) {
         let mut files = vec![File::Token];
         if !self.config.insecure_skip_tls_verify {
             files.push(File::Ca);
@@ -351,8 +351,8 @@ impl Kubernetes {
             files.push(File::Namespace);
         }
         for f in files {
-            let t = cx.request(Request::ReadFile { path: self.file(f) });
-            self.reading.push((t, f));
+            let read = cx.read_file(self.file(f));
+            self.reading.push((read, f));
         }
     }
 
@@ -361,9 +361,9 @@ impl Kubernetes {
     }
 
     /// A file arrived (or could not be read): keep what is good, remember why not.
-    fn file_read(&mut self, f: File, answer: Answer<'_>) {
-        let why = match answer {
-            Answer::Data(d) => {
+    fn file_read(&mut self, f: File, result: Result<&[u8], &Failure>) {
+        let why = match result {
+            Ok(d) => {
                 match f {
                     File::Token => {
                         self.token = Some(String::from_utf8_lossy(d).trim().to_owned());
@@ -385,8 +385,7 @@ impl Kubernetes {
                 }
                 return;
             }
-            Answer::Failed(e) => e.to_owned(),
-            other => format!("{other:?}"),
+            Err(e) => e.to_string(),
         };
         // A file that could not be read now leaves the last good contents in use.
         match f {
@@ -400,9 +399,9 @@ impl Kubernetes {
     fn request(&mut self, now: Instant, cx: &mut Context<'_>) {
         let Some(namespace) = self.namespace.clone() else {
             let why = self.namespace_error.clone().unwrap_or_default();
-            return cx.discovery_failed(format!(
+            return cx.discovery_failed(DiscoveryError::Setup(format!(
                 "no namespace to list in: {why}; set kubernetes_namespace"
-            ));
+            )));
         };
         let tls = if self.config.insecure_skip_tls_verify {
             Tls::insecure(self.config.api.server_name.clone())
@@ -411,11 +410,11 @@ impl Kubernetes {
                 Some(ca) => Tls::verified(self.config.api.server_name.clone(), ca.clone()),
                 None => {
                     let why = self.ca_error.clone().unwrap_or_default();
-                    return cx.discovery_failed(format!(
+                    return cx.discovery_failed(DiscoveryError::Setup(format!(
                         "no CA to verify the API server with ({why}): the service account token \
                          is never sent over an unverified connection; set \
                          insecure_skip_tls_verify = true to connect anyway"
-                    ));
+                    )));
                 }
             }
         };
@@ -448,22 +447,18 @@ impl Kubernetes {
         )
     }
 
-    fn response(&mut self, r: Result<Response, String>, cx: &mut Context<'_>) {
+    fn response(&mut self, r: Result<Response, Failure>, cx: &mut Context<'_>) {
+        let source = format!("listing {}", self.what());
         let r = match r {
             Ok(r) => r,
-            Err(e) => return cx.discovery_failed(format!("listing {}: {e}", self.what())),
+            Err(e) => return cx.discovery_failed(DiscoveryError::request(source, e)),
         };
         if r.status != 200 {
             let message = serde_json::from_slice::<serde_json::Value>(&r.body)
                 .ok()
                 .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| r.body_excerpt(200));
-            let mut why = format!(
-                "listing {}: HTTP {} {}: {message}",
-                self.what(),
-                r.status,
-                r.reason
-            );
+            let mut why = format!("{}: {message}", r.reason);
             if matches!(r.status, 401 | 403) {
                 if let Some(e) = &self.token_error {
                     why.push_str(&format!(" (the token could not be read: {e})"));
@@ -471,13 +466,17 @@ impl Kubernetes {
                     why.push_str(" (the service account needs the RBAC permission to list them)");
                 }
             }
-            return cx.discovery_failed(why);
+            return cx.discovery_failed(DiscoveryError::Status {
+                source,
+                status: r.status,
+                message: why,
+            });
         }
         let parsed = match k8s::parse(&r.body, self.config.lookup, self.config.include_not_ready) {
             Ok(p) => p,
             Err(e) => {
-                return cx
-                    .discovery_failed(format!("listing {}: invalid response: {e}", self.what()));
+                let why = format!("invalid response: {e}");
+                return cx.discovery_failed(DiscoveryError::invalid(source, why));
             }
         };
         let service = self.config.service_name.as_deref().unwrap_or("");
@@ -508,10 +507,10 @@ impl Kubernetes {
             let (first, why) = &unnamed[0];
             cx.rejected(
                 None,
-                format!(
+                Rejection::InvalidNode(format!(
                     "{} of the listed addresses name no node, e.g. {first}: {why}",
                     unnamed.len()
-                ),
+                )),
             );
         }
         self.unnamed = unnamed.len();
@@ -523,41 +522,45 @@ impl Strategy for Kubernetes {
         "kubernetes"
     }
 
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poll(now, cx);
-    }
-
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
         if let Some(r) = self.call.handle_timeout(now, cx) {
             self.response(r, cx);
         }
-        if !self.busy() && self.next.is_some_and(|t| t <= now) {
-            self.poll(now, cx);
+        if !self.busy() && self.every.fire(now) {
+            self.poll(cx);
         }
     }
 
-    fn handle_answer(
+    fn handle_file(
         &mut self,
         now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        read: ReadId,
+        result: Result<&[u8], &Failure>,
         cx: &mut Context<'_>,
     ) {
-        if let Some(i) = self.reading.iter().position(|(t, _)| *t == token) {
+        if let Some(i) = self.reading.iter().position(|(r, _)| *r == read) {
             let (_, f) = self.reading.swap_remove(i);
-            self.file_read(f, answer);
+            self.file_read(f, result);
             if self.reading.is_empty() {
                 self.request(now, cx);
             }
-            return;
         }
-        if let Some(r) = self.call.handle_answer(token, answer, cx) {
+    }
+
+    fn handle_exchange(
+        &mut self,
+        _now: Instant,
+        exchange: ExchangeId,
+        reply: Reply<'_>,
+        cx: &mut Context<'_>,
+    ) {
+        if let Some(r) = self.call.handle_exchange(exchange, reply, cx) {
             self.response(r, cx);
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let next = if self.busy() { None } else { self.next };
+        let next = if self.busy() { None } else { self.every.next() };
         crate::time::earliest(next, self.call.poll_timeout())
     }
 

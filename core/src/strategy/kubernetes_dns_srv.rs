@@ -27,6 +27,7 @@ use super::dns_poller::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::proto::dns::{Found, Kind};
+use crate::reason::DiscoveryError;
 use core::fmt::Write as _;
 
 /// The cluster domain when `CLUSTER_DOMAIN` is not set.
@@ -151,9 +152,10 @@ impl KubernetesDnsSrv {
         let app = &self.config.application_name;
         match result {
             None => {}
-            Some(PollResult::Failed(why)) => {
-                cx.discovery_failed(format!("lookup of {}: {why}", self.query))
-            }
+            Some(PollResult::Failed(why)) => cx.discovery_failed(DiscoveryError::request(
+                format!("lookup of {}", self.query),
+                why,
+            )),
             Some(PollResult::Found(found)) => {
                 let mut name = String::with_capacity(app.len() + 64);
                 let mut round = cx.round();
@@ -168,10 +170,9 @@ impl KubernetesDnsSrv {
                     let _ = write!(name, "{app}@{target}");
                     let hint = addr.map(|ip| SocketAddr::new(ip, *port));
                     if let Err(e) = round.add(&name, hint) {
-                        drop(round);
-                        return cx.discovery_failed(format!(
-                            "SRV target {target:?} of {}: {e}",
-                            self.query
+                        return round.fail(DiscoveryError::invalid(
+                            format!("lookup of {}", self.query),
+                            format_args!("SRV target {target:?}: {e}"),
                         ));
                     }
                 }

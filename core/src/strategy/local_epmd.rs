@@ -18,9 +18,9 @@ use core::time::Duration;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::epmd_names::{ASK_TIMEOUT, Asking, Reply, epmd_port};
-use super::{Context, Environment, Strategy};
+use super::{Context, Environment, ExchangeId, Periodic, Reply as Part, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Token};
+use crate::reason::DiscoveryError;
 use crate::time::Instant;
 
 /// The LocalEpmd strategy's configuration.
@@ -57,7 +57,7 @@ impl LocalEpmdConfig {
 #[derive(Debug)]
 pub struct LocalEpmd {
     config: LocalEpmdConfig,
-    next: Option<Instant>,
+    every: Periodic,
     asking: Asking,
 }
 
@@ -65,8 +65,8 @@ impl LocalEpmd {
     /// The strategy for `config`.
     pub fn new(config: LocalEpmdConfig) -> Self {
         LocalEpmd {
+            every: Periodic::new(config.polling_interval),
             config,
-            next: None,
             asking: Asking::default(),
         }
     }
@@ -81,7 +81,6 @@ impl LocalEpmd {
     }
 
     fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.next = Some(now + self.config.polling_interval);
         if !self.asking.is_idle() {
             self.asking.cancel_all(cx);
         }
@@ -96,37 +95,37 @@ impl Strategy for LocalEpmd {
         "local_epmd"
     }
 
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poll(now, cx);
-    }
-
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if self.next.is_some_and(|t| t <= now) {
+        if self.every.fire(now) {
             self.poll(now, cx);
         }
     }
 
-    fn handle_answer(
+    fn handle_exchange(
         &mut self,
         _now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        exchange: ExchangeId,
+        part: Part<'_>,
         cx: &mut Context<'_>,
     ) {
-        match self.asking.answer(token, answer, self.config.epmd_port) {
+        match self.asking.answer(exchange, part, self.config.epmd_port) {
             None => {}
             Some(Reply::Failed(why)) => cx.discovery_failed(why),
             Some(Reply::Names(_, names)) => {
                 let Some(host) = cx.this_node().map(|n| n.host().to_owned()) else {
-                    return cx.discovery_failed(
-                        "local_epmd names nodes after this node's host: give this node a name",
-                    );
+                    return cx.discovery_failed(DiscoveryError::Setup(
+                        "local_epmd names nodes after this node's host: give this node a name"
+                            .into(),
+                    ));
                 };
                 let mut round = cx.round();
                 for name in &names {
                     if let Err(e) = round.add(&format!("{name}@{host}"), None) {
-                        drop(round);
-                        return cx.discovery_failed(format!("EPMD listed {name:?}: {e}"));
+                        let source = format!("EPMD on 127.0.0.1:{}", self.config.epmd_port);
+                        return round.fail(DiscoveryError::invalid(
+                            source,
+                            format_args!("it listed {name:?}: {e}"),
+                        ));
                     }
                 }
                 round.commit();
@@ -135,7 +134,7 @@ impl Strategy for LocalEpmd {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next
+        self.every.next()
     }
 
     fn describe(&self) -> Vec<(String, Value)> {

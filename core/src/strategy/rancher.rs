@@ -20,9 +20,11 @@ use core::time::Duration;
 use bytes::Bytes;
 
 use super::http_call::{HttpCall, authority, host_port};
-use super::{Context, Environment, Strategy};
+use super::{Context, Environment, ExchangeId, Periodic, Reply, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Answer, Endpoint, Exchange, Token};
+use crate::io::{Endpoint, Exchange};
+use crate::reason::{DiscoveryError, Failure};
+
 use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
 use crate::proto::rancher;
 use crate::time::Instant;
@@ -108,7 +110,7 @@ impl RancherConfig {
 #[derive(Debug)]
 pub struct Rancher {
     config: RancherConfig,
-    next: Option<Instant>,
+    every: Periodic,
     call: HttpCall,
 }
 
@@ -116,8 +118,8 @@ impl Rancher {
     /// The strategy for `config`.
     pub fn new(config: RancherConfig) -> Self {
         Rancher {
+            every: Periodic::new(config.polling_interval),
             config,
-            next: None,
             call: HttpCall::default(),
         }
     }
@@ -130,7 +132,6 @@ impl Rancher {
     }
 
     fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.next = Some(now + self.config.polling_interval);
         let c = &self.config;
         let request = http::get(
             &authority(&c.host, c.port, 80),
@@ -149,23 +150,25 @@ impl Rancher {
             .start(now, c.request_timeout, DEFAULT_MAX_BODY, x, cx);
     }
 
-    fn response(&self, r: Result<Response, String>, cx: &mut Context<'_>) {
+    fn response(&self, r: Result<Response, Failure>, cx: &mut Context<'_>) {
         let url = &self.config.metadata_url;
         let r = match r {
             Ok(r) if r.status == 200 => r,
             Ok(r) => {
-                return cx.discovery_failed(format!(
-                    "{url}: HTTP {} {}: {}",
-                    r.status,
-                    r.reason,
-                    r.body_excerpt(200)
-                ));
+                return cx.discovery_failed(DiscoveryError::Status {
+                    source: url.clone(),
+                    status: r.status,
+                    message: format!("{}: {}", r.reason, r.body_excerpt(200)),
+                });
             }
-            Err(e) => return cx.discovery_failed(format!("{url}: {e}")),
+            Err(e) => return cx.discovery_failed(DiscoveryError::request(url, e)),
         };
         let containers = match rancher::parse(&r.body) {
             Ok(c) => c,
-            Err(e) => return cx.discovery_failed(format!("{url}: invalid response: {e}")),
+            Err(e) => {
+                let why = format!("invalid response: {e}");
+                return cx.discovery_failed(DiscoveryError::invalid(url, why));
+            }
         };
         let mut name = String::new();
         let mut round = cx.round();
@@ -173,8 +176,7 @@ impl Rancher {
             name.clear();
             let _ = write!(name, "{}@{ip}", self.config.node_basename);
             if let Err(e) = round.add(&name, None) {
-                drop(round);
-                return cx.discovery_failed(format!("{name}: {e}"));
+                return round.fail(DiscoveryError::invalid(url, format_args!("{name}: {e}")));
             }
         }
         round.commit();
@@ -186,33 +188,33 @@ impl Strategy for Rancher {
         "rancher"
     }
 
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poll(now, cx);
-    }
-
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
         if let Some(r) = self.call.handle_timeout(now, cx) {
             self.response(r, cx);
         }
-        if !self.call.busy() && self.next.is_some_and(|t| t <= now) {
+        if !self.call.busy() && self.every.fire(now) {
             self.poll(now, cx);
         }
     }
 
-    fn handle_answer(
+    fn handle_exchange(
         &mut self,
         _now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        exchange: ExchangeId,
+        reply: Reply<'_>,
         cx: &mut Context<'_>,
     ) {
-        if let Some(r) = self.call.handle_answer(token, answer, cx) {
+        if let Some(r) = self.call.handle_exchange(exchange, reply, cx) {
             self.response(r, cx);
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let next = if self.call.busy() { None } else { self.next };
+        let next = if self.call.busy() {
+            None
+        } else {
+            self.every.next()
+        };
         crate::time::earliest(next, self.call.poll_timeout())
     }
 
