@@ -219,17 +219,16 @@ fn sim() {
         sim.add_fake_node(format!("node@{ip}").parse().unwrap());
     }
     sim.add_node("me@10.0.0.1".parse().unwrap(), ClusterConfig::new(), || {
-        vec![TopologySpec {
-            name: "dns".into(),
-            strategy: Box::new(DnsPoll::new(
+        vec![TopologySpec::new(
+            "dns",
+            DnsPoll::new(
                 DnsPollConfig::new("app.test", "node").with_dns(
                     DnsOptions::default()
                         .nameservers([server()])
                         .polling_interval(Duration::from_secs(1)),
                 ),
-            )),
-            policy: ConnectPolicy::default(),
-        }]
+            ),
+        )]
     });
     println!(
         "{POLLS} DNSPoll polls in the simulator (100 records, churn every 100, SERVFAIL every 250):"

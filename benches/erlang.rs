@@ -21,7 +21,7 @@ mod support;
 use muster::core::Node;
 use muster::core::dist::DistConfig;
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
-use muster::core::{ConnectPolicy, Event, NodeName, TopologySpec};
+use muster::core::{Event, NodeName, TopologySpec};
 use muster::tokio::{Builder, run_epmd};
 use support::dnsmasq::free_port;
 use support::erlang::{Proc, epmd};
@@ -82,11 +82,10 @@ async fn handshake() {
         for _ in 0..ROUNDS {
             // A topology of one node: connected at once; removed: disconnected.
             let id = me
-                .add_topology(TopologySpec {
-                    name: "bench".into(),
-                    strategy: Box::new(Epmd::new(EpmdConfig::new([Node::new(target.clone())]))),
-                    policy: ConnectPolicy::default(),
-                })
+                .add_topology(TopologySpec::new(
+                    "bench",
+                    Epmd::new(EpmdConfig::new([Node::new(target.clone())])),
+                ))
                 .await
                 .unwrap();
             loop {

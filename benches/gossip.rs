@@ -303,11 +303,10 @@ fn sim() {
             name.clone(),
             ClusterConfig::new().discovery_only(true),
             || {
-                vec![TopologySpec {
-                    name: "gossip".into(),
-                    strategy: Box::new(Gossip::new(GossipConfig::default())),
-                    policy: ConnectPolicy::default(),
-                }]
+                vec![TopologySpec::new(
+                    "gossip",
+                    Gossip::new(GossipConfig::default()),
+                )]
             },
         );
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use muster::core::config::Options;
 use muster::core::connector::RecordingConnector;
 use muster::core::strategy::{Environment, Registry};
-use muster::core::{ConnectPolicy, NodeName, TopologySpec, Value};
+use muster::core::{NodeName, TopologySpec, Value};
 
 use support::dnsmasq::{Dnsmasq, Scratch, free_port, host};
 use support::k8s::{Dir, Fake, json, make_certs, service_account, slices};
@@ -33,11 +33,7 @@ fn build(kind: &str, t: &[(&str, Value)], env: Environment) -> TopologySpec {
         .build(kind, &mut o)
         .unwrap();
     o.finish().unwrap();
-    TopologySpec {
-        name: kind.into(),
-        strategy,
-        policy: ConnectPolicy::default(),
-    }
+    TopologySpec::boxed(kind, strategy)
 }
 
 /// The three topologies, from what the parent passed in the environment.
@@ -102,7 +98,7 @@ fn node(adapter: &str) {
             });
         }
         "async-std" | "smol" => {
-            let mut b = muster::async_std::Builder::new(rec).this_node(me);
+            let mut b = muster::async_io::Builder::new(rec).this_node(me);
             for t in topologies() {
                 b = b.topology(t);
             }

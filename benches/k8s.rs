@@ -101,7 +101,7 @@ impl Rig {
             while let Some(out) = self.cluster.poll_output() {
                 if let Output::Request { token, request } = out {
                     match request {
-                        Request::ReadFile { path } if path.ends_with("token") => {
+                        Request::ReadFile { path, .. } if path.ends_with("token") => {
                             answers.push((token, b"tok".to_vec()))
                         }
                         Request::ReadFile { .. } => answers.push((token, b"x".to_vec())),

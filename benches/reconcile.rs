@@ -59,7 +59,7 @@ fn drain(c: &mut Cluster) -> (Vec<Token>, Option<Token>, usize) {
             } => connects.push(token),
             Output::Request {
                 token,
-                request: Request::ListNodes,
+                request: Request::ListNodes { .. },
             } => list = Some(token),
             Output::Event(_) => events += 1,
             other => panic!("unexpected {other:?}"),
@@ -141,7 +141,7 @@ fn main() {
         c.handle_timeout(now);
         let Some(Output::Request {
             token,
-            request: Request::ListNodes,
+            request: Request::ListNodes { .. },
         }) = c.poll_output()
         else {
             panic!("expected a list request")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant as Wall};
 
 use muster_core::sim::{Sim, SimConfig};
 use muster_core::strategy::epmd::{Epmd, EpmdConfig};
-use muster_core::{ClusterConfig, ConnectPolicy, Node, NodeName, Rng, TopologySpec};
+use muster_core::{ClusterConfig, Node, NodeName, Rng, TopologySpec};
 
 const NODES: usize = 1000;
 const PEERS: usize = 10;
@@ -28,11 +28,7 @@ fn main() {
             .collect();
         sim.add_node(name.clone(), ClusterConfig::new(), move || {
             let epmd = EpmdConfig::new(peers.clone()).reconnect_every(Duration::from_secs(5));
-            vec![TopologySpec {
-                name: "static".into(),
-                strategy: Box::new(Epmd::new(epmd)),
-                policy: ConnectPolicy::default(),
-            }]
+            vec![TopologySpec::new("static", Epmd::new(epmd))]
         });
     }
     let wall = Wall::now();

@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use muster::core::strategy::{Context, Strategy};
-use muster::core::{
-    Answer, ConnectPolicy, Endpoint, Event, Exchange, Instant, Request, Token, TopologySpec,
-};
+use muster::core::strategy::{Context, ExchangeId, Periodic, Reply, Strategy};
+use muster::core::{DiscoveryError, Endpoint, Event, Exchange, Instant, TopologySpec};
 use muster::tokio::{Builder, CallbackConnector, ConnectOutcome, DisconnectOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -17,24 +15,9 @@ use tokio::net::TcpListener;
 /// Polls a registry that answers `LIST\n` with one node name per line.
 struct Registry {
     at: Endpoint,
-    every: Duration,
-    next: Option<Instant>,
-    asking: Option<Token>,
+    every: Periodic,
+    asking: Option<ExchangeId>,
     reply: Vec<u8>,
-}
-
-impl Registry {
-    fn poll(&mut self, now: Instant, cx: &mut Context<'_>) {
-        let ask = Exchange::tcp(
-            self.at.clone(),
-            "LIST\n".into(),
-            now + Duration::from_secs(2),
-        )
-        .max_reply(64 * 1024);
-        self.reply.clear();
-        self.asking = Some(cx.request(Request::Exchange(ask)));
-        self.next = Some(now + self.every);
-    }
 }
 
 impl Strategy for Registry {
@@ -42,51 +25,63 @@ impl Strategy for Registry {
         "registry"
     }
 
-    fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.poll(now, cx);
-    }
-
+    // `start` is `handle_timeout` unless a strategy says otherwise: the first poll is at once.
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if self.next.is_some_and(|t| t <= now) {
-            self.poll(now, cx);
-        }
-    }
-
-    fn handle_answer(
-        &mut self,
-        _now: Instant,
-        token: Token,
-        answer: Answer<'_>,
-        cx: &mut Context<'_>,
-    ) {
-        if self.asking != Some(token) {
+        if !self.every.fire(now) {
             return;
         }
-        match answer {
-            Answer::Data(chunk) => self.reply.extend_from_slice(chunk),
-            Answer::Closed => {
+        if let Some(late) = self.asking.take() {
+            cx.cancel_exchange(late);
+        }
+        let ask = Exchange::tcp(
+            self.at.clone(),
+            "LIST\n".into(),
+            now + Duration::from_secs(2),
+        )
+        .max_reply(64 * 1024);
+        self.reply.clear();
+        self.asking = Some(cx.exchange(ask));
+    }
+
+    fn handle_exchange(
+        &mut self,
+        _now: Instant,
+        exchange: ExchangeId,
+        reply: Reply<'_>,
+        cx: &mut Context<'_>,
+    ) {
+        if self.asking != Some(exchange) {
+            return;
+        }
+        let source = format!("registry at {}", self.at);
+        match reply {
+            Reply::Data(chunk) => self.reply.extend_from_slice(chunk),
+            Reply::Closed => {
                 self.asking = None;
                 let text = String::from_utf8_lossy(&self.reply).into_owned();
                 let mut round = cx.round();
                 for line in text.lines().filter(|l| !l.is_empty()) {
                     if let Err(e) = round.add(line, None) {
-                        // A bad answer is a failed discovery: keep the last good set.
-                        drop(round);
-                        cx.discovery_failed(format!("registry sent {line:?}: {e}"));
-                        return;
+                        // A bad answer is a failed discovery: the last good set stays.
+                        let why = format!("it sent {line:?}: {e}");
+                        return round.fail(DiscoveryError::invalid(source, why));
                     }
                 }
                 round.commit();
             }
-            other => {
+            Reply::Failed(why) => {
                 self.asking = None;
-                cx.discovery_failed(format!("registry: {other:?}"));
+                cx.discovery_failed(DiscoveryError::request(source, why.clone()));
+            }
+            _ => {
+                self.asking = None;
+                cx.discovery_failed(format!("{source}: no answer in time"));
             }
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next
+        self.every.next()
     }
 }
 
@@ -119,17 +114,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let strategy = Registry {
         at,
-        every: Duration::from_secs(5),
-        next: None,
+        every: Periodic::new(Duration::from_secs(5)),
         asking: None,
         reply: Vec::new(),
     };
     let (cluster, mut events) = Builder::new(connector)
-        .topology(TopologySpec {
-            name: "registry".into(),
-            strategy: Box::new(strategy),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new("registry", strategy))
         .spawn()?;
     let mut connected = 0;
     while let Some(event) = events.recv().await {

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
-use muster::core::{ConnectPolicy, Event, Node, TopologySpec};
+use muster::core::{Event, Node, TopologySpec};
 use muster::mio::{Builder, TcpConnector};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,13 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the loop's worker threads, so the connector may block.
     let (cluster, events, event_loop) = Builder::new(TcpConnector::new(7000))
         .this_node("web@127.0.0.1".parse()?)
-        .topology(TopologySpec {
-            name: "app".into(),
-            strategy: Box::new(Epmd::new(
-                EpmdConfig::new(peers).reconnect_every(Duration::from_secs(5)),
-            )),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new(
+            "app",
+            Epmd::new(EpmdConfig::new(peers).reconnect_every(Duration::from_secs(5))),
+        ))
         .build()?;
     let running = std::thread::spawn(move || event_loop.run());
 

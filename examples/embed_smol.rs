@@ -8,9 +8,9 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use muster::async_std::{Builder, TcpConnector};
+use muster::async_io::{Builder, TcpConnector};
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
-use muster::core::{ConnectPolicy, Event, Node, TopologySpec};
+use muster::core::{Event, Node, TopologySpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Two services that accept connections (stand-ins for your peers).
@@ -28,13 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // This node: the Epmd strategy over the peers, reconnecting every 5 s.
         let (cluster, mut events, driver) = Builder::new(TcpConnector::new(7000))
             .this_node("web@127.0.0.1".parse()?)
-            .topology(TopologySpec {
-                name: "app".into(),
-                strategy: Box::new(Epmd::new(
-                    EpmdConfig::new(peers).reconnect_every(Duration::from_secs(5)),
-                )),
-                policy: ConnectPolicy::default(),
-            })
+            .topology(TopologySpec::new(
+                "app",
+                Epmd::new(EpmdConfig::new(peers).reconnect_every(Duration::from_secs(5))),
+            ))
             .build()?;
         let running = smol::spawn(driver);
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
-use muster::core::{ConnectPolicy, Event, Node, TopologySpec};
+use muster::core::{Event, Node, TopologySpec};
 use muster::tokio::{Builder, TcpConnector};
 use tokio::net::TcpListener;
 
@@ -29,13 +29,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // This node: the Epmd strategy over the peers, reconnecting every 5 s.
     let (cluster, mut events) = Builder::new(TcpConnector::new(7000))
         .this_node("web@127.0.0.1".parse()?)
-        .topology(TopologySpec {
-            name: "app".into(),
-            strategy: Box::new(Epmd::new(
-                EpmdConfig::new(peers).reconnect_every(Duration::from_secs(5)),
-            )),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new(
+            "app",
+            Epmd::new(EpmdConfig::new(peers).reconnect_every(Duration::from_secs(5))),
+        ))
         .spawn()?;
 
     // Watch what happens until both peers are connected.

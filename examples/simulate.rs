@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use muster::core::sim::{Sim, SimConfig};
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
-use muster::core::{ClusterConfig, ConnectPolicy, Node, NodeName, TopologySpec};
+use muster::core::{ClusterConfig, Node, NodeName, TopologySpec};
 
 fn main() {
     let names: Vec<NodeName> = ["a@h1", "b@h2", "c@h3"]
@@ -18,13 +18,10 @@ fn main() {
     for name in &names {
         let hosts: Vec<Node> = names.iter().cloned().map(Node::new).collect();
         sim.add_node(name.clone(), ClusterConfig::new(), move || {
-            vec![TopologySpec {
-                name: "static".into(),
-                strategy: Box::new(Epmd::new(
-                    EpmdConfig::new(hosts.clone()).reconnect_every(Duration::from_secs(5)),
-                )),
-                policy: ConnectPolicy::default(),
-            }]
+            vec![TopologySpec::new(
+                "static",
+                Epmd::new(EpmdConfig::new(hosts.clone()).reconnect_every(Duration::from_secs(5))),
+            )]
         });
     }
     assert!(sim.run_until_quiescent(Duration::from_secs(60)), "formed");

@@ -102,11 +102,7 @@ impl Node {
             .backoff(Duration::from_millis(100), Duration::from_millis(1600));
         let local = LocalEpmd::new(LocalEpmdConfig::new(epmd_port, Duration::from_secs(1)));
         self.handle
-            .add_topology(TopologySpec {
-                name: "demo".into(),
-                strategy: Box::new(local),
-                policy,
-            })
+            .add_topology(TopologySpec::new("demo", local).policy(policy))
             .await
             .map(|_| ())
             .map_err(io::Error::other)

@@ -11,7 +11,7 @@
 //! | feature | module | runs on |
 //! |---|---|---|
 //! | `tokio` (default) | `muster::tokio` (`muster-tokio`) | tokio; also the `muster` tool and its configuration files (`config_file`) |
-//! | `async-std` | `muster::async_std` (`muster-async-std`) | async-io: async-std's and smol's executors, or any other |
+//! | `async-std` | `muster::async_io` (`muster-async-std`) | async-io: async-std's and smol's executors, or any other |
 //! | `mio` | `muster::mio` (`muster-mio`) | a blocking loop on raw mio, on a thread of your own |
 //!
 #![cfg_attr(
@@ -22,7 +22,7 @@ With the default feature, on tokio:
 ```no_run
 use std::time::Duration;
 use muster::core::strategy::epmd::{Epmd, EpmdConfig};
-use muster::core::{ConnectPolicy, Node, TopologySpec};
+use muster::core::{Node, TopologySpec};
 use muster::tokio::{Builder, TcpConnector};
 
 #[tokio::main]
@@ -31,11 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let epmd = EpmdConfig::new(hosts).reconnect_every(Duration::from_secs(5));
     let (cluster, mut events) = Builder::new(TcpConnector::new(7000))
         .this_node("app@10.0.0.1".parse()?)
-        .topology(TopologySpec {
-            name: "app".into(),
-            strategy: Box::new(Epmd::new(epmd)),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new("app", Epmd::new(epmd)))
         .spawn()?;
     while let Some(event) = events.recv().await {
         println!("{event}   members: {:?}", cluster.members());
@@ -54,8 +50,8 @@ pub mod demo;
 #[cfg(feature = "tokio")]
 pub mod output;
 
-#[cfg(feature = "async-std")]
-pub use muster_async_std as async_std;
+#[cfg(feature = "async-io")]
+pub use muster_async_io as async_io;
 pub use muster_core as core;
 #[cfg(feature = "mio")]
 pub use muster_mio as mio;

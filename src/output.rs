@@ -47,6 +47,9 @@ pub fn event_line(event: &Event, format: Format, elapsed: Duration, on: Option<&
             if let Some(r) = event.reason() {
                 m.insert("reason".into(), r.into());
             }
+            if let Some(c) = event.code() {
+                m.insert("code".into(), c.into());
+            }
             match event {
                 Event::Connected { took, .. } => {
                     m.insert("took_ms".into(), serde_json::json!(took.as_millis() as u64));
@@ -82,7 +85,10 @@ mod tests {
         let e = Event::ConnectFailed {
             topology: Arc::from("app"),
             node: "b@h".parse().unwrap(),
-            reason: "connection refused".into(),
+            reason: muster_core::ConnectError::Failed(muster_core::Failure::new(
+                muster_core::FailureKind::Refused,
+                "connection refused",
+            )),
             attempt: 2,
             retry_in: Some(Duration::from_millis(750)),
         };
@@ -92,6 +98,10 @@ mod tests {
         assert_eq!(v["topology"], "app");
         assert_eq!(v["node"], "b@h");
         assert_eq!(v["reason"], "connection refused");
+        assert_eq!(
+            v["code"], "refused",
+            "a stable machine code beside the words"
+        );
         assert_eq!(v["attempt"], 2);
         assert_eq!(v["retry_in_ms"], 750);
         assert_eq!(v["t"], 1.5);

@@ -34,11 +34,7 @@ fn names(v: &[&str]) -> Vec<NodeName> {
 }
 
 fn spec(strategy: Box<dyn Strategy>, policy: ConnectPolicy) -> TopologySpec {
-    TopologySpec {
-        name: "dns".into(),
-        strategy,
-        policy,
-    }
+    TopologySpec::boxed("dns", strategy).policy(policy)
 }
 
 fn start(connector: impl Connector, spec: TopologySpec) -> (ClusterHandle, Events) {
@@ -155,7 +151,7 @@ impl Connector for Hints {
     fn disconnect(&self, node: NodeName) -> BoxFuture<DisconnectOutcome> {
         self.inner.disconnect(node)
     }
-    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, String>> {
+    fn list_nodes(&self) -> BoxFuture<Result<Vec<NodeName>, muster::core::Failure>> {
         self.inner.list_nodes()
     }
     fn attach(&self, notices: Notices) {

@@ -121,14 +121,13 @@ fn rust_node(
 }
 
 fn epmd_topology(hosts: &[&str], every: Duration) -> TopologySpec {
-    TopologySpec {
-        name: "erl".into(),
-        strategy: Box::new(Epmd::new(
-            EpmdConfig::new(hosts.iter().map(|h| Node::new(n(h)))).reconnect_every(every),
-        )),
-        policy: ConnectPolicy::default()
-            .backoff(Duration::from_millis(100), Duration::from_millis(500)),
-    }
+    TopologySpec::new(
+        "erl",
+        Epmd::new(EpmdConfig::new(hosts.iter().map(|h| Node::new(n(h)))).reconnect_every(every)),
+    )
+    .policy(
+        ConnectPolicy::default().backoff(Duration::from_millis(100), Duration::from_millis(500)),
+    )
 }
 
 #[tokio::test]
@@ -140,11 +139,7 @@ async fn local_epmd_discovers_every_registered_erl_node() {
     let strategy = LocalEpmd::new(LocalEpmdConfig::new(port, Duration::from_millis(500)));
     let (h, mut events) = Builder::new(NoneConnector)
         .this_node(n("rust@127.0.0.1"))
-        .topology(TopologySpec {
-            name: "local".into(),
-            strategy: Box::new(strategy),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new("local", strategy))
         .spawn()
         .unwrap();
     let mut found = vec![
@@ -174,11 +169,7 @@ async fn local_epmd_without_epmd_fails_and_retries_instead_of_crashing() {
     let strategy = LocalEpmd::new(LocalEpmdConfig::new(port, Duration::from_millis(200)));
     let (h, mut events) = Builder::new(NoneConnector)
         .this_node(n("rust@127.0.0.1"))
-        .topology(TopologySpec {
-            name: "local".into(),
-            strategy: Box::new(strategy),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new("local", strategy))
         .spawn()
         .unwrap();
     let e = next_where(&mut events, |e| e.name() == "discovery_failed").await;
@@ -213,11 +204,7 @@ async fn erlang_hosts_asks_the_epmd_of_every_host_in_the_file() {
     let config = ErlangHostsConfig::from_options(&mut Options::new("x", &t), &env).unwrap();
     let (h, mut events) = Builder::new(NoneConnector)
         .this_node(n("rust@127.0.0.1"))
-        .topology(TopologySpec {
-            name: "hosts".into(),
-            strategy: Box::new(ErlangHosts::new(config)),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new("hosts", ErlangHosts::new(config)))
         .spawn()
         .unwrap();
     let d = next_where(&mut events, |e| {

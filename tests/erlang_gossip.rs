@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use muster::core::config::Options;
 use muster::core::strategy::gossip::{Gossip, GossipConfig};
-use muster::core::{ConnectPolicy, Event, TopologySpec, Value};
+use muster::core::{Event, TopologySpec, Value};
 use muster::tokio::{Builder, ClusterHandle, Events, NoneConnector};
 
 const PEER: &str = "tests/erlang/gossip_peer.escript";
@@ -63,11 +63,7 @@ fn rust_node(port: u16, secret: Option<&str>, peers: Vec<String>) -> (ClusterHan
     let config = GossipConfig::from_options(&mut Options::new("gossip", &t)).unwrap();
     Builder::new(NoneConnector)
         .this_node("rust@127.0.0.1".parse().unwrap())
-        .topology(TopologySpec {
-            name: "gossip".into(),
-            strategy: Box::new(Gossip::new(config)),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new("gossip", Gossip::new(config)))
         .spawn()
         .unwrap()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use muster::core::config::Options;
 use muster::core::strategy::{Environment, Registry};
-use muster::core::{ConnectPolicy, Event, NodeName, TopologySpec, Value};
+use muster::core::{Event, NodeName, TopologySpec, Value};
 use muster::tokio::{Builder, ClusterHandle, Events, RecordingConnector};
 use tokio::io::AsyncBufReadExt;
 
@@ -38,11 +38,7 @@ fn start(kind: &str, entries: Vec<(&str, Value)>, env: Environment) -> (ClusterH
     o.finish().unwrap();
     Builder::new(RecordingConnector::new())
         .this_node("me@127.0.0.1".parse().unwrap())
-        .topology(TopologySpec {
-            name: kind.into(),
-            strategy,
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::boxed(kind, strategy))
         .spawn()
         .unwrap()
 }
@@ -76,7 +72,7 @@ async fn next_failure(events: &mut Events) -> String {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match events.recv().await.expect("cluster stopped") {
-                Event::DiscoveryFailed { reason, .. } => return reason,
+                Event::DiscoveryFailed { reason, .. } => return reason.to_string(),
                 e @ (Event::Lost { .. } | Event::Disconnected { .. }) => panic!("unexpected {e}"),
                 _ => {}
             }

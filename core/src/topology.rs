@@ -133,6 +133,19 @@ impl ConnectPolicy {
 }
 
 /// Everything needed to add a topology: its name, its strategy and its policy.
+///
+/// ```
+/// # use std::time::Duration;
+/// use muster_core::strategy::epmd::{Epmd, EpmdConfig};
+/// use muster_core::{ConnectPolicy, Node, TopologySpec};
+///
+/// let hosts = [Node::new("app@10.0.0.2".parse()?)];
+/// let spec = TopologySpec::new("static", Epmd::new(EpmdConfig::new(hosts)))
+///     .policy(ConnectPolicy::default().connect_timeout(Duration::from_secs(2)));
+/// assert_eq!(spec.name, "static");
+/// # Ok::<(), muster_core::NodeNameError>(())
+/// ```
+#[non_exhaustive]
 pub struct TopologySpec {
     /// The topology's name (the key under `[topologies]`).
     pub name: String,
@@ -153,6 +166,28 @@ impl core::fmt::Debug for TopologySpec {
 }
 
 impl TopologySpec {
+    /// A topology named `name` discovering with `strategy`, with the default
+    /// [`ConnectPolicy`].
+    pub fn new(name: impl Into<String>, strategy: impl Strategy) -> Self {
+        TopologySpec::boxed(name, Box::new(strategy))
+    }
+
+    /// [`new`](TopologySpec::new) for a strategy already boxed (one a
+    /// [`Registry`] built).
+    pub fn boxed(name: impl Into<String>, strategy: Box<dyn Strategy>) -> Self {
+        TopologySpec {
+            name: name.into(),
+            strategy,
+            policy: ConnectPolicy::default(),
+        }
+    }
+
+    /// Connects its nodes as `policy` says.
+    pub fn policy(mut self, policy: ConnectPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// A topology from a `[topologies.NAME]` table: `strategy` (required), `config` (the
     /// strategy's options, libcluster's names) and `connect` (a [`ConnectPolicy`]). Warnings
     /// about accepted but discouraged keys are left in `o`

@@ -10,8 +10,8 @@ use muster_core::dist::DistConfig;
 use muster_core::proto::epmd;
 use muster_core::strategy::epmd::{Epmd, EpmdConfig};
 use muster_core::{
-    Answer, Cluster, ClusterConfig, ConnectPolicy, Endpoint, Event, Input, Instant, Node, Output,
-    Request, Token, TopologySpec,
+    Answer, Cluster, ClusterConfig, Endpoint, Event, Input, Instant, Node, Output, Request, Token,
+    TopologySpec,
 };
 
 const EPMD: u16 = 4400;
@@ -48,13 +48,10 @@ fn only(rs: Vec<(Token, Request)>) -> (Token, Request) {
 }
 
 fn topology() -> TopologySpec {
-    TopologySpec {
-        name: "static".into(),
-        strategy: Box::new(Epmd::new(EpmdConfig::new([Node::new(
-            "a@10.0.0.2".parse().unwrap(),
-        )]))),
-        policy: ConnectPolicy::default(),
-    }
+    TopologySpec::new(
+        "static",
+        Epmd::new(EpmdConfig::new([Node::new("a@10.0.0.2".parse().unwrap())])),
+    )
 }
 
 /// Drives the start: listen, connect to the local EPMD, send ALIVE2 (checking each request);

@@ -37,11 +37,7 @@ fn aaaa(ip: &str) -> DnsRecord {
 }
 
 fn spec(strategy: Box<dyn Strategy>, policy: ConnectPolicy) -> TopologySpec {
-    TopologySpec {
-        name: "dns".into(),
-        strategy,
-        policy,
-    }
+    TopologySpec::boxed("dns", strategy).policy(policy)
 }
 
 /// A simulator with the name server, fake nodes for `peers`, and this node running `make`.

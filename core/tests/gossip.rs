@@ -29,11 +29,8 @@ fn gossip_config(pairs: &[(&str, Value)]) -> GossipConfig {
 }
 
 fn gossip_spec(config: GossipConfig) -> TopologySpec {
-    TopologySpec {
-        name: "gossip".into(),
-        strategy: Box::new(Gossip::new(config)),
-        policy: ConnectPolicy::default().backoff(ms(100), ms(2000)),
-    }
+    TopologySpec::new("gossip", Gossip::new(config))
+        .policy(ConnectPolicy::default().backoff(ms(100), ms(2000)))
 }
 
 fn mesh(sim: &mut Sim, names: &[NodeName], config: impl Fn(usize) -> GossipConfig) {

@@ -143,18 +143,10 @@ fn build(seed: u64) -> (Sim, Scenario) {
                             .nameservers([dns_server()])
                             .polling_interval(ms(interval)),
                     );
-                    t.push(TopologySpec {
-                        name: "srv".into(),
-                        strategy: Box::new(KubernetesDnsSrv::new(c)),
-                        policy,
-                    });
+                    t.push(TopologySpec::new("srv", KubernetesDnsSrv::new(c)).policy(policy));
                 }
                 if use_gossip {
-                    t.push(TopologySpec {
-                        name: "gossip".into(),
-                        strategy: Box::new(Gossip::new(gossip.clone())),
-                        policy,
-                    });
+                    t.push(TopologySpec::new("gossip", Gossip::new(gossip.clone())).policy(policy));
                 }
                 t
             },

@@ -66,6 +66,7 @@ fuzz_target!(|steps: Vec<Step>| {
                     outstanding.remove(usize::from(which) % outstanding.len())
                 };
                 let names: Vec<NodeName> = text.split(',').filter_map(|s| s.parse().ok()).collect();
+                let failure = muster_core::Failure::other(text.clone());
                 let answer = match kind {
                     Kind::Connected => Answer::Connected,
                     Kind::Ignored => Answer::Ignored,
@@ -74,12 +75,15 @@ fuzz_target!(|steps: Vec<Step>| {
                     Kind::Nodes => Answer::Nodes(&names),
                     Kind::Data => Answer::Data(&data),
                     Kind::Closed => Answer::Closed,
-                    Kind::Failed => Answer::Failed(&text),
+                    Kind::Failed => Answer::Failed(&failure),
                     Kind::TimedOut => Answer::TimedOut,
                 };
                 c.handle_input(now, Input::Answer { token, answer });
             }
-            Step::Down { name, reason } => c.handle_input(now, Input::NodeDown { node: &name, reason: &reason }),
+            Step::Down { name, reason } => {
+                let reason = muster_core::Failure::other(reason);
+                c.handle_input(now, Input::NodeDown { node: &name, reason: &reason })
+            }
             Step::Up { name } => c.handle_input(now, Input::NodeUp { node: &name }),
             Step::Advance { ms } => {
                 now += Duration::from_millis(u64::from(ms));

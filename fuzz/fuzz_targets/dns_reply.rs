@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     let mut seen = Seen::default();
     drain(&mut c, &mut seen);
     let t = Instant::from_millis(1);
-    c.handle_input(t, Input::Answer { token: seen.read.unwrap(), answer: Answer::Failed("none") });
+    c.handle_input(t, Input::Answer { token: seen.read.unwrap(), answer: Answer::Failed(&muster_core::Failure::other("none")) });
     drain(&mut c, &mut seen);
     let socket = seen.open.unwrap();
     c.handle_input(t, Input::Answer { token: socket, answer: Answer::Opened("0.0.0.0:40000".parse().unwrap()) });

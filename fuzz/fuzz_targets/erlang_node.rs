@@ -36,11 +36,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|h| Node::new(h.parse().unwrap()));
     c.add(
         now,
-        TopologySpec {
-            name: "static".into(),
-            strategy: Box::new(Epmd::new(EpmdConfig::new(hosts))),
-            policy: ConnectPolicy::default(),
-        },
+        TopologySpec::new("static", Epmd::new(EpmdConfig::new(hosts))),
     )
     .unwrap();
     let mut open = Vec::new();
@@ -58,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
             c.handle_timeout(now);
         } else {
             let token = open[usize::from(*pick) % open.len()];
+            let refused = muster_core::Failure::new(muster_core::FailureKind::Refused, "refused");
             let answer = match op % 9 {
                 0 => Answer::Opened(addr),
                 1 => Answer::Accepted(addr),
@@ -65,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
                 3 => Answer::Data(&alive),
                 4 => Answer::Data(&port),
                 5 => Answer::Closed,
-                6 => Answer::Failed("refused"),
+                6 => Answer::Failed(&refused),
                 _ => Answer::TimedOut,
             };
             c.handle_input(now, Input::Answer { token, answer });

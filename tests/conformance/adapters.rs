@@ -116,7 +116,7 @@ impl Running for TokioNode {
 /// How an executor runs the driver and blocks on a future.
 pub trait Executor {
     const NAME: &'static str;
-    fn spawn(driver: muster::async_std::Driver);
+    fn spawn(driver: muster::async_io::Driver);
     fn block_on<T>(f: impl Future<Output = T>) -> Option<T>;
 }
 
@@ -124,7 +124,7 @@ pub struct AsyncStd;
 
 impl Executor for AsyncStd {
     const NAME: &'static str = "async-std";
-    fn spawn(driver: muster::async_std::Driver) {
+    fn spawn(driver: muster::async_io::Driver) {
         async_std::task::spawn(driver);
     }
     fn block_on<T>(f: impl Future<Output = T>) -> Option<T> {
@@ -136,7 +136,7 @@ pub struct Smol;
 
 impl Executor for Smol {
     const NAME: &'static str = "smol";
-    fn spawn(driver: muster::async_std::Driver) {
+    fn spawn(driver: muster::async_io::Driver) {
         smol::spawn(driver).detach();
     }
     fn block_on<T>(f: impl Future<Output = T>) -> Option<T> {
@@ -151,8 +151,8 @@ impl Executor for Smol {
 pub struct AsyncIo<E>(std::marker::PhantomData<E>);
 
 struct AsyncIoNode<E> {
-    handle: muster::async_std::ClusterHandle,
-    events: muster::async_std::Events,
+    handle: muster::async_io::ClusterHandle,
+    events: muster::async_io::Events,
     _e: std::marker::PhantomData<E>,
 }
 
@@ -160,9 +160,9 @@ impl<E: Executor + 'static> Adapter for AsyncIo<E> {
     fn start(s: Setup) -> Box<dyn Running> {
         let cfg = config(&s.plumbing, &s.name);
         let c = connector(s.plumbing, |port| {
-            Arc::new(muster::async_std::TcpConnector::new(port))
+            Arc::new(muster::async_io::TcpConnector::new(port))
         });
-        let mut b = muster::async_std::Builder::with_connector(c).config(cfg);
+        let mut b = muster::async_io::Builder::with_connector(c).config(cfg);
         for t in s.topologies {
             b = b.topology(t);
         }

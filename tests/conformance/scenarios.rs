@@ -12,7 +12,9 @@ use muster::core::strategy::epmd::{Epmd, EpmdConfig};
 use muster::core::strategy::gossip::{Gossip, GossipConfig};
 use muster::core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
 use muster::core::strategy::{Environment, Registry, Strategy};
-use muster::core::{ConnectPolicy, Event, Node, NodeName, TopologySpec, Value};
+use muster::core::{
+    ConnectPolicy, DiscoveryError, Event, Failure, FailureKind, Node, NodeName, TopologySpec, Value,
+};
 
 use crate::harness::{Adapter, Plumbing, Setup};
 use crate::support::dnsmasq::{Dnsmasq, Scratch, free_port, host};
@@ -43,11 +45,7 @@ fn quick() -> ConnectPolicy {
 }
 
 fn topology(name: &str, strategy: Box<dyn Strategy>) -> TopologySpec {
-    TopologySpec {
-        name: name.into(),
-        strategy,
-        policy: quick(),
-    }
+    TopologySpec::boxed(name, strategy).policy(quick())
 }
 
 fn options(entries: &[(&str, Value)]) -> Vec<(String, Value)> {
@@ -196,7 +194,10 @@ pub fn kubernetes_against_the_https_api<A: Adapter>() {
         matches!(e, Event::DiscoveryFailed { .. } | Event::Lost { .. })
     });
     match e {
-        Event::DiscoveryFailed { reason, .. } => assert!(reason.contains("403"), "{reason}"),
+        Event::DiscoveryFailed { reason, .. } => assert!(
+            matches!(reason, DiscoveryError::Status { status: 403, .. }),
+            "{reason}"
+        ),
         other => panic!("unexpected {other}"),
     }
     assert_eq!(node.members(), want, "a 403 keeps the nodes");
@@ -213,7 +214,10 @@ pub fn kubernetes_against_the_https_api<A: Adapter>() {
 pub fn connector_failure_and_backoff<A: Adapter>() {
     let rec = RecordingConnector::new();
     let b = n("b@h2");
-    rec.set_outcome(&b, ConnectOutcome::Failed("refused".into()));
+    rec.set_outcome(
+        &b,
+        ConnectOutcome::Failed(Failure::new(FailureKind::Refused, "refused")),
+    );
     let mut node = A::start(Setup {
         name: n("me@h0"),
         topologies: vec![topology(
@@ -237,7 +241,7 @@ pub fn connector_failure_and_backoff<A: Adapter>() {
         else {
             unreachable!()
         };
-        assert!(reason.contains("refused"), "{reason}");
+        assert_eq!(reason.code(), "refused", "{reason}");
         assert_eq!(attempt as usize, delays.len() + 1);
         let delay = retry_in.expect("a retry");
         assert!(delay <= Duration::from_millis(400), "capped: {delay:?}");
@@ -406,7 +410,8 @@ pub fn rancher_over_plain_http_and_a_stalled_server<A: Adapter>() {
     });
     match e {
         Event::DiscoveryFailed { reason, .. } => {
-            assert!(reason.contains("within 500 ms"), "{reason}")
+            assert_eq!(reason.code(), "timed_out", "{reason}");
+            assert!(reason.to_string().contains("within 500 ms"), "{reason}")
         }
         other => panic!("unexpected {other}"),
     }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Instant as StdInstant;
 
 use mio::{Interest, Poll, Waker};
 use muster_core::connector::{Connector, Notice, Notices};
 use muster_core::{
-    Cluster, Endpoint, Exchange, Input, Output, OwnedAnswer, Request, Token, TopologyId,
+    Cluster, Endpoint, Exchange, Failure, FailureKind, Input, Output, OwnedAnswer, Request, Token,
 };
 
 use crate::exchange::{Step, Stream};
@@ -23,17 +23,16 @@ use muster_net::setup::Ready;
 use muster_net::view::View;
 
 const WAKER: mio::Token = mio::Token(usize::MAX);
-const LEAVE_BACKSTOP: Duration = Duration::from_secs(60);
 
 /// What comes back from the workers and the connector.
 enum Back {
     Answer(Token, OwnedAnswer),
     /// The addresses of an exchange's host.
-    Resolved(Token, Result<SocketAddr, String>),
+    Resolved(Token, Result<SocketAddr, Failure>),
     /// The address of a datagram's host, and the datagram.
-    ResolvedSend(Token, Result<SocketAddr, String>, bytes::Bytes),
+    ResolvedSend(Token, Result<SocketAddr, Failure>, bytes::Bytes),
     /// The address of a stream's host, and its connect deadline.
-    ResolvedStream(Token, Result<SocketAddr, String>, StdInstant),
+    ResolvedStream(Token, Result<SocketAddr, Failure>, StdInstant),
     Notice(Notice),
 }
 
@@ -59,15 +58,14 @@ struct Exch {
     deadline: StdInstant,
 }
 
-/// The loop that runs a cluster. [`run`](EventLoop::run) blocks the calling thread until the
+/// The loop that runs a cluster. [`run`](Driver::run) blocks the calling thread until the
 /// cluster is shut down (or every handle dropped); run it on a thread of your own.
-pub struct EventLoop {
+pub struct Driver {
     cluster: Cluster,
     poll: Poll,
     connector: Arc<dyn Connector>,
     workers: Workers,
     origin: StdInstant,
-    list_timeout: Duration,
     cmd: mpsc::Receiver<Command>,
     back: mpsc::Receiver<Back>,
     back_tx: BackTx,
@@ -84,23 +82,22 @@ pub struct EventLoop {
     buf: Vec<u8>,
 }
 
-impl std::fmt::Debug for EventLoop {
+impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLoop")
+        f.debug_struct("Driver")
             .field("sockets", &self.udp.len())
             .field("exchanges", &self.exchanges.len())
             .finish()
     }
 }
 
-impl EventLoop {
-    pub(crate) fn new(b: Builder) -> Result<(ClusterHandle, Events, EventLoop), BuildError> {
+impl Driver {
+    pub(crate) fn new(b: Builder) -> Result<(ClusterHandle, Events, Driver), BuildError> {
         let workers = b.workers;
         let Ready {
             cluster,
             connector,
             event_capacity,
-            list_timeout,
         } = b.setup.ready()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -116,13 +113,12 @@ impl EventLoop {
         let hub = Hub::new(event_capacity);
         let handle = ClusterHandle::new(cmd_tx, waker, shared.clone(), hub.clone());
         let events = hub.subscribe_from_start();
-        let event_loop = EventLoop {
+        let driver = Driver {
             cluster,
             poll,
             connector,
             workers: Workers::new(workers)?,
             origin: StdInstant::now(),
-            list_timeout,
             cmd,
             back,
             back_tx,
@@ -135,7 +131,7 @@ impl EventLoop {
             hub,
             buf: vec![0u8; muster_net::udp::READ_BUF],
         };
-        Ok((handle, events, event_loop))
+        Ok((handle, events, driver))
     }
 
     fn now(&self) -> muster_core::Instant {
@@ -180,7 +176,7 @@ impl EventLoop {
             .run(move || tx.send(Back::Answer(token, job())));
     }
 
-    fn execute(&mut self, token: Token, request: Request, fallback: StdInstant) {
+    fn execute(&mut self, token: Token, request: Request) {
         match request {
             Request::OpenUdp(opts) => {
                 let a = match Udp::open(self.poll.registry(), key(token), &opts) {
@@ -258,13 +254,15 @@ impl EventLoop {
                 let at = self.std_at(deadline);
                 self.on_worker(token, at, move || block_on(fut).into());
             }
-            Request::Disconnect { node } => {
+            Request::Disconnect { node, deadline } => {
                 let fut = self.connector.disconnect(node);
-                self.on_worker(token, fallback, move || block_on(fut).into());
+                let at = self.std_at(deadline);
+                self.on_worker(token, at, move || block_on(fut).into());
             }
-            Request::ListNodes => {
+            Request::ListNodes { deadline } => {
                 let fut = self.connector.list_nodes();
-                self.on_worker(token, fallback, move || {
+                let at = self.std_at(deadline);
+                self.on_worker(token, at, move || {
                     let r = block_on(fut);
                     if let Err(e) = &r {
                         tracing::warn!(reason = %e, "the connector could not list its nodes");
@@ -272,10 +270,11 @@ impl EventLoop {
                     r.into()
                 });
             }
-            Request::ReadFile { path } => {
-                self.on_worker(token, fallback, move || match std::fs::read(&path) {
+            Request::ReadFile { path, deadline } => {
+                let at = self.std_at(deadline);
+                self.on_worker(token, at, move || match std::fs::read(&path) {
                     Ok(data) => OwnedAnswer::Data(data),
-                    Err(e) => OwnedAnswer::Failed(format!("{path}: {e}")),
+                    Err(e) => OwnedAnswer::Failed(Failure::io(&path, &e)),
                 });
             }
             Request::Exchange(x) => {
@@ -310,14 +309,17 @@ impl EventLoop {
                 }
             }
             other => {
-                let why = format!("this adapter cannot perform {other:?}");
+                let why = Failure::new(
+                    FailureKind::Unsupported,
+                    format!("this adapter cannot perform {other:?}"),
+                );
                 self.immediate.push((token, OwnedAnswer::Failed(why)));
             }
         }
     }
 
     /// Starts the exchange `token` now that its address is known.
-    fn connect_exchange(&mut self, token: Token, addr: Result<SocketAddr, String>) {
+    fn connect_exchange(&mut self, token: Token, addr: Result<SocketAddr, Failure>) {
         let Some(e) = self.exchanges.get_mut(&token) else {
             return;
         };
@@ -329,7 +331,7 @@ impl EventLoop {
                     key(token),
                     Interest::READABLE | Interest::WRITABLE,
                 )
-                .map_err(|err| format!("{}: {err}", e.x.to))?;
+                .map_err(|err| Failure::io(&e.x.to, &err))?;
             Ok(s)
         });
         match started {
@@ -393,7 +395,6 @@ impl EventLoop {
     /// Executes every output (feeding back the answers known at once, and draining again),
     /// then publishes what changed.
     fn drain(&mut self) {
-        let fallback = StdInstant::now() + self.list_timeout;
         loop {
             while let Some(out) = self.cluster.poll_output() {
                 match out {
@@ -401,7 +402,7 @@ impl EventLoop {
                         muster_net::log(&e);
                         self.hub.publish(e);
                     }
-                    Output::Request { token, request } => self.execute(token, request, fallback),
+                    Output::Request { token, request } => self.execute(token, request),
                     other => tracing::debug!(?other, "output this adapter does not know"),
                 }
             }
@@ -482,7 +483,7 @@ impl EventLoop {
             Back::ResolvedSend(socket, r, data) => {
                 let e = match r {
                     Ok(addr) => self.udp.get_mut(&socket).and_then(|u| u.send(addr, data)),
-                    Err(e) => Some(format!("sending: {e}")),
+                    Err(e) => Some(e.context("sending")),
                 };
                 if let Some(e) = e {
                     self.answer(socket, OwnedAnswer::Failed(e));
@@ -541,12 +542,10 @@ impl EventLoop {
 
     fn run_inner(&mut self) -> std::io::Result<()> {
         let mut events = mio::Events::with_capacity(256);
-        let mut leaving: Option<StdInstant> = None;
+        let mut leaving = false;
         loop {
             self.drain();
-            if let Some(until) = leaving
-                && (self.cluster.metrics().in_flight == 0 || StdInstant::now() >= until)
-            {
+            if leaving && self.cluster.is_left() {
                 return Ok(());
             }
             let timeout = self
@@ -576,7 +575,7 @@ impl EventLoop {
                     self.advance_exchange(token);
                 }
             }
-            if leaving.is_none() {
+            if !leaving {
                 loop {
                     match self.cmd.try_recv() {
                         Ok(c) => match self.handle_command(c) {
@@ -584,14 +583,8 @@ impl EventLoop {
                             Some(false) => return Ok(()),
                             Some(true) => {
                                 let now = self.now();
-                                let ids: Vec<TopologyId> =
-                                    self.cluster.topologies().map(|(id, _)| id).collect();
-                                for id in ids {
-                                    self.cluster.remove_topology(now, id);
-                                }
-                                self.cluster.disconnect_all(now);
-                                // The core's own deadlines end every disconnect; a backstop.
-                                leaving = Some(StdInstant::now() + LEAVE_BACKSTOP);
+                                self.cluster.leave(now);
+                                leaving = true;
                                 break;
                             }
                         },
@@ -613,17 +606,23 @@ impl EventLoop {
 }
 
 /// The first address of `to` (of the given family, when one is asked for).
-fn resolve(to: &Endpoint, v4: Option<bool>) -> Result<SocketAddr, String> {
+fn resolve(to: &Endpoint, v4: Option<bool>) -> Result<SocketAddr, Failure> {
     let addrs: Vec<SocketAddr> = match to {
         Endpoint::Addr(a) => vec![*a],
         Endpoint::Host { host, port } => (host.as_str(), *port)
             .to_socket_addrs()
-            .map_err(|e| format!("{host}: {e}"))?
+            .map_err(|e| Failure::io(host, &e))?
             .collect(),
-        other => return Err(format!("unsupported endpoint {other}")),
+        other => {
+            let why = format!("unsupported endpoint {other}");
+            return Err(Failure::new(FailureKind::Unsupported, why));
+        }
     };
     addrs
         .into_iter()
         .find(|a| v4.is_none_or(|v4| a.is_ipv4() == v4))
-        .ok_or_else(|| format!("{to}: no address of the right family"))
+        .ok_or_else(|| {
+            let why = format!("{to}: no address of the right family");
+            Failure::new(FailureKind::NotFound, why)
+        })
 }

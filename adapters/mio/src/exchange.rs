@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
-use muster_core::{Exchange, OwnedAnswer};
+use muster_core::{Exchange, Failure, FailureKind, OwnedAnswer};
 use rustls::ClientConnection;
 
 /// What an exchange came to after it was advanced.
@@ -31,20 +31,22 @@ pub(crate) struct Stream {
 
 impl Stream {
     /// Starts connecting to `addr` for `x`.
-    pub(crate) fn start(addr: SocketAddr, x: &Exchange) -> Result<Stream, String> {
+    pub(crate) fn start(addr: SocketAddr, x: &Exchange) -> Result<Stream, Failure> {
         let to = x.to.to_string();
-        let socket = TcpStream::connect(addr).map_err(|e| format!("{to}: {e}"))?;
+        let socket = TcpStream::connect(addr).map_err(|e| Failure::io(&to, &e))?;
         let mut send = x.send.clone();
         let tls = match &x.tls {
             None => None,
             Some(tls) => {
-                let (config, name) =
-                    muster_net::tls::client_config(tls).map_err(|e| format!("{to}: {e}"))?;
-                let mut conn = ClientConnection::new(config, name)
-                    .map_err(|e| format!("{to}: TLS with {:?}: {e}", tls.server_name))?;
+                let (config, name) = muster_net::tls::client_config(tls)
+                    .map_err(|e| Failure::new(FailureKind::Tls, format!("{to}: {e}")))?;
+                let mut conn = ClientConnection::new(config, name).map_err(|e| {
+                    let why = format!("{to}: TLS with {:?}: {e}", tls.server_name);
+                    Failure::new(FailureKind::Tls, why)
+                })?;
                 conn.writer()
                     .write_all(&send)
-                    .map_err(|e| format!("{to}: {e}"))?;
+                    .map_err(|e| Failure::io(&to, &e))?;
                 send = bytes::Bytes::new();
                 Some((conn, tls.server_name.clone()))
             }
@@ -61,8 +63,15 @@ impl Stream {
         })
     }
 
-    fn fail(&self, e: impl std::fmt::Display) -> Step {
-        Step::Done(OwnedAnswer::Failed(format!("{}: {e}", self.to)))
+    fn fail(&self, kind: FailureKind, e: impl std::fmt::Display) -> Step {
+        Step::Done(OwnedAnswer::Failed(Failure::new(
+            kind,
+            format!("{}: {e}", self.to),
+        )))
+    }
+
+    fn fail_io(&self, e: &io::Error) -> Step {
+        Step::Done(OwnedAnswer::Failed(Failure::io(&self.to, e)))
     }
 
     /// Does everything the socket allows now; pushes the data that came into `out`.
@@ -71,7 +80,7 @@ impl Stream {
             match connected(&self.socket) {
                 Ok(None) => return Step::Pending,
                 Ok(Some(_)) => self.connected = true,
-                Err(e) => return self.fail(e),
+                Err(e) => return self.fail_io(&e),
             }
         }
         if self.tls.is_some() {
@@ -87,7 +96,7 @@ impl Stream {
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e),
+                Err(e) => return self.fail_io(&e),
             }
         }
         let mut buf = [0u8; 16 * 1024];
@@ -101,7 +110,7 @@ impl Stream {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e),
+                Err(e) => return self.fail_io(&e),
             }
         }
     }
@@ -110,7 +119,10 @@ impl Stream {
     fn deliver(&mut self, data: &[u8], out: &mut Vec<OwnedAnswer>) -> Option<Step> {
         self.received += data.len();
         if self.received > self.max_reply {
-            return Some(self.fail(format_args!("reply larger than {} bytes", self.max_reply)));
+            return Some(self.fail(
+                FailureKind::TooLarge,
+                format_args!("reply larger than {} bytes", self.max_reply),
+            ));
         }
         out.push(OwnedAnswer::Data(data.to_vec()));
         None
@@ -128,7 +140,7 @@ impl Stream {
                     Ok(_) => progress = true,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return self.fail(e),
+                    Err(e) => return self.fail_io(&e),
                 }
             }
             let mut eof = false;
@@ -141,12 +153,12 @@ impl Stream {
                             // Tell the server why, then stop.
                             let _ = conn.write_tls(&mut self.socket);
                             let why = format!("TLS with {name:?}: {e}");
-                            return self.fail(why);
+                            return self.fail(FailureKind::Tls, why);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(e) => return self.fail(e),
+                    Err(e) => return self.fail_io(&e),
                 }
             }
             while let Some((conn, _)) = self.tls.as_mut() {
@@ -164,7 +176,7 @@ impl Stream {
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                         return Step::Done(OwnedAnswer::Closed);
                     }
-                    Err(e) => return self.fail(e),
+                    Err(e) => return self.fail_io(&e),
                 }
             }
             if eof {

@@ -6,32 +6,28 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mio::Waker;
-use muster_core::{ConfigError, Metrics, NodeName, TopologyId, TopologySpec};
+use muster_core::{AddTopologyError, ConfigError, Metrics, NodeName, TopologyId, TopologySpec};
 
-use crate::event_loop::EventLoop;
+use crate::event_loop::Driver;
 use crate::hub::{Events, Hub};
 use muster_net::setup::Setup;
 use muster_net::view::View;
 
-/// Configures a cluster; [`build`](Builder::build) returns the [`EventLoop`] to run on a
+/// Configures a cluster; [`build`](Builder::build) returns the [`Driver`] to run on a
 /// thread of your own.
 ///
 /// ```no_run
 /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use muster_core::connector::NoneConnector;
 /// use muster_core::strategy::epmd::{Epmd, EpmdConfig};
-/// use muster_core::{ConnectPolicy, Node, TopologySpec};
+/// use muster_core::{Node, TopologySpec};
 /// use muster_mio::Builder;
 ///
 /// let hosts = ["app@10.0.0.1", "app@10.0.0.2"].map(|h| Node::new(h.parse().unwrap()));
-/// let (cluster, events, event_loop) = Builder::new(NoneConnector)
-///     .topology(TopologySpec {
-///         name: "static".into(),
-///         strategy: Box::new(Epmd::new(EpmdConfig::new(hosts))),
-///         policy: ConnectPolicy::default(),
-///     })
+/// let (cluster, events, driver) = Builder::new(NoneConnector)
+///     .topology(TopologySpec::new("static", Epmd::new(EpmdConfig::new(hosts))))
 ///     .build()?;
-/// let thread = std::thread::spawn(move || event_loop.run());
+/// let thread = std::thread::spawn(move || driver.run());
 /// for event in events.take(3) {
 ///     println!("{event}");
 /// }
@@ -69,8 +65,8 @@ impl Builder {
     /// Builds the cluster: its handle, a stream of every event from the first one on, and
     /// the loop to run (nothing happens until it runs). Fails on a bad topology, or when the
     /// operating system refuses a poller or a thread.
-    pub fn build(self) -> Result<(ClusterHandle, Events, EventLoop), BuildError> {
-        EventLoop::new(self)
+    pub fn build(self) -> Result<(ClusterHandle, Events, Driver), BuildError> {
+        Driver::new(self)
     }
 }
 
@@ -87,8 +83,13 @@ pub enum BuildError {
 }
 
 pub(crate) enum Command {
-    Stop { leave: bool },
-    Add(TopologySpec, mpsc::Sender<Result<TopologyId, ConfigError>>),
+    Stop {
+        leave: bool,
+    },
+    Add(
+        TopologySpec,
+        mpsc::Sender<Result<TopologyId, AddTopologyError>>,
+    ),
     Remove(TopologyId, mpsc::Sender<bool>),
 }
 
@@ -241,14 +242,15 @@ impl ClusterHandle {
         self.hub.subscribe()
     }
 
-    /// Adds a topology to the running cluster.
-    pub fn add_topology(&self, spec: TopologySpec) -> Result<TopologyId, ConfigError> {
-        let stopped = || ConfigError::invalid("topologies", "the cluster has stopped");
+    /// Adds a topology to the running cluster. Fails if the topology is invalid
+    /// ([`AddTopologyError::Invalid`]) or the cluster has stopped or is leaving
+    /// ([`AddTopologyError::Stopped`]).
+    pub fn add_topology(&self, spec: TopologySpec) -> Result<TopologyId, AddTopologyError> {
         let (tx, rx) = mpsc::channel();
         if !self.line.send(Command::Add(spec, tx)) {
-            return Err(stopped());
+            return Err(AddTopologyError::Stopped);
         }
-        rx.recv().unwrap_or_else(|_| Err(stopped()))
+        rx.recv().unwrap_or(Err(AddTopologyError::Stopped))
     }
 
     /// Removes a topology from the running cluster; its nodes are lost to it, and those no
@@ -259,14 +261,16 @@ impl ClusterHandle {
     }
 
     /// Stops the cluster and waits until the loop has returned from
-    /// [`EventLoop::run`]: no more discovery, no more connects. Connections are left as they
+    /// [`Driver::run`]: no more discovery, no more connects. Connections are left as they
     /// are (they live as long as the connector does).
     pub fn shutdown(self) {
         self.stop(false);
     }
 
-    /// Leaves the cluster: stops discovery, disconnects every node this cluster connected,
-    /// waits until each disconnect is answered or reaches its deadline, then stops.
+    /// Leaves the cluster, as the core's [`Cluster::leave`](muster_core::Cluster::leave)
+    /// says: stops discovery, disconnects every node this cluster connected (an Erlang node
+    /// also leaves distribution), waits until nothing is in flight — every request has its
+    /// deadline —, then stops.
     pub fn leave(self) {
         self.stop(true);
     }

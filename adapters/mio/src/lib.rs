@@ -1,7 +1,7 @@
 //! # muster-mio
 //!
 //! Runs a [muster](https://github.com/muster-rs/muster) cluster on a blocking event loop on
-//! raw mio, for programs with no async runtime at all. The [`EventLoop`] runs on a thread of
+//! raw mio, for programs with no async runtime at all. The [`Driver`] runs on a thread of
 //! your own; you talk to it through a [`ClusterHandle`] (members, counters, topologies,
 //! shutdown) and read [`Events`] by blocking, from any thread.
 //!
@@ -26,7 +26,7 @@ mod tcp;
 mod udp;
 mod workers;
 
-pub use event_loop::EventLoop;
+pub use event_loop::Driver;
 pub use handle::{BuildError, Builder, ClusterHandle};
 pub use hub::Events;
 pub use muster_core::connector::{

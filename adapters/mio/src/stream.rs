@@ -10,7 +10,7 @@ use std::time::Instant as StdInstant;
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
-use muster_core::{OwnedAnswer, Token};
+use muster_core::{Failure, OwnedAnswer, Token};
 
 use crate::exchange::connected;
 use crate::udp::key;
@@ -64,7 +64,7 @@ impl Streams {
                 );
                 OwnedAnswer::Opened(local)
             }
-            Err(e) => OwnedAnswer::Failed(format!("cannot listen on {bind}: {e}")),
+            Err(e) => OwnedAnswer::Failed(Failure::io(format_args!("cannot listen on {bind}"), &e)),
         }
     }
 
@@ -79,7 +79,10 @@ impl Streams {
     ) {
         match self.listeners.get_mut(&listener) {
             Some(l) => l.waiting.push_back(token),
-            None => out.push((token, OwnedAnswer::Failed("no such listener".into()))),
+            None => out.push((
+                token,
+                OwnedAnswer::Failed(Failure::other("no such listener")),
+            )),
         }
         self.accept_ready(registry, listener, out);
     }
@@ -101,7 +104,7 @@ impl Streams {
                     let _ = socket.set_nodelay(true);
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     if let Err(e) = registry.register(&mut socket, key(token), interest) {
-                        out.push((token, OwnedAnswer::Failed(e.to_string())));
+                        out.push((token, OwnedAnswer::Failed(e.into())));
                         continue;
                     }
                     self.conns.insert(
@@ -152,7 +155,7 @@ impl Streams {
                 );
                 None
             }
-            Err(e) => Some(OwnedAnswer::Failed(format!("{addr}: {e}"))),
+            Err(e) => Some(OwnedAnswer::Failed(Failure::io(addr, &e))),
         }
     }
 
@@ -246,7 +249,7 @@ fn step(c: &mut Conn, token: Token, out: &mut Vec<(Token, OwnedAnswer)>) -> Opti
                 c.connecting = None;
                 out.push((token, OwnedAnswer::Opened(peer)));
             }
-            Err(e) => return Some(OwnedAnswer::Failed(e.to_string())),
+            Err(e) => return Some(OwnedAnswer::Failed(e.into())),
         }
     }
     while let Some(front) = c.out.front() {
@@ -260,7 +263,7 @@ fn step(c: &mut Conn, token: Token, out: &mut Vec<(Token, OwnedAnswer)>) -> Opti
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Some(OwnedAnswer::Failed(format!("write failed: {e}"))),
+            Err(e) => return Some(OwnedAnswer::Failed(Failure::io("write failed", &e))),
         }
     }
     let mut buf = [0u8; 16 * 1024];
@@ -270,7 +273,7 @@ fn step(c: &mut Conn, token: Token, out: &mut Vec<(Token, OwnedAnswer)>) -> Opti
             Ok(n) => out.push((token, OwnedAnswer::Data(buf[..n].to_vec()))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Some(OwnedAnswer::Failed(e.to_string())),
+            Err(e) => return Some(OwnedAnswer::Failed(e.into())),
         }
     }
 }

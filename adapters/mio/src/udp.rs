@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
-use muster_core::{Token, UdpOptions};
+use muster_core::{Failure, FailureKind, Token, UdpOptions};
 
 /// Datagrams waiting for room in a full send buffer; more than this are dropped (a datagram
 /// may be lost anyway) and the drop reported on the socket's token.
@@ -24,11 +24,11 @@ impl Udp {
         registry: &Registry,
         key: mio::Token,
         opts: &UdpOptions,
-    ) -> Result<(Udp, SocketAddr), String> {
+    ) -> Result<(Udp, SocketAddr), Failure> {
         let mut socket = UdpSocket::from_std(muster_net::udp::open(opts)?);
         registry
             .register(&mut socket, key, Interest::READABLE | Interest::WRITABLE)
-            .map_err(|e| format!("cannot register UDP {}: {e}", opts.bind))?;
+            .map_err(|e| Failure::io(format_args!("cannot register UDP {}", opts.bind), &e))?;
         let local = socket.local_addr().unwrap_or(opts.bind);
         Ok((
             Udp {
@@ -40,33 +40,36 @@ impl Udp {
     }
 
     /// Sends `data` to `to`, or queues it until the socket is writable. An error to report.
-    pub(crate) fn send(&mut self, to: SocketAddr, data: Bytes) -> Option<String> {
+    pub(crate) fn send(&mut self, to: SocketAddr, data: Bytes) -> Option<Failure> {
         if !self.queued.is_empty() {
             return self.enqueue(to, data);
         }
         match self.socket.send_to(&data, to) {
             Ok(_) => None,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.enqueue(to, data),
-            Err(e) => Some(format!("sending to {to}: {e}")),
+            Err(e) => Some(Failure::io(format_args!("sending to {to}"), &e)),
         }
     }
 
-    fn enqueue(&mut self, to: SocketAddr, data: Bytes) -> Option<String> {
+    fn enqueue(&mut self, to: SocketAddr, data: Bytes) -> Option<Failure> {
         if self.queued.len() >= QUEUE {
-            return Some(format!("sending to {to}: the send buffer is full"));
+            return Some(Failure::new(
+                FailureKind::Resources,
+                format!("sending to {to}: the send buffer is full"),
+            ));
         }
         self.queued.push_back((to, data));
         None
     }
 
     /// Sends what was queued, now that the socket is writable. Errors to report.
-    pub(crate) fn flush(&mut self) -> Vec<String> {
+    pub(crate) fn flush(&mut self) -> Vec<Failure> {
         let mut errors = Vec::new();
         while let Some((to, data)) = self.queued.front() {
             match self.socket.send_to(data, *to) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => errors.push(format!("sending to {to}: {e}")),
+                Err(e) => errors.push(Failure::io(format_args!("sending to {to}"), &e)),
             }
             self.queued.pop_front();
         }

@@ -17,14 +17,11 @@ fn n(s: &str) -> NodeName {
 }
 
 fn epmd(hosts: Vec<Node>) -> TopologySpec {
-    TopologySpec {
-        name: "static".into(),
-        strategy: Box::new(Epmd::new(
-            EpmdConfig::new(hosts).reconnect_every(Duration::from_millis(50)),
-        )),
-        policy: ConnectPolicy::default()
-            .backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    }
+    TopologySpec::new(
+        "static",
+        Epmd::new(EpmdConfig::new(hosts).reconnect_every(Duration::from_millis(50))),
+    )
+    .policy(ConnectPolicy::default().backoff(Duration::from_millis(20), Duration::from_millis(200)))
 }
 
 #[test]

@@ -37,8 +37,6 @@ pub struct Ready {
     pub connector: Arc<dyn Connector>,
     /// How many events a subscriber may fall behind.
     pub event_capacity: usize,
-    /// How long the connector's list may take (from the settings).
-    pub list_timeout: std::time::Duration,
 }
 
 impl Setup {
@@ -105,7 +103,6 @@ impl Setup {
     pub fn ready(self) -> Result<Ready, ConfigError> {
         let seed = self.seed.unwrap_or_else(crate::seed);
         let mut config = self.config;
-        let list_timeout = config.list_timeout;
         if config.erlang.is_none() {
             config.discovery_only |= self.connector.discovery_only();
         }
@@ -124,7 +121,6 @@ impl Setup {
             cluster,
             connector: self.connector,
             event_capacity: self.event_capacity,
-            list_timeout,
         })
     }
 }

@@ -9,7 +9,7 @@ use support::{n, next_where, within};
 use muster_core::config::Options;
 use muster_core::proto::gossip::{self as wire, SecureKeys};
 use muster_core::strategy::gossip::{Gossip, GossipConfig};
-use muster_core::{ConnectPolicy, TopologySpec, Value};
+use muster_core::{TopologySpec, Value};
 use muster_tokio::{Builder, ClusterHandle, Events, NoneConnector};
 use tokio::net::UdpSocket;
 
@@ -37,11 +37,7 @@ fn config(port: u16, extra: &[(&str, Value)]) -> GossipConfig {
 fn node(name: &str, c: GossipConfig) -> (ClusterHandle, Events) {
     Builder::new(NoneConnector)
         .this_node(n(name))
-        .topology(TopologySpec {
-            name: "gossip".into(),
-            strategy: Box::new(Gossip::new(c)),
-            policy: ConnectPolicy::default(),
-        })
+        .topology(TopologySpec::new("gossip", Gossip::new(c)))
         .spawn()
         .unwrap()
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use muster_core::sim::NodesFile;
 use muster_core::strategy::epmd::{Epmd, EpmdConfig};
-use muster_core::strategy::{Context, Strategy};
+use muster_core::strategy::{Context, ExchangeId, Reply, Strategy};
 use muster_core::{
-    Answer, ConnectPolicy, Endpoint, Exchange, Instant, Node, Request, Token, TopologySpec,
+    AddTopologyError, ConnectPolicy, DiscoveryError, Endpoint, Exchange, Instant, Node,
+    TopologySpec,
 };
 use muster_tokio::{Builder, Call, NoneConnector, RecordingConnector};
 use tokio::io::AsyncWriteExt;
@@ -24,14 +25,10 @@ async fn a_file_strategy_reads_real_files_every_poll() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("nodes.txt");
     std::fs::write(&path, "a@h1\nb@h2\n").unwrap();
-    let spec = TopologySpec {
-        name: "file".into(),
-        strategy: Box::new(NodesFile::new(
-            path.to_string_lossy(),
-            Duration::from_millis(50),
-        )),
-        policy: ConnectPolicy::default(),
-    };
+    let spec = TopologySpec::new(
+        "file",
+        NodesFile::new(path.to_string_lossy(), Duration::from_millis(50)),
+    );
     let (handle, mut events) = Builder::new(NoneConnector).topology(spec).spawn().unwrap();
     let mut found = vec![
         next_where(&mut events, |e| e.name() == "discovered").await,
@@ -56,7 +53,7 @@ async fn a_file_strategy_reads_real_files_every_poll() {
 /// A strategy that asks a registry service for node names over TCP.
 struct Registry {
     to: Endpoint,
-    asking: Option<Token>,
+    asking: Option<ExchangeId>,
     reply: Vec<u8>,
 }
 
@@ -71,22 +68,22 @@ impl Strategy for Registry {
             now + Duration::from_secs(5),
         )
         .max_reply(1024);
-        self.asking = Some(cx.request(Request::Exchange(x)));
+        self.asking = Some(cx.exchange(x));
     }
     fn handle_timeout(&mut self, _now: Instant, _cx: &mut Context<'_>) {}
-    fn handle_answer(
+    fn handle_exchange(
         &mut self,
         _now: Instant,
-        token: Token,
-        answer: Answer<'_>,
+        exchange: ExchangeId,
+        reply: Reply<'_>,
         cx: &mut Context<'_>,
     ) {
-        if self.asking != Some(token) {
+        if self.asking != Some(exchange) {
             return;
         }
-        match answer {
-            Answer::Data(d) => self.reply.extend_from_slice(d),
-            Answer::Closed => {
+        match reply {
+            Reply::Data(d) => self.reply.extend_from_slice(d),
+            Reply::Closed => {
                 let text = String::from_utf8_lossy(&self.reply).into_owned();
                 let mut round = cx.round();
                 for line in text.lines() {
@@ -94,7 +91,9 @@ impl Strategy for Registry {
                 }
                 round.commit();
             }
-            Answer::Failed(why) => cx.discovery_failed(why),
+            Reply::Failed(why) => {
+                cx.discovery_failed(DiscoveryError::request("registry", why.clone()))
+            }
             other => cx.discovery_failed(format!("{other:?}")),
         }
     }
@@ -114,15 +113,14 @@ async fn an_exchange_delivers_the_reply_in_chunks_then_closed() {
         s.flush().await.unwrap();
         s.write_all(b"y@h2\n").await.unwrap();
     });
-    let spec = TopologySpec {
-        name: "registry".into(),
-        strategy: Box::new(Registry {
+    let spec = TopologySpec::new(
+        "registry",
+        Registry {
             to: Endpoint::Addr(addr),
             asking: None,
             reply: Vec::new(),
-        }),
-        policy: ConnectPolicy::default(),
-    };
+        },
+    );
     let (handle, mut events) = Builder::new(NoneConnector).topology(spec).spawn().unwrap();
     let a = next_where(&mut events, |e| e.name() == "discovered").await;
     let b = next_where(&mut events, |e| e.name() == "discovered").await;
@@ -138,15 +136,14 @@ async fn an_exchange_with_nobody_listening_fails_with_the_address() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
-    let spec = TopologySpec {
-        name: "registry".into(),
-        strategy: Box::new(Registry {
+    let spec = TopologySpec::new(
+        "registry",
+        Registry {
             to: Endpoint::Addr(addr),
             asking: None,
             reply: Vec::new(),
-        }),
-        policy: ConnectPolicy::default(),
-    };
+        },
+    );
     let (handle, mut events) = Builder::new(NoneConnector).topology(spec).spawn().unwrap();
     let e = next_where(&mut events, |e| e.name() == "discovery_failed").await;
     assert!(e.reason().unwrap().contains(&addr.to_string()), "{e}");
@@ -156,19 +153,19 @@ async fn an_exchange_with_nobody_listening_fails_with_the_address() {
 #[tokio::test]
 async fn a_connector_notice_is_a_disconnect_and_the_node_comes_back() {
     let rec = RecordingConnector::new();
-    let spec = TopologySpec {
-        name: "static".into(),
-        strategy: Box::new(Epmd::new(
-            EpmdConfig::new([Node::new(n("a@h1"))]).reconnect_every(Duration::from_secs(60)),
-        )),
-        policy: ConnectPolicy::default()
-            .backoff(Duration::from_millis(10), Duration::from_millis(100)),
-    };
+    let spec = TopologySpec::new(
+        "static",
+        Epmd::new(EpmdConfig::new([Node::new(n("a@h1"))]).reconnect_every(Duration::from_secs(60))),
+    )
+    .policy(
+        ConnectPolicy::default().backoff(Duration::from_millis(10), Duration::from_millis(100)),
+    );
     let (handle, mut events) = Builder::new(rec.clone()).topology(spec).spawn().unwrap();
     next_where(&mut events, |e| e.name() == "connected").await;
     rec.drop_node(&n("a@h1"), "tick timeout");
     let e = next_where(&mut events, |e| e.name() == "disconnected").await;
-    assert_eq!(e.reason(), Some("tick timeout"));
+    assert_eq!(e.reason().as_deref(), Some("tick timeout"));
+    assert_eq!(e.code(), Some("dropped"));
     next_where(&mut events, |e| e.name() == "connected").await;
     let connects = rec
         .calls()
@@ -185,22 +182,24 @@ async fn a_connector_notice_is_a_disconnect_and_the_node_comes_back() {
 async fn topologies_can_be_added_and_removed_while_running() {
     let rec = RecordingConnector::new();
     let (handle, mut events) = Builder::new(rec.clone()).spawn().unwrap();
-    let spec = TopologySpec {
-        name: "late".into(),
-        strategy: Box::new(Epmd::new(EpmdConfig::new([Node::new(n("a@h1"))]))),
-        policy: ConnectPolicy::default(),
-    };
+    let spec = TopologySpec::new("late", Epmd::new(EpmdConfig::new([Node::new(n("a@h1"))])));
     let id = handle.add_topology(spec).await.unwrap();
     next_where(&mut events, |e| e.name() == "connected").await;
-    let dup = TopologySpec {
-        name: "late".into(),
-        strategy: Box::new(Epmd::new(EpmdConfig::default())),
-        policy: ConnectPolicy::default(),
-    };
+    let dup = TopologySpec::new("late", Epmd::new(EpmdConfig::default()));
     let err = handle.add_topology(dup).await.unwrap_err();
+    let AddTopologyError::Invalid(err) = err else {
+        panic!("a duplicate name is a configuration error: {err}")
+    };
     assert_eq!(err.key, "topologies.late");
     assert!(handle.remove_topology(id).await);
     next_where(&mut events, |e| e.name() == "disconnected").await;
     assert!(rec.connected().is_empty());
+    let other = handle.clone();
     handle.shutdown().await;
+    // A stopped cluster takes no topology, and says so as what it is.
+    let late = TopologySpec::new("later", Epmd::new(EpmdConfig::default()));
+    assert_eq!(
+        other.add_topology(late).await.unwrap_err(),
+        AddTopologyError::Stopped
+    );
 }

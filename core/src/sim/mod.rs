@@ -23,19 +23,17 @@
 //! use std::time::Duration;
 //! use muster_core::sim::{Sim, SimConfig};
 //! use muster_core::strategy::epmd::{Epmd, EpmdConfig};
-//! use muster_core::{ClusterConfig, ConnectPolicy, Node, NodeName, TopologySpec};
+//! use muster_core::{ClusterConfig, Node, NodeName, TopologySpec};
 //!
 //! let names: Vec<NodeName> = ["a@h1", "b@h2", "c@h3"].iter().map(|n| n.parse().unwrap()).collect();
 //! let mut sim = Sim::new(42, SimConfig::default());
 //! for name in &names {
 //!     let hosts = names.clone();
-//!     sim.add_node(name.clone(), ClusterConfig::new(), move || vec![TopologySpec {
-//!         name: "static".into(),
-//!         strategy: Box::new(Epmd::new(
-//!             EpmdConfig::new(hosts.iter().cloned().map(Node::new))
-//!                 .reconnect_every(Duration::from_secs(5)))),
-//!         policy: ConnectPolicy::default(),
-//!     }]);
+//!     sim.add_node(name.clone(), ClusterConfig::new(), move || {
+//!         let epmd = EpmdConfig::new(hosts.iter().cloned().map(Node::new))
+//!             .reconnect_every(Duration::from_secs(5));
+//!         vec![TopologySpec::new("static", Epmd::new(epmd))]
+//!     });
 //! }
 //! assert!(sim.run_until_quiescent(Duration::from_secs(60)));
 //! assert!(sim.linked("a@h1", "c@h3") && sim.linked("c@h3", "b@h2"));

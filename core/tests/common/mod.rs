@@ -33,19 +33,11 @@ pub fn epmd(
     if let Some(t) = timeout {
         c = c.reconnect_every(ms(t));
     }
-    TopologySpec {
-        name: name.into(),
-        strategy: Box::new(Epmd::new(c)),
-        policy,
-    }
+    TopologySpec::new(name, Epmd::new(c)).policy(policy)
 }
 
 pub fn file(name: &str, path: &str, every: u64, policy: ConnectPolicy) -> TopologySpec {
-    TopologySpec {
-        name: name.into(),
-        strategy: Box::new(NodesFile::new(path, ms(every))),
-        policy,
-    }
+    TopologySpec::new(name, NodesFile::new(path, ms(every))).policy(policy)
 }
 
 /// The events named `kind` about `node`, with their times.

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use futures_lite::FutureExt;
-use muster_async_std::{Builder, Connector, RecordingConnector, TcpConnector};
+use muster_async_io::{Builder, Connector, RecordingConnector, TcpConnector};
 use muster_core::strategy::epmd::{Epmd, EpmdConfig};
 use muster_core::{ConnectPolicy, Event, Node, NodeName, TopologySpec};
 
@@ -25,17 +25,14 @@ async fn within<T>(fut: impl Future<Output = T>) -> T {
 }
 
 fn epmd(hosts: Vec<Node>) -> TopologySpec {
-    TopologySpec {
-        name: "static".into(),
-        strategy: Box::new(Epmd::new(
-            EpmdConfig::new(hosts).reconnect_every(Duration::from_millis(50)),
-        )),
-        policy: ConnectPolicy::default()
-            .backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    }
+    TopologySpec::new(
+        "static",
+        Epmd::new(EpmdConfig::new(hosts).reconnect_every(Duration::from_millis(50))),
+    )
+    .policy(ConnectPolicy::default().backoff(Duration::from_millis(20), Duration::from_millis(200)))
 }
 
-async fn static_topology(spawn: fn(muster_async_std::Driver)) {
+async fn static_topology(spawn: fn(muster_async_io::Driver)) {
     let rec = RecordingConnector::new();
     let hosts = vec![Node::new(n("a@h1")), Node::new(n("b@h2"))];
     let (cluster, mut events, driver) = Builder::new(rec.clone())
@@ -67,7 +64,7 @@ async fn static_topology(spawn: fn(muster_async_std::Driver)) {
     within(async { while events.recv().await.is_some() {} }).await;
 }
 
-async fn tcp_connector(spawn: fn(muster_async_std::Driver)) {
+async fn tcp_connector(spawn: fn(muster_async_io::Driver)) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let tcp = TcpConnector::new(addr.port());
@@ -89,11 +86,11 @@ async fn tcp_connector(spawn: fn(muster_async_std::Driver)) {
     within(cluster.shutdown()).await;
 }
 
-fn on_async_std(d: muster_async_std::Driver) {
+fn on_async_std(d: muster_async_io::Driver) {
     async_std::task::spawn(d);
 }
 
-fn on_smol(d: muster_async_std::Driver) {
+fn on_smol(d: muster_async_io::Driver) {
     smol::spawn(d).detach();
 }
 

@@ -1,0 +1,176 @@
+//! Streams that stay open, and listeners, for the core's own connector (Erlang
+//! distribution): each stream a task that passes on what it reads and writes what the core
+//! sends it.
+
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use muster_core::{Endpoint, Failure, OwnedAnswer, Token};
+
+use crate::Runtime;
+use crate::exec::{answer, connect_endpoint};
+use crate::inbox::InboxTx;
+use crate::tasks::Tasks;
+
+/// The listeners and the write sides of the open streams, by token.
+pub(crate) struct Streams<R: Runtime> {
+    listeners: BTreeMap<Token, Arc<R::Listener>>,
+    writers: BTreeMap<Token, async_channel::Sender<Bytes>>,
+}
+
+impl<R: Runtime> Default for Streams<R> {
+    fn default() -> Self {
+        Streams {
+            listeners: BTreeMap::new(),
+            writers: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R: Runtime> Streams<R> {
+    /// Listens on `bind`; the bound address, or why not.
+    pub(crate) fn listen(&mut self, runtime: &R, token: Token, bind: SocketAddr) -> OwnedAnswer {
+        let opened = std::net::TcpListener::bind(bind).and_then(|l| {
+            l.set_nonblocking(true)?;
+            let local = l.local_addr()?;
+            Ok((local, runtime.listener(l)?))
+        });
+        match opened {
+            Ok((local, l)) => {
+                self.listeners.insert(token, Arc::new(l));
+                OwnedAnswer::Opened(local)
+            }
+            Err(e) => OwnedAnswer::Failed(Failure::io(format_args!("cannot listen on {bind}"), &e)),
+        }
+    }
+
+    /// Takes the next connection on `listener` as stream `token`.
+    pub(crate) fn accept(
+        &mut self,
+        tasks: &mut Tasks<R>,
+        tx: InboxTx,
+        token: Token,
+        listener: Token,
+    ) {
+        let Some(l) = self.listeners.get(&listener).cloned() else {
+            tasks.spawn(async move {
+                let why = Failure::other("no such listener");
+                answer(&tx, token, OwnedAnswer::Failed(why)).await;
+            });
+            return;
+        };
+        let (wtx, wrx) = async_channel::unbounded();
+        self.writers.insert(token, wtx);
+        tasks.spawn_stoppable(token, async move {
+            match poll_fn(|cx| R::poll_accept(&l, cx)).await {
+                Ok((s, from)) => {
+                    if answer(&tx, token, OwnedAnswer::Accepted(from)).await {
+                        run(s, token, wrx, tx).await;
+                    }
+                }
+                Err(e) => {
+                    answer(&tx, token, OwnedAnswer::Failed(e.into())).await;
+                }
+            }
+        });
+    }
+
+    /// Opens stream `token` to `to`, giving up connecting at `deadline`.
+    pub(crate) fn open(
+        &mut self,
+        tasks: &mut Tasks<R>,
+        tx: InboxTx,
+        token: Token,
+        to: Endpoint,
+        deadline: StdInstant,
+    ) {
+        let (wtx, wrx) = async_channel::unbounded();
+        self.writers.insert(token, wtx);
+        let runtime = tasks.runtime().clone();
+        tasks.spawn_stoppable(token, async move {
+            let timer = runtime.sleep_until(deadline);
+            let connect = async { Some(connect_endpoint(&runtime, &to).await) };
+            let timeout = async move {
+                timer.await;
+                None
+            };
+            match connect.or(timeout).await {
+                Some(Ok((s, peer))) => {
+                    if answer(&tx, token, OwnedAnswer::Opened(peer)).await {
+                        run(s, token, wrx, tx).await;
+                    }
+                }
+                Some(Err(why)) => {
+                    answer(&tx, token, OwnedAnswer::Failed(why)).await;
+                }
+                None => {
+                    answer(&tx, token, OwnedAnswer::TimedOut).await;
+                }
+            }
+        });
+    }
+
+    /// Queues `data` on stream `stream`; a stream that is gone takes nothing.
+    pub(crate) fn write(&self, stream: Token, data: Bytes) {
+        if let Some(w) = self.writers.get(&stream) {
+            let _ = w.try_send(data);
+        }
+    }
+
+    /// Forgets `token`: a listener closes; a stream's task is stopped by the caller.
+    pub(crate) fn close(&mut self, token: Token) {
+        self.listeners.remove(&token);
+        self.writers.remove(&token);
+    }
+
+    /// Forgets the write sides of streams whose task has ended.
+    pub(crate) fn prune(&mut self) {
+        self.writers.retain(|_, w| !w.is_closed());
+    }
+
+    pub(crate) fn close_all(&mut self) {
+        self.listeners.clear();
+        self.writers.clear();
+    }
+}
+
+enum Step {
+    Read(std::io::Result<usize>),
+    Write(Option<Bytes>),
+}
+
+/// Passes on what `s` reads and writes what comes on `writes`, until either side ends.
+async fn run<S>(s: S, token: Token, writes: async_channel::Receiver<Bytes>, tx: InboxTx)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + Send,
+{
+    let (mut read, mut write) = futures_lite::io::split(s);
+    let mut buf = vec![0u8; 64 * 1024];
+    let last = loop {
+        let step = async { Step::Read(read.read(&mut buf).await) }
+            .or(async { Step::Write(writes.recv().await.ok()) })
+            .await;
+        match step {
+            Step::Read(Ok(0)) => break OwnedAnswer::Closed,
+            Step::Read(Ok(n)) => {
+                if !answer(&tx, token, OwnedAnswer::Data(buf[..n].to_vec())).await {
+                    return;
+                }
+            }
+            Step::Read(Err(e)) => break OwnedAnswer::Failed(e.into()),
+            Step::Write(Some(data)) => {
+                if let Err(e) = write.write_all(&data).await {
+                    break OwnedAnswer::Failed(Failure::io("write failed", &e));
+                }
+            }
+            // The core closed the stream.
+            Step::Write(None) => return,
+        }
+    };
+    answer(&tx, token, last).await;
+}

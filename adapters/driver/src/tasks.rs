@@ -1,0 +1,101 @@
+//! The tasks the driver spawns: each one stoppable, by its token or all at once, so that a
+//! cancelled exchange or a stopped cluster leaves no socket behind.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use futures_lite::FutureExt;
+use muster_core::Token;
+
+use crate::Runtime;
+
+/// Spawns tasks on the runtime and stops them.
+pub(crate) struct Tasks<R> {
+    runtime: R,
+    /// Dropping a task's sender stops it.
+    stoppable: BTreeMap<Token, async_channel::Sender<()>>,
+    /// Dropping this stops every task.
+    all: Option<async_channel::Sender<()>>,
+    all_rx: async_channel::Receiver<()>,
+    /// Each task holds a clone until it has ended (and dropped what it held).
+    alive: Option<async_channel::Sender<()>>,
+    alive_rx: async_channel::Receiver<()>,
+}
+
+impl<R: Runtime> Tasks<R> {
+    pub(crate) fn new(runtime: R) -> Self {
+        let (all, all_rx) = async_channel::bounded(1);
+        let (alive, alive_rx) = async_channel::bounded(1);
+        Tasks {
+            runtime,
+            stoppable: BTreeMap::new(),
+            all: Some(all),
+            all_rx,
+            alive: Some(alive),
+            alive_rx,
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    fn launch(
+        &self,
+        stop: Option<async_channel::Receiver<()>>,
+        f: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let all = self.all_rx.clone();
+        let alive = self.alive.clone();
+        self.runtime.spawn(async move {
+            let _alive = alive;
+            let stopped = async move {
+                match stop {
+                    Some(stop) => {
+                        let _ = stop.recv().or(all.recv()).await;
+                    }
+                    None => {
+                        let _ = all.recv().await;
+                    }
+                }
+            };
+            f.or(stopped).await;
+        });
+    }
+
+    /// Runs `f` until it ends or the driver stops.
+    pub(crate) fn spawn(&mut self, f: impl Future<Output = ()> + Send + 'static) {
+        self.launch(None, f);
+    }
+
+    /// Runs `f` until it ends, the driver stops, or [`stop`](Tasks::stop) is called with
+    /// `token`.
+    pub(crate) fn spawn_stoppable(
+        &mut self,
+        token: Token,
+        f: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let (tx, rx) = async_channel::bounded(1);
+        self.stoppable.insert(token, tx);
+        self.launch(Some(rx), f);
+    }
+
+    /// Stops the task of `token`, if it still runs.
+    pub(crate) fn stop(&mut self, token: Token) {
+        self.stoppable.remove(&token);
+    }
+
+    /// Forgets the tasks that ended on their own.
+    pub(crate) fn prune(&mut self) {
+        self.stoppable.retain(|_, tx| !tx.is_closed());
+    }
+
+    /// Stops every task and waits until each has ended.
+    pub(crate) async fn stop_all(&mut self) {
+        self.stoppable.clear();
+        self.all = None;
+        self.alive = None;
+        // Every sender gone: the channel closes once the last task has dropped its clone.
+        while self.alive_rx.recv().await.is_ok() {}
+    }
+}
