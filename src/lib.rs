@@ -5,19 +5,31 @@
 //! [connector](muster_core::connector::Connector)) to connect to them, heals the cluster when nodes
 //! come and go, and tells the application what happened.
 //!
-//! This crate is the facade: it re-exports the sans-IO core ([`core`], `muster-core`) and
-//! the adapter your program runs on, by feature:
+//! This crate is the facade, published as `muster-cluster` (its library is `muster`): it
+//! re-exports the sans-IO core ([`core`], `muster-core`) and the adapter your program runs on,
+//! by feature:
 //!
 //! | feature | module | runs on |
 //! |---|---|---|
-//! | `tokio` (default) | `muster::tokio` (`muster-tokio`) | tokio; also the `muster` tool and its configuration files (`config_file`) |
-//! | `async-std` | `muster::async_io` (`muster-async-std`) | async-io: async-std's and smol's executors, or any other |
+//! | `tokio` | `muster::tokio` (`muster-tokio`) | tokio |
+//! | `async-io` (alias `async-std`) | `muster::async_io` (`muster-async-io`) | async-io: async-std's and smol's executors, or any other |
 //! | `mio` | `muster::mio` (`muster-mio`) | a blocking loop on raw mio, on a thread of your own |
+//! | `config` | `muster::config` | loads the `muster` tool's TOML configuration files |
+//! | `sim` | `muster::core::sim` | the deterministic simulator, for testing your configuration |
+//! | `cli` | — | the `muster` tool (the binary) |
+//!
+//! The default features are `tokio` and `cli`, so that `cargo install muster-cluster` gives
+//! the tool. A program that embeds muster takes only what it runs on:
+//!
+//! ```toml
+//! [dependencies]
+//! muster-cluster = { version = "0.1", default-features = false, features = ["tokio"] }
+//! ```
 //!
 #![cfg_attr(
     feature = "tokio",
     doc = r#"
-With the default feature, on tokio:
+On tokio:
 
 ```no_run
 use std::time::Duration;
@@ -42,13 +54,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 "#
 )]
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
-#[cfg(feature = "tokio")]
-pub mod config_file;
-#[cfg(feature = "tokio")]
-pub mod demo;
-#[cfg(feature = "tokio")]
-pub mod output;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 
 #[cfg(feature = "async-io")]
 pub use muster_async_io as async_io;

@@ -12,9 +12,11 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use muster::config_file::ConfigFile;
-use muster::demo::{self, DemoOptions};
-use muster::output::{Format, event_line};
+mod cli;
+
+use cli::demo::{self, DemoOptions};
+use cli::output::{Format, event_line};
+use muster::config::ConfigFile;
 
 const USAGE: &str = "\
 muster: automatic cluster formation
@@ -132,7 +134,7 @@ async fn wait_for_signal() -> std::io::Result<&'static str> {
 
 async fn run(config: ConfigFile, format: Format) -> ExitCode {
     let path = config.path.clone();
-    let started = match config.start().await {
+    let started = match cli::start::start(config).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("muster: {path}: {e}");

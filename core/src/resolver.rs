@@ -17,8 +17,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use bytes::Bytes;
 
 use crate::io::{Endpoint, Exchange, UdpOptions};
-use crate::proto::dns::{self, Found, Kind, Reply};
-use crate::proto::resolv_conf::ResolvConf;
+use crate::proto::dns::{self, Reply};
+
+pub use crate::proto::dns::{Found, Kind};
+pub use crate::proto::resolv_conf::ResolvConf;
 use crate::reason::{Failure, FailureKind};
 use crate::strategy::{self, Context, ExchangeId, SocketEvent, SocketId};
 use crate::time::{Instant, earliest};

@@ -16,6 +16,7 @@
 //! [`TcpConnector`] here, and the core's callback, recording and none connectors.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod event_loop;
 mod exchange;

@@ -15,6 +15,7 @@
 //!   through `tracing`.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod held;
 pub mod setup;

@@ -12,6 +12,11 @@ pub(crate) use distribution::{DistOutput, Distribution};
 pub use epmd_server::{EpmdOutput, EpmdServer};
 pub use link::{Admission, Link, LinkConfig, LinkEvent, MAX_FRAME};
 
+/// EPMD's wire format, as far as asking an EPMD what it has registered goes.
+pub mod epmd {
+    pub use crate::proto::epmd::{DEFAULT_PORT, EpmdError, Names, names_request, parse_names};
+}
+
 /// The cookie in the text of an `.erlang.cookie` file: its first line, trimmed, as Erlang
 /// reads it.
 pub fn cookie_from_file(text: &str) -> Option<&str> {

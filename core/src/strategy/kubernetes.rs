@@ -38,7 +38,9 @@ use super::{Context, Environment, ExchangeId, Periodic, ReadId, Reply, Strategy}
 use crate::config::{ConfigError, Options, Value};
 use crate::io::{Endpoint, Exchange, Tls};
 use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
-use crate::proto::k8s::{self, LookupMode, NameMode};
+use crate::proto::k8s;
+
+pub use crate::proto::k8s::{LookupMode, NameMode};
 use crate::reason::{DiscoveryError, Failure, Rejection};
 use crate::time::Instant;
 

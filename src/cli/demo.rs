@@ -14,14 +14,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use muster_core::dist::DistConfig;
-use muster_core::proto::epmd::DEFAULT_PORT;
-use muster_core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
-use muster_core::{ConnectPolicy, Event, NodeName, TopologySpec};
-use muster_tokio::{Builder, ClusterHandle, EpmdHandle, epmd_names, epmd_running, run_epmd};
+use muster::core::dist::DistConfig;
+use muster::core::dist::epmd::DEFAULT_PORT;
+use muster::core::strategy::local_epmd::{LocalEpmd, LocalEpmdConfig};
+use muster::core::{ConnectPolicy, Event, NodeName, TopologySpec};
+use muster::tokio::{Builder, ClusterHandle, EpmdHandle, epmd_names, epmd_running, run_epmd};
 use tokio::sync::mpsc;
 
-use crate::output::{Format, event_line};
+use super::output::{Format, event_line};
 
 /// The demo cluster's cookie.
 pub const COOKIE: &str = "muster-demo";
@@ -48,15 +48,6 @@ impl Default for DemoOptions {
             limit: Duration::from_secs(60),
         }
     }
-}
-
-/// What the demo measured.
-#[derive(Debug, Clone, Copy)]
-pub struct DemoReport {
-    /// From start until every node had every other connected.
-    pub full_mesh: Duration,
-    /// From the stopped node's restart until the mesh was full again.
-    pub healed: Duration,
 }
 
 fn name(i: usize) -> NodeName {
@@ -219,7 +210,7 @@ impl Show {
 }
 
 /// Runs the demo, printing as it goes.
-pub async fn run(opts: DemoOptions) -> io::Result<DemoReport> {
+pub async fn run(opts: DemoOptions) -> io::Result<()> {
     let n = opts.nodes.clamp(2, 64);
     let format = opts.format;
     let (epmd_port, _epmd, which) = epmd().await?;
@@ -333,5 +324,5 @@ pub async fn run(opts: DemoOptions) -> io::Result<DemoReport> {
     for node in nodes.into_iter().flatten() {
         node.stop().await;
     }
-    Ok(DemoReport { full_mesh, healed })
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use muster_core::Event;
+use muster::core::Event;
 
 /// The output format of `muster run` and `muster demo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,8 +85,8 @@ mod tests {
         let e = Event::ConnectFailed {
             topology: Arc::from("app"),
             node: "b@h".parse().unwrap(),
-            reason: muster_core::ConnectError::Failed(muster_core::Failure::new(
-                muster_core::FailureKind::Refused,
+            reason: muster::core::ConnectError::Failed(muster::core::Failure::new(
+                muster::core::FailureKind::Refused,
                 "connection refused",
             )),
             attempt: 2,

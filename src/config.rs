@@ -1,5 +1,7 @@
-//! The `muster` configuration file: TOML in, a ready [`Builder`] out, with every error naming
-//! the file, the line and the key.
+//! The `muster` configuration file (feature `config`): TOML in, the cluster's settings, its
+//! connector and its topologies out, with every error naming the file, the line and the key.
+//! The `muster` tool runs exactly this; a program of your own can load the same file and
+//! hand the result to its adapter's builder.
 //!
 //! ```toml
 //! [node]
@@ -27,7 +29,6 @@ use muster_core::config::Options;
 use muster_core::dist::DistConfig;
 use muster_core::strategy::{Environment, Registry};
 use muster_core::{ClusterConfig, ConfigError, NodeName, TopologySpec, Value};
-use muster_tokio::{Builder, NoneConnector, TcpConnector};
 use toml::de::{DeTable, DeValue};
 
 /// The connector a configuration names, with its settings.
@@ -101,15 +102,6 @@ pub struct ConfigFile {
     /// Keys that were accepted but deserve attention (deprecated aliases), located like
     /// errors.
     pub warnings: Vec<FileError>,
-}
-
-/// What [`ConfigFile::start`] started.
-#[derive(Debug)]
-pub struct Started {
-    /// The cluster, ready to spawn.
-    pub builder: Builder,
-    /// muster's own EPMD, when it runs one; it stops when this is dropped.
-    pub epmd: Option<muster_tokio::EpmdHandle>,
 }
 
 /// A configuration error, located in its file.
@@ -337,51 +329,20 @@ impl ConfigFile {
         })
     }
 
-    /// Starts what the configuration needs (muster's own EPMD, if asked or needed, for the
-    /// `erlang` connector) and returns a [`Builder`] with its node, connector and topologies.
-    pub async fn start(self) -> std::io::Result<Started> {
-        let mut epmd = None;
-        let builder = match self.connector {
-            ConnectorConfig::None => Builder::new(NoneConnector),
-            ConnectorConfig::Tcp { port } => Builder::new(TcpConnector::new(port)),
-            ConnectorConfig::Erlang(e) => {
-                let port = e.epmd_port;
-                let run = match e.embedded_epmd {
-                    EmbeddedEpmd::Always => true,
-                    EmbeddedEpmd::Never => false,
-                    EmbeddedEpmd::Auto => !muster_tokio::epmd_running(("127.0.0.1", port)).await,
-                };
-                if run {
-                    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
-                    epmd = Some(muster_tokio::run_epmd(addr).await?);
-                }
-                let name = self.cluster.this_node.clone().ok_or_else(|| {
-                    std::io::Error::other("the erlang connector needs [node] name")
-                })?;
-                // The core listens once the cluster runs; an address that cannot be had is
-                // said now, before anything starts, rather than in every connect's failure.
-                std::net::TcpListener::bind(e.listen).map_err(|err| {
-                    std::io::Error::new(
-                        err.kind(),
-                        format!("[connector] listen = \"{}\": {err}", e.listen),
-                    )
-                })?;
-                // The cluster itself is the Erlang node: the core's distribution, whose
-                // bytes the adapter moves.
-                Builder::erlang(
-                    DistConfig::new(name, e.cookie)
-                        .epmd_port(port)
-                        .listen(e.listen)
-                        .hidden(e.hidden)
-                        .tick_time(e.tick_time),
-                )
-            }
+    /// The Erlang node the configuration describes, for `Builder::erlang` on any adapter:
+    /// `None` unless the connector is `erlang` and `[node] name` is set.
+    pub fn erlang_node(&self) -> Option<DistConfig> {
+        let ConnectorConfig::Erlang(e) = &self.connector else {
+            return None;
         };
-        let builder = self
-            .topologies
-            .into_iter()
-            .fold(builder.config(self.cluster), Builder::topology);
-        Ok(Started { builder, epmd })
+        let name = self.cluster.this_node.clone()?;
+        Some(
+            DistConfig::new(name, e.cookie.clone())
+                .epmd_port(e.epmd_port)
+                .listen(e.listen)
+                .hidden(e.hidden)
+                .tick_time(e.tick_time),
+        )
     }
 
     /// The resolved configuration, every default filled in, as TOML.
@@ -512,7 +473,7 @@ fn erlang_section(
                     format!("ERL_EPMD_PORT={v:?} is not a port"),
                 )
             })?,
-            None => muster_core::proto::epmd::DEFAULT_PORT,
+            None => muster_core::dist::epmd::DEFAULT_PORT,
         },
     };
     let listen = match o.string("listen")? {
