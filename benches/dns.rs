@@ -22,8 +22,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant as Wall};
 
 use muster_core::sim::{DnsBehaviour, DnsRecord, DnsServer, Sim, SimConfig};
+use muster_core::strategy::dns::DnsOptions;
 use muster_core::strategy::dns_poll::{DnsPoll, DnsPollConfig};
-use muster_core::strategy::dns_poller::DnsOptions;
 use muster_core::{
     Answer, Cluster, ClusterConfig, ConnectPolicy, Input, Instant, Output, Request, Token,
     TopologySpec,

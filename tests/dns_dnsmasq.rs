@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use muster::core::strategy::Strategy;
+use muster::core::strategy::dns::DnsOptions;
 use muster::core::strategy::dns_poll::{DnsPoll, DnsPollConfig};
-use muster::core::strategy::dns_poller::DnsOptions;
 use muster::core::strategy::kubernetes_dns::{KubernetesDns, KubernetesDnsConfig};
 use muster::core::strategy::kubernetes_dns_srv::{KubernetesDnsSrv, KubernetesDnsSrvConfig};
 use muster::core::{ConnectPolicy, Event, Node, NodeName, TopologySpec};

@@ -4,16 +4,18 @@ use core::time::Duration;
 
 use crate::config::{ConfigError, Problem};
 use crate::dist::{DistConfig, DistOutput, Distribution};
-use crate::event::TopologyName;
 use crate::io::{Answer, Input, Output, Request, Token};
 use crate::metrics::Metrics;
 use crate::node::NodeName;
+use crate::policy::ConnectPolicy;
 use crate::reason::Failure;
-use crate::reconcile::{Core, Limits, MAX_TOPOLOGIES, Pending, TopoInfo, unexpected};
+use crate::reconcile::{Limits, Reconciler, unexpected};
+use crate::requests::Pending;
 use crate::rng::Rng;
 use crate::strategy::{Context, ExchangeId, ReadId, Reply, SocketEvent, SocketId, Strategy};
 use crate::time::{Instant, earliest};
-use crate::topology::{ConnectPolicy, TopologyId, TopologySpec};
+use crate::topologies::MAX_TOPOLOGIES;
+use crate::topology::{TopologyId, TopologySpec};
 
 /// Why a topology could not be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,10 +106,6 @@ impl ClusterConfig {
     }
 }
 
-struct Topology {
-    strategy: Box<dyn Strategy>,
-}
-
 /// A set of topologies and the reconciler that connects what they discover: the sans-IO core
 /// of muster.
 ///
@@ -142,8 +140,9 @@ struct Topology {
 /// return an error and never panic: they become [events](crate::Event) and count in
 /// [`Metrics`]. Errors are for API misuse and bad configuration only.
 pub struct Cluster {
-    core: Core,
-    topologies: Vec<Option<Topology>>,
+    core: Reconciler,
+    /// Each topology's strategy, by topology slot.
+    strategies: Vec<Option<Box<dyn Strategy>>>,
     last_now: Instant,
     /// This node in Erlang distribution, when the cluster is its own connector.
     dist: Option<Distribution>,
@@ -152,9 +151,9 @@ pub struct Cluster {
 impl core::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Cluster")
-            .field("this_node", &self.core.this_node)
+            .field("this_node", &self.core.this_node())
             .field("topologies", &self.topology_names().collect::<Vec<_>>())
-            .field("metrics", &self.core.metrics)
+            .field("metrics", &self.core.metrics())
             .finish()
     }
 }
@@ -174,8 +173,8 @@ impl Cluster {
             .erlang
             .map(|c| Distribution::new(c, rng.fork(b"erlang distribution")));
         Cluster {
-            core: Core::new(config.this_node, limits, rng),
-            topologies: Vec::new(),
+            core: Reconciler::new(config.this_node, limits, rng),
+            strategies: Vec::new(),
             last_now: Instant::ZERO,
             dist,
         }
@@ -205,13 +204,8 @@ impl Cluster {
         if self.topology_names().any(|n| n == name) {
             return Err(ConfigError::invalid(key, "a topology of that name exists").into());
         }
-        let index = match self.topologies.iter().position(Option::is_none) {
-            Some(i) => i,
-            None if self.topologies.len() < MAX_TOPOLOGIES => {
-                self.topologies.push(None);
-                self.core.topos.push(None);
-                self.topologies.len() - 1
-            }
+        let t = match self.core.topologies().free_slot() {
+            Some(t) => t,
             None => {
                 return Err(ConfigError::new(
                     key,
@@ -223,19 +217,12 @@ impl Cluster {
             }
         };
         let now = self.clock(now);
-        if self.core.last_names.len() <= index {
-            self.core
-                .last_names
-                .resize(index + 1, TopologyName::from("?"));
+        self.core.add_topology(t, name, policy, strategy.retries());
+        let index = usize::from(t);
+        if self.strategies.len() <= index {
+            self.strategies.resize_with(index + 1, || None);
         }
-        self.core.last_names[index] = TopologyName::from(name);
-        self.core.topos[index] = Some(TopoInfo {
-            name: TopologyName::from(name),
-            policy,
-            retries: strategy.retries(),
-        });
-        self.topologies[index] = Some(Topology { strategy });
-        let t = index as u8;
+        self.strategies[index] = Some(strategy);
         self.with_strategy(t, now, |s, now, cx| s.start(now, cx));
         self.core.flush(now);
         Ok(TopologyId(t))
@@ -260,7 +247,7 @@ impl Cluster {
     }
 
     fn drop_topology(&mut self, id: TopologyId) -> bool {
-        let Some(slot) = self.topologies.get_mut(id.index()) else {
+        let Some(slot) = self.strategies.get_mut(id.index()) else {
             return false;
         };
         if slot.take().is_none() {
@@ -269,7 +256,6 @@ impl Cluster {
         self.core.forget_topology_tokens(id.0);
         self.core.close_topology_sockets(id.0);
         self.core.drop_topology(id.0);
-        self.core.topos[id.index()] = None;
         true
     }
 
@@ -279,11 +265,11 @@ impl Cluster {
         now: Instant,
         f: impl FnOnce(&mut dyn Strategy, Instant, &mut Context<'_>),
     ) {
-        let Some(Some(topo)) = self.topologies.get_mut(usize::from(t)) else {
+        let Some(Some(strategy)) = self.strategies.get_mut(usize::from(t)) else {
             return;
         };
         let mut cx = Context::new(&mut self.core, t, now);
-        f(topo.strategy.as_mut(), now, &mut cx);
+        f(strategy.as_mut(), now, &mut cx);
     }
 
     /// Feeds an answer or a connector notice. Never fails: an answer nobody waits for is
@@ -302,7 +288,7 @@ impl Cluster {
                 Some(topology) => self.with_strategy(topology, now, |s, now, cx| {
                     s.handle_datagram(now, SocketId(socket), from, data, cx)
                 }),
-                None => self.core.metrics.stale_answers += 1,
+                None => self.core.count_stale(),
             },
             Input::NodeDown { node, reason } => self.core.node_down(now, node, reason),
             Input::NodeUp { node } => self.core.node_up(now, node),
@@ -321,7 +307,7 @@ impl Cluster {
                         s.handle_socket(now, SocketId(token), SocketEvent::SendFailed(why), cx)
                     })
                 }
-                _ => self.core.metrics.stale_answers += 1,
+                _ => self.core.count_stale(),
             },
             Some(Pending::Connect(i)) => self.core.connect_answer(now, i, token, answer),
             Some(Pending::Disconnect(i)) => self.core.disconnect_answer(i, token, answer),
@@ -403,9 +389,9 @@ impl Cluster {
             d.handle_timeout(now);
         }
         self.core.handle_timeout(now);
-        for t in 0..self.topologies.len() {
-            let due = match &self.topologies[t] {
-                Some(topo) => topo.strategy.poll_timeout().is_some_and(|at| at <= now),
+        for t in 0..self.strategies.len() {
+            let due = match &self.strategies[t] {
+                Some(strategy) => strategy.poll_timeout().is_some_and(|at| at <= now),
                 None => false,
             };
             if due {
@@ -481,8 +467,8 @@ impl Cluster {
         if let Some(d) = &self.dist {
             at = earliest(at, d.poll_timeout());
         }
-        for topo in self.topologies.iter().flatten() {
-            at = earliest(at, topo.strategy.poll_timeout());
+        for strategy in self.strategies.iter().flatten() {
+            at = earliest(at, strategy.poll_timeout());
         }
         at
     }
@@ -507,7 +493,7 @@ impl Cluster {
         if self.core.is_leaving() {
             return;
         }
-        for i in 0..self.topologies.len() {
+        for i in 0..self.strategies.len() {
             self.drop_topology(TopologyId(i as u8));
         }
         self.core.leave(now);
@@ -525,7 +511,7 @@ impl Cluster {
 
     /// A snapshot of the counters.
     pub fn metrics(&self) -> Metrics {
-        self.core.metrics
+        self.core.metrics()
     }
 
     /// The nodes connected, as far as the cluster knows.
@@ -536,7 +522,7 @@ impl Cluster {
     /// Increases whenever [`members`](Cluster::members) changes: publish the membership only
     /// when this moved.
     pub fn membership_version(&self) -> u64 {
-        self.core.membership_version
+        self.core.membership_version()
     }
 
     /// Whether `node` is connected, as far as the cluster knows.
@@ -563,10 +549,9 @@ impl Cluster {
     /// The topologies, with their ids.
     pub fn topologies(&self) -> impl Iterator<Item = (TopologyId, &str)> {
         self.core
-            .topos
+            .topologies()
             .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.as_ref().map(|t| (TopologyId(i as u8), &*t.name)))
+            .map(|(t, name)| (TopologyId(t), name))
     }
 
     fn topology_names(&self) -> impl Iterator<Item = &str> {
@@ -575,7 +560,7 @@ impl Cluster {
 
     /// This node's name, if set.
     pub fn this_node(&self) -> Option<&NodeName> {
-        self.core.this_node.as_ref()
+        self.core.this_node()
     }
 
     /// Outputs waiting to be polled (for the simulator's bounded-queue checks).

@@ -26,8 +26,11 @@ pub mod dist;
 mod event;
 mod hash;
 mod io;
+mod list;
 mod metrics;
 mod node;
+mod outputs;
+mod policy;
 // The wire codecs are the core's own: their few types that the public API names are
 // re-exported where they belong. The fuzz targets, tests and benches reach all of them
 // through `--cfg fuzzing` (set by cargo-fuzz) or the internal `unstable-proto` feature,
@@ -36,15 +39,20 @@ mod node;
 #[doc(hidden)]
 pub mod proto;
 #[cfg(not(any(fuzzing, feature = "unstable-proto")))]
-#[allow(dead_code)] // a few codec items serve only those tests and fuzz targets
+// Its items are `pub` for the builds above; here a few serve only those.
+#[allow(dead_code, unreachable_pub)]
 mod proto;
 pub mod reason;
 mod reconcile;
+mod requests;
 pub mod resolver;
 mod rng;
 mod slab;
 pub mod strategy;
+mod table;
 mod time;
+mod timers;
+mod topologies;
 mod topology;
 
 #[cfg(feature = "sim")]
@@ -60,8 +68,9 @@ pub use io::{
 };
 pub use metrics::Metrics;
 pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};
+pub use policy::ConnectPolicy;
 pub use reason::{ConnectError, DisconnectReason, DiscoveryError, Failure, FailureKind, Rejection};
-pub use reconcile::MAX_TOPOLOGIES;
 pub use rng::Rng;
 pub use time::Instant;
-pub use topology::{ConnectPolicy, TopologyId, TopologySpec};
+pub use topologies::MAX_TOPOLOGIES;
+pub use topology::{TopologyId, TopologySpec};

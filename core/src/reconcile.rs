@@ -1,5 +1,7 @@
 //! The reconciler: turns what the strategies discovered and what the connector reports
-//! connected into connect and disconnect requests.
+//! connected into connect and disconnect requests. It owns the parts the strategies share —
+//! the node table, the requests in flight, the output queue, the timers, the list protocol —
+//! each behind its own narrow methods.
 //!
 //! Every node the cluster knows has one [`Slot`]. A slot records which topologies discover
 //! the node and which want it connected (a node that left a topology's discovery stays
@@ -8,24 +10,25 @@
 //! the core's view; it is corrected against the connector's own list at every poll.
 
 use core::time::Duration;
-use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::event::{Event, TopologyName};
 use crate::hash::KeyedState;
 use crate::io::{Answer, Output, Request, Token};
+use crate::list::Listing;
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeName, NodeNameError};
+use crate::outputs::Outputs;
+use crate::policy::ConnectPolicy;
 use crate::reason::{
     ConnectError, DisconnectReason, DiscoveryError, Failure, FailureKind, Rejection,
 };
+use crate::requests::{Pending, Requests};
 use crate::rng::Rng;
-use crate::slab::Slab;
-use crate::time::Instant;
-use crate::topology::ConnectPolicy;
-
-/// The most topologies one cluster can hold (one bit each in a slot's masks).
-pub const MAX_TOPOLOGIES: usize = 64;
+use crate::table::Table;
+use crate::time::{Instant, Wall, earliest};
+use crate::timers::TimerTable;
+use crate::topologies::Topologies;
 
 /// A node's connection as the core sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,38 +140,6 @@ impl Slot {
     }
 }
 
-/// What an outstanding token is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pending {
-    Connect(u32),
-    Disconnect(u32),
-    List,
-    /// A topology's file read.
-    Read(u8),
-    /// A topology's exchange: several `Data` answers, then one that ends it.
-    Exchange(u8),
-    /// A topology's UDP socket, opening.
-    Socket(u8),
-}
-
-impl Pending {
-    /// The topology whose strategy asked, for a strategy's request.
-    pub(crate) fn topology(self) -> Option<u8> {
-        match self {
-            Pending::Read(t) | Pending::Exchange(t) | Pending::Socket(t) => Some(t),
-            _ => None,
-        }
-    }
-}
-
-/// Per-topology facts the reconciler needs.
-#[derive(Debug, Clone)]
-pub(crate) struct TopoInfo {
-    pub(crate) name: TopologyName,
-    pub(crate) policy: ConnectPolicy,
-    pub(crate) retries: bool,
-}
-
 /// Limits and switches of the whole cluster.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
@@ -178,75 +149,54 @@ pub(crate) struct Limits {
     pub(crate) discovery_only: bool,
 }
 
-struct ListInFlight {
-    token: Token,
-    seq: u32,
-    deadline: Instant,
-}
-
-/// The reconciler and everything the strategies share: node table, tokens, outputs, metrics.
-pub(crate) struct Core {
-    pub(crate) this_node: Option<NodeName>,
-    pub(crate) rng: Rng,
-    pub(crate) limits: Limits,
-    pub(crate) topos: Vec<Option<TopoInfo>>,
-    /// The name each topology slot last had.
-    pub(crate) last_names: Vec<TopologyName>,
-    pub(crate) metrics: Metrics,
-    pub(crate) membership_version: u64,
-    next_token: u64,
-    slots: Slab<Slot>,
-    index: HashMap<NodeName, u32, KeyedState>,
-    pending: HashMap<Token, Pending, KeyedState>,
-    /// Open UDP sockets, by the token of their `OpenUdp` request, and their topology.
-    sockets: HashMap<Token, u8, KeyedState>,
-    /// A monotonic instant and the Unix time at that instant, when the adapter gave one.
-    wall: Option<(Instant, Duration)>,
-    timers: BTreeSet<(Instant, u32, TimerKind)>,
-    out: VecDeque<Output>,
-    queued_events: usize,
+/// The reconciler and everything the strategies share.
+pub(crate) struct Reconciler {
+    this_node: Option<NodeName>,
+    rng: Rng,
+    limits: Limits,
+    topologies: Topologies,
+    metrics: Metrics,
+    membership_version: u64,
+    table: Table<Slot>,
+    requests: Requests,
+    outputs: Outputs,
+    timers: TimerTable<TimerKind>,
+    wall: Wall,
+    listing: Listing,
     in_flight: usize,
     connected: usize,
-    cursor: usize,
-    list: Option<ListInFlight>,
-    list_seq: u32,
-    /// Slot index each position of the previous list resolved to: connectors tend to list in
-    /// a stable order, so most names resolve without hashing.
-    list_hint: Vec<u32>,
+    /// Where the last reconcile pass stopped for the in-flight limit.
+    cursor: u32,
     round_seq: u32,
-    pub(crate) scratch: Vec<u32>,
+    /// The slots of the round being collected.
+    scratch: Vec<u32>,
     refresh_wanted: bool,
     reconcile_wanted: bool,
     /// The cluster is leaving: every disconnect is for that.
     leaving: bool,
 }
 
-impl Core {
+impl Reconciler {
     pub(crate) fn new(this_node: Option<NodeName>, limits: Limits, mut rng: Rng) -> Self {
-        let keys = KeyedState::new(rng.next_u64(), rng.next_u64());
-        Core {
+        let names = KeyedState::new(rng.next_u64(), rng.next_u64());
+        // Tokens are ours, not the network's; their maps get keys of their own all the same.
+        let tokens = KeyedState::new(rng.next_u64(), rng.next_u64());
+        Reconciler {
             this_node,
             rng,
+            outputs: Outputs::new(limits.max_queued_events),
             limits,
-            topos: Vec::new(),
-            last_names: Vec::new(),
+            topologies: Topologies::default(),
             metrics: Metrics::default(),
             membership_version: 0,
-            next_token: 1,
-            slots: Slab::default(),
-            index: HashMap::with_hasher(keys),
-            pending: HashMap::with_hasher(KeyedState::new(keys_for_tokens(&keys), 0)),
-            sockets: HashMap::with_hasher(KeyedState::new(keys_for_tokens(&keys), 1)),
-            wall: None,
-            timers: BTreeSet::new(),
-            out: VecDeque::new(),
-            queued_events: 0,
+            table: Table::new(names),
+            requests: Requests::new(tokens),
+            timers: TimerTable::new(),
+            wall: Wall::default(),
+            listing: Listing::default(),
             in_flight: 0,
             connected: 0,
             cursor: 0,
-            list: None,
-            list_seq: 0,
-            list_hint: Vec::new(),
             round_seq: 0,
             scratch: Vec::new(),
             refresh_wanted: false,
@@ -255,162 +205,118 @@ impl Core {
         }
     }
 
-    // ----- outputs -------------------------------------------------------------------------
-
-    pub(crate) fn token(&mut self) -> Token {
-        let t = Token(self.next_token);
-        self.next_token += 1;
-        t
-    }
+    // ----- outputs ------------------------------------------------------------------------
 
     pub(crate) fn emit(&mut self, event: Event) {
-        if self.queued_events >= self.limits.max_queued_events {
+        if !self.outputs.event(event) {
             self.metrics.events_dropped += 1;
-            return;
         }
-        self.queued_events += 1;
-        self.out.push_back(Output::Event(event));
     }
 
     pub(crate) fn request(&mut self, pending: Pending, request: Request) -> Token {
-        let token = self.token();
-        self.pending.insert(token, pending);
-        self.out.push_back(Output::Request { token, request });
+        let token = self.requests.issue(Some(pending));
+        self.outputs.request(token, request);
         token
     }
 
     /// A request nobody waits an answer for (datagram sends, socket closes).
     pub(crate) fn request_untracked(&mut self, request: Request) -> Token {
-        let token = self.token();
-        self.out.push_back(Output::Request { token, request });
+        let token = self.requests.issue(None);
+        self.outputs.request(token, request);
         token
     }
 
     pub(crate) fn open_socket(&mut self, token: Token, topology: u8) {
-        self.sockets.insert(token, topology);
-        self.metrics.sockets = self.sockets.len() as u64;
+        self.requests.open_socket(token, topology);
+        self.metrics.sockets = self.requests.sockets() as u64;
     }
 
     pub(crate) fn socket_topology(&self, token: Token) -> Option<u8> {
-        self.sockets.get(&token).copied()
+        self.requests.socket_topology(token)
     }
 
     pub(crate) fn close_socket(&mut self, token: Token) -> bool {
-        let closed = self.sockets.remove(&token).is_some();
-        self.metrics.sockets = self.sockets.len() as u64;
+        let closed = self.requests.close_socket(token);
+        self.metrics.sockets = self.requests.sockets() as u64;
         closed
     }
 
     /// Closes every socket of topology `t` (being removed).
     pub(crate) fn close_topology_sockets(&mut self, t: u8) {
-        let mine: Vec<Token> = self
-            .sockets
-            .iter()
-            .filter(|(_, topo)| **topo == t)
-            .map(|(tok, _)| *tok)
-            .collect();
-        for socket in mine {
-            self.close_socket(socket);
+        for socket in self.requests.close_topology_sockets(t) {
             self.request_untracked(Request::CloseUdp { socket });
         }
+        self.metrics.sockets = self.requests.sockets() as u64;
     }
 
     pub(crate) fn set_wall(&mut self, now: Instant, unix: Duration) {
-        self.wall = Some((now, unix));
+        self.wall.set(now, unix);
     }
 
     /// Unix time at `now`, from the adapter's last reading.
     pub(crate) fn unix_time(&self, now: Instant) -> Option<Duration> {
-        let (at, unix) = self.wall?;
-        Some(if now >= at {
-            unix + now.saturating_duration_since(at)
-        } else {
-            unix.saturating_sub(at.saturating_duration_since(now))
-        })
+        self.wall.at(now)
     }
 
     pub(crate) fn poll_output(&mut self) -> Option<Output> {
-        let Some(o) = self.out.pop_front() else {
-            self.shrink_after_burst();
-            return None;
-        };
-        if matches!(o, Output::Event(_)) {
-            self.queued_events -= 1;
-        }
-        Some(o)
-    }
-
-    /// A burst (thousands of nodes found at once) leaves the queues large; give the memory
-    /// back once it is over, so the steady state costs what the table needs.
-    fn shrink_after_burst(&mut self) {
-        const KEEP: usize = 1024;
-        if self.out.capacity() > KEEP {
-            self.out.shrink_to(KEEP);
-        }
-        if self.pending.capacity() > KEEP && self.pending.len() < self.pending.capacity() / 4 {
-            self.pending.shrink_to(KEEP.max(self.pending.len() * 2));
-        }
+        self.outputs.pop()
     }
 
     #[cfg(feature = "sim")]
     pub(crate) fn queued_outputs(&self) -> usize {
-        self.out.len()
+        self.outputs.len()
     }
 
     /// What `token` was for; forgotten unless more answers are due (a chunk of a stream).
     pub(crate) fn take_pending(&mut self, token: Token, more_due: bool) -> Option<Pending> {
-        match self.pending.get(&token).copied() {
-            Some(p @ Pending::Exchange(_)) if more_due => Some(p),
-            Some(p) => {
-                self.pending.remove(&token);
-                Some(p)
-            }
-            None => None,
-        }
+        self.requests.take(token, more_due)
     }
 
     /// Stops waiting for `token`; whether it was awaited.
     pub(crate) fn forget_token(&mut self, token: Token) -> bool {
-        self.pending.remove(&token).is_some()
+        self.requests.forget(token)
     }
 
-    /// Forgets topology `t`'s requests, telling the adapter to stop its streams.
+    /// Forgets topology `t`'s requests, telling the adapter to stop its exchanges.
     pub(crate) fn forget_topology_tokens(&mut self, t: u8) {
-        let mut streams = Vec::new();
-        self.pending.retain(|token, p| match p.topology() {
-            Some(topology) if topology == t => {
-                if matches!(p, Pending::Exchange(_)) {
-                    streams.push(*token);
-                }
-                false
-            }
-            _ => true,
-        });
-        streams.sort_unstable();
-        for token in streams {
+        for token in self.requests.forget_topology(t) {
             self.request_untracked(Request::Cancel { token });
         }
+    }
+
+    /// An answer came that nobody waits for.
+    pub(crate) fn count_stale(&mut self) {
+        self.metrics.stale_answers += 1;
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        self.metrics
+    }
+
+    pub(crate) fn membership_version(&self) -> u64 {
+        self.membership_version
+    }
+
+    // ----- topologies -----------------------------------------------------------------------
+
+    pub(crate) fn topologies(&self) -> &Topologies {
+        &self.topologies
+    }
+
+    /// Topology `t` joins, named `name`.
+    pub(crate) fn add_topology(&mut self, t: u8, name: &str, policy: ConnectPolicy, retries: bool) {
+        self.topologies.add(t, name, policy, retries);
     }
 
     /// The name of topology `t`, or of the last topology that held its slot (events about
     /// nodes it owned can outlive a removed topology).
     pub(crate) fn topo_name(&self, t: u8) -> TopologyName {
-        match self.topos.get(usize::from(t)) {
-            Some(Some(info)) => info.name.clone(),
-            _ => self
-                .last_names
-                .get(usize::from(t))
-                .cloned()
-                .unwrap_or_else(|| TopologyName::from("?")),
-        }
+        self.topologies.name(t)
     }
 
     /// The name of topology `t`, borrowed.
     pub(crate) fn topo_str(&self, t: u8) -> &str {
-        match self.topos.get(usize::from(t)) {
-            Some(Some(info)) => &info.name,
-            _ => self.last_names.get(usize::from(t)).map_or("?", |n| n),
-        }
+        self.topologies.name_str(t)
     }
 
     pub(crate) fn this_node(&self) -> Option<&NodeName> {
@@ -422,17 +328,11 @@ impl Core {
     }
 
     fn policy(&self, t: u8) -> ConnectPolicy {
-        match self.topos.get(usize::from(t)) {
-            Some(Some(info)) => info.policy,
-            _ => ConnectPolicy::default(),
-        }
+        self.topologies.policy(t)
     }
 
     fn retries(&self, t: u8) -> bool {
-        match self.topos.get(usize::from(t)) {
-            Some(Some(info)) => info.retries,
-            _ => false,
-        }
+        self.topologies.retries(t)
     }
 
     // ----- the table -----------------------------------------------------------------------
@@ -444,15 +344,15 @@ impl Core {
     }
 
     fn slot(&self, i: u32) -> Option<&Slot> {
-        self.slots.get(i)
+        self.table.get(i)
     }
 
     fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(i)
+        self.table.get_mut(i)
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
+        self.table.lookup(name)
     }
 
     /// The slot of `name`, created (unwanted) if new; `None` for this node's own name, which
@@ -497,8 +397,7 @@ impl Core {
 
     fn insert(&mut self, name: NodeName, addr: Option<SocketAddr>) -> u32 {
         let slot = Slot::new(name.clone(), addr);
-        let i = self.slots.insert(slot);
-        self.index.insert(name, i);
+        let i = self.table.insert(name, slot);
         self.metrics.known_nodes += 1;
         i
     }
@@ -515,24 +414,24 @@ impl Core {
             s.timer(TimerKind::Retry).map(|at| (at, TimerKind::Retry)),
             s.timer(TimerKind::Linger).map(|at| (at, TimerKind::Linger)),
         ];
+        let name = s.name.clone();
         for (at, kind) in timers.into_iter().flatten() {
-            self.timers.remove(&(at, i, kind));
+            self.timers.remove(at, i, kind);
         }
-        if let Some(s) = self.slots.remove(i) {
-            self.index.remove(s.name.as_str());
+        if self.table.remove(i, name.as_str()).is_some() {
             self.metrics.known_nodes -= 1;
         }
     }
 
     fn set_timer(&mut self, i: u32, kind: TimerKind, at: Option<Instant>) {
-        let Some(s) = self.slots.get_mut(i) else {
+        let Some(s) = self.table.get_mut(i) else {
             return;
         };
         if let Some(old) = s.put_timer(kind, at) {
-            self.timers.remove(&(old, i, kind));
+            self.timers.remove(old, i, kind);
         }
         if let Some(at) = at {
-            self.timers.insert((at, i, kind));
+            self.timers.insert(at, i, kind);
         }
     }
 
@@ -609,12 +508,12 @@ impl Core {
         true
     }
 
-    /// Removes every trace of topology `t` from the table (the topology is being removed):
-    /// its nodes are lost to it.
+    /// Removes every trace of topology `t` (the topology is being removed): its nodes are
+    /// lost to it, and its slot is free for another.
     pub(crate) fn drop_topology(&mut self, t: u8) {
         let bit = 1u64 << t;
         let topology = self.topo_name(t);
-        for i in 0..self.slots.len() as u32 {
+        for i in 0..self.table.bound() {
             let Some(s) = self.slot_mut(i) else { continue };
             if (s.discovered | s.wanted) & bit == 0 {
                 continue;
@@ -633,6 +532,7 @@ impl Core {
             self.set_wanted(i, wanted);
             self.maybe_free(i);
         }
+        self.topologies.remove(t);
         self.reconcile_wanted = true;
     }
 
@@ -681,7 +581,7 @@ impl Core {
         self.scratch = scratch;
         self.scratch.clear();
         let bit = 1u64 << t;
-        for i in 0..self.slots.len() as u32 {
+        for i in 0..self.table.bound() {
             let gone = self
                 .slot(i)
                 .is_some_and(|s| s.discovered & bit != 0 && s.round != round);
@@ -718,7 +618,7 @@ impl Core {
     }
 
     fn set_conn(&mut self, i: u32, conn: Conn) {
-        let seq = self.list_seq;
+        let seq = self.listing.seq();
         let Some(s) = self.slot_mut(i) else { return };
         let was = s.conn();
         s.put_conn(conn);
@@ -785,7 +685,7 @@ impl Core {
         let (conn, since, node) = (s.conn(), s.since, s.name.clone());
         let took = match conn {
             Conn::Connecting(tok) => {
-                self.pending.remove(&tok);
+                self.requests.forget(tok);
                 now.saturating_duration_since(since)
             }
             _ => Duration::ZERO,
@@ -946,36 +846,31 @@ impl Core {
     }
 
     pub(crate) fn list_done(&mut self, now: Instant, token: Token, nodes: Option<&[NodeName]>) {
-        let Some(list) = self.list.take_if(|l| l.token == token) else {
+        let Some(seq) = self.listing.answered(token) else {
             self.metrics.stale_answers += 1;
             return;
         };
         match nodes {
-            Some(nodes) => self.apply_list(now, list.seq, nodes),
+            Some(nodes) => self.apply_list(now, seq, nodes),
             None => self.metrics.list_failed += 1,
         }
         self.reconcile(now);
     }
 
     fn resolve_listed(&mut self, pos: usize, name: &NodeName) -> Option<u32> {
-        if let Some(&i) = self.list_hint.get(pos)
+        if let Some(i) = self.listing.hint(pos)
             && let Some(s) = self.slot(i)
             && (s.name.ptr_eq(name) || s.name == *name)
         {
             return Some(i);
         }
         let i = self.lookup(name.as_str())?;
-        match self.list_hint.get_mut(pos) {
-            Some(h) => *h = i,
-            None => self.list_hint.push(i),
-        }
+        self.listing.remember(pos, i);
         Some(i)
     }
 
     fn apply_list(&mut self, now: Instant, seq: u32, nodes: &[NodeName]) {
-        if self.list_hint.len() > nodes.len() {
-            self.list_hint.truncate(nodes.len());
-        }
+        self.listing.truncate(nodes.len());
         for (pos, name) in nodes.iter().enumerate() {
             let Some(i) = self.resolve_listed(pos, name) else {
                 continue;
@@ -990,7 +885,7 @@ impl Core {
                 self.up(now, i);
             }
         }
-        for i in 0..self.slots.len() as u32 {
+        for i in 0..self.table.bound() {
             let gone = self
                 .slot(i)
                 .is_some_and(|s| s.conn() == Conn::Connected && s.listed != seq && s.mark < seq);
@@ -1042,11 +937,11 @@ impl Core {
         if self.limits.discovery_only {
             return;
         }
-        let n = self.slots.len();
+        let n = self.table.bound() as usize;
         if n == 0 {
             return;
         }
-        let start = self.cursor % n;
+        let start = self.cursor as usize % n;
         let leaving = self.leaving;
         for k in 0..n {
             let i = ((start + k) % n) as u32;
@@ -1060,7 +955,7 @@ impl Core {
                 continue;
             }
             if self.in_flight >= self.limits.max_in_flight {
-                self.cursor = i as usize;
+                self.cursor = i;
                 return;
             }
             if action == 1 {
@@ -1073,14 +968,9 @@ impl Core {
     }
 
     fn request_list(&mut self, now: Instant) {
-        self.list_seq = self.list_seq.wrapping_add(1);
         let deadline = now + self.limits.list_timeout;
         let token = self.request(Pending::List, Request::ListNodes { deadline });
-        self.list = Some(ListInFlight {
-            token,
-            seq: self.list_seq,
-            deadline,
-        });
+        self.listing.start(token, deadline);
         self.metrics.list_requests += 1;
     }
 
@@ -1092,7 +982,7 @@ impl Core {
             self.reconcile_wanted = false;
             return;
         }
-        if self.refresh_wanted && self.list.is_none() {
+        if self.refresh_wanted && !self.listing.busy() {
             self.refresh_wanted = false;
             self.request_list(now);
         }
@@ -1105,23 +995,16 @@ impl Core {
     // ----- timers --------------------------------------------------------------------------
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let t = self.timers.first().map(|(at, _, _)| *at);
-        crate::time::earliest(t, self.list.as_ref().map(|l| l.deadline))
+        earliest(self.timers.next(), self.listing.deadline())
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if self.list.as_ref().is_some_and(|l| l.deadline <= now)
-            && let Some(l) = self.list.take()
-        {
-            self.pending.remove(&l.token);
+        if let Some(token) = self.listing.expire(now) {
+            self.requests.forget(token);
             self.metrics.list_failed += 1;
             self.reconcile_wanted = true;
         }
-        while let Some(&(at, i, kind)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
+        while let Some((i, kind)) = self.timers.pop_due(now) {
             if let Some(s) = self.slot_mut(i) {
                 s.put_timer(kind, None);
             }
@@ -1134,14 +1017,14 @@ impl Core {
         match kind {
             TimerKind::Deadline => match s.conn() {
                 Conn::Connecting(token) => {
-                    self.pending.remove(&token);
+                    self.requests.forget(token);
                     let (_, policy, _) = self.owner_of(i);
                     let after = policy.connect_timeout;
                     self.connect_failed(now, i, ConnectError::TimedOut { after });
                     self.reconcile_wanted = true;
                 }
                 Conn::Disconnecting(token) => {
-                    self.pending.remove(&token);
+                    self.requests.forget(token);
                     let why = Failure::timed_out("timed out");
                     self.disconnect_done(i, token, Err(why));
                 }
@@ -1167,7 +1050,7 @@ impl Core {
     // ----- queries -------------------------------------------------------------------------
 
     pub(crate) fn members(&self) -> impl Iterator<Item = &NodeName> {
-        self.slots
+        self.table
             .iter()
             .filter(|s| s.conn() == Conn::Connected)
             .map(|s| &s.name)
@@ -1187,7 +1070,7 @@ impl Core {
 
     pub(crate) fn discovered_by(&self, t: u8) -> impl Iterator<Item = &NodeName> {
         let bit = 1u64 << t;
-        self.slots
+        self.table
             .iter()
             .filter(move |s| s.discovered & bit != 0)
             .map(|s| &s.name)
@@ -1220,7 +1103,7 @@ impl Core {
     /// Whether nothing the core asked for is still in flight: no connect, disconnect, list or
     /// strategy request.
     pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight == 0 && self.list.is_none() && self.pending.is_empty()
+        self.in_flight == 0 && !self.listing.busy() && self.requests.is_idle()
     }
 
     /// Leaves: every node connected is disconnected (reported as [`DisconnectReason::Leaving`])
@@ -1233,7 +1116,7 @@ impl Core {
     /// Disconnects every node the core has connected, whatever the topologies want (for a
     /// shutdown that asks for it).
     pub(crate) fn disconnect_all(&mut self, now: Instant) {
-        for i in 0..self.slots.len() as u32 {
+        for i in 0..self.table.bound() {
             if self.slot(i).is_some_and(|s| s.conn() == Conn::Connected) {
                 self.set_wanted(i, 0);
                 if let Some(s) = self.slot_mut(i) {
@@ -1246,7 +1129,7 @@ impl Core {
 
     #[cfg(feature = "sim")]
     pub(crate) fn slot_count(&self) -> usize {
-        self.slots.len()
+        self.table.bound() as usize
     }
 }
 
@@ -1256,11 +1139,4 @@ pub(crate) fn unexpected(answer: Answer<'_>) -> Failure {
         FailureKind::Protocol,
         format!("unexpected answer {answer:?}"),
     )
-}
-
-fn keys_for_tokens(k: &KeyedState) -> u64 {
-    // Tokens are ours, not the network's: any fixed mix of the key will do.
-    let mut h = core::hash::BuildHasher::build_hasher(k);
-    core::hash::Hasher::write_u64(&mut h, 0x746f_6b65_6e73);
-    core::hash::Hasher::finish(&h)
 }

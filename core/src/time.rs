@@ -100,6 +100,27 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
     }
 }
 
+/// The wall clock as the adapter last told it: a monotonic instant and the Unix time then.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Wall(Option<(Instant, Duration)>);
+
+impl Wall {
+    /// The Unix time was `unix` at `now`.
+    pub(crate) fn set(&mut self, now: Instant, unix: Duration) {
+        self.0 = Some((now, unix));
+    }
+
+    /// The Unix time at `now`, extrapolated from the last reading.
+    pub(crate) fn at(&self, now: Instant) -> Option<Duration> {
+        let (at, unix) = self.0?;
+        Some(if now >= at {
+            unix + now.saturating_duration_since(at)
+        } else {
+            unix.saturating_sub(at.saturating_duration_since(now))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

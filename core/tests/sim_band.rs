@@ -18,7 +18,7 @@ use muster_core::config::Options;
 use muster_core::sim::{
     ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, Sim, SimConfig, convergence_bound,
 };
-use muster_core::strategy::dns_poller::DnsOptions;
+use muster_core::strategy::dns::DnsOptions;
 use muster_core::strategy::gossip::{Gossip, GossipConfig};
 use muster_core::strategy::kubernetes_dns_srv::{KubernetesDnsSrv, KubernetesDnsSrvConfig};
 use muster_core::{ClusterConfig, ConnectPolicy, NodeName, Rng, TopologySpec, Value};

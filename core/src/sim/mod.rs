@@ -168,7 +168,7 @@ pub fn table_capacity(cluster: &Cluster) -> usize {
 /// the retry after any failure comes within the backoff cap; a list and a connect each take a
 /// round trip; and a drop nobody reported is only noticed at the next poll.
 pub fn convergence_bound(
-    policy: &crate::topology::ConnectPolicy,
+    policy: &crate::policy::ConnectPolicy,
     poll_interval: Duration,
     config: &SimConfig,
 ) -> Duration {

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use crate::io::{Endpoint, Exchange, Request, Token, UdpOptions};
 use crate::node::{Node, NodeName, NodeNameError};
 use crate::reason::{DiscoveryError, Failure, Rejection};
-use crate::reconcile::{Core, Pending};
+use crate::reconcile::Reconciler;
+use crate::requests::Pending;
 use crate::rng::Rng;
 use crate::time::Instant;
 
@@ -92,13 +93,13 @@ pub enum SocketEvent<'a> {
 /// what it found ([`found`](Context::found), [`round`](Context::round)) and the reconciler
 /// does the rest.
 pub struct Context<'a> {
-    core: &'a mut Core,
+    core: &'a mut Reconciler,
     topology: u8,
     now: Instant,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(core: &'a mut Core, topology: u8, now: Instant) -> Self {
+    pub(crate) fn new(core: &'a mut Reconciler, topology: u8, now: Instant) -> Self {
         Context {
             core,
             topology,

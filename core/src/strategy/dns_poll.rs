@@ -17,7 +17,7 @@
 //! lookup keeps the last good set and reports `discovery_failed`; only an empty NOERROR
 //! answer empties the set (and with `prune = false` not even that disconnects).
 
-use super::dns_poller::{DnsOptions, PollResult, Poller, polled_strategy};
+use super::dns::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::node::NodeName;

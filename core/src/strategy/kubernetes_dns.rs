@@ -16,8 +16,8 @@
 //! a CNAME answer instead of crashing on it, and keeps the last good set when a lookup fails
 //! or the name does not exist, reporting `discovery_failed`.
 
+use super::dns::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::dns_poll::{basename, report_ips, required_string};
-use super::dns_poller::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::proto::dns::Kind;

@@ -22,8 +22,8 @@
 
 use std::net::SocketAddr;
 
+use super::dns::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::dns_poll::{basename, required_string};
-use super::dns_poller::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::proto::dns::{Found, Kind};

@@ -80,8 +80,8 @@
 //! ```
 
 mod context;
+pub mod dns;
 pub mod dns_poll;
-pub mod dns_poller;
 pub mod epmd;
 mod epmd_names;
 pub mod erlang_hosts;
