@@ -13,7 +13,7 @@
 //! - [`connector`] has the [`Connector`](connector::Connector) trait every adapter runs, and
 //!   the connectors that need no I/O;
 //! - [`Event`]s say what happened; [`Metrics`] count it;
-//! - with the `sim` feature, [`sim`] runs many clusters in virtual time over a seeded network.
+//! - with the `sim` feature, `sim` runs many clusters in virtual time over a seeded network.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unnameable_types, unreachable_pub)]

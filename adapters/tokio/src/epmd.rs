@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use muster_core::Rng;
+use muster_core::dist::epmd;
 use muster_core::dist::{EpmdOutput, EpmdServer};
-use muster_core::proto::epmd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};

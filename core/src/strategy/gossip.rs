@@ -23,9 +23,9 @@
 //! Without a secret, heartbeats are libcluster's plaintext form: anyone who can reach the port
 //! can announce a node. With a secret and `compat = true`, they are libcluster's encrypted
 //! form (AES-256-CBC, no integrity). With a secret and the default `compat = false`, they are
-//! muster's secure form (see [`proto::gossip`](crate::proto::gossip)): authenticated,
-//! timestamped, replay-checked. A packet of the other mode, or of another version, is
-//! rejected and reported.
+//! muster's secure form (a versioned header, keys derived with HKDF-SHA256,
+//! encrypt-then-MAC): authenticated, timestamped, replay-checked. A packet of the other mode,
+//! or of another version, is rejected and reported.
 //!
 //! The socket binds the wildcard address of the group's family: Linux delivers no group or
 //! broadcast traffic to a socket bound to a unicast address, which is why libcluster's
