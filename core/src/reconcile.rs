@@ -816,13 +816,20 @@ impl Reconciler {
                 self.maybe_free(i);
             }
             Err(reason) => {
-                self.set_conn(i, Conn::Connected);
                 self.metrics.disconnect_failed += 1;
                 self.emit(Event::DisconnectFailed {
                     topology,
                     node,
                     reason,
                 });
+                if self.leaving {
+                    // Leaving tries once: a connector that cannot let go must not keep this
+                    // node from having left.
+                    self.set_conn(i, Conn::Idle);
+                    self.maybe_free(i);
+                } else {
+                    self.set_conn(i, Conn::Connected);
+                }
             }
         }
         self.reconcile_wanted = true;

@@ -1,6 +1,6 @@
 //! What the reconciler knows of each topology: its name, its policy, whether it retries,
-//! and the name each topology slot last had (events about a removed topology's nodes name
-//! it).
+//! and the name and policy each topology slot last had (a removed topology's nodes are still
+//! named after it, and let go as it said).
 
 use crate::event::TopologyName;
 use crate::policy::ConnectPolicy;
@@ -19,7 +19,8 @@ struct Info {
 #[derive(Debug, Default)]
 pub(crate) struct Topologies {
     infos: Vec<Option<Info>>,
-    last_names: Vec<TopologyName>,
+    /// What each slot last held.
+    last: Vec<Info>,
 }
 
 impl Topologies {
@@ -38,19 +39,19 @@ impl Topologies {
         if self.infos.len() <= i {
             self.infos.resize(i + 1, None);
         }
-        if self.last_names.len() <= i {
-            self.last_names.resize(i + 1, TopologyName::from("?"));
-        }
-        let name = TopologyName::from(name);
-        self.last_names[i] = name.clone();
-        self.infos[i] = Some(Info {
-            name,
+        let info = Info {
+            name: TopologyName::from(name),
             policy,
             retries,
-        });
+        };
+        if self.last.len() <= i {
+            self.last.resize(i + 1, info.clone());
+        }
+        self.last[i] = info.clone();
+        self.infos[i] = Some(info);
     }
 
-    /// Empties slot `t` (its last name stays for later events).
+    /// Empties slot `t` (its last name and policy stay for its nodes' later events).
     pub(crate) fn remove(&mut self, t: u8) {
         if let Some(slot) = self.infos.get_mut(usize::from(t)) {
             *slot = None;
@@ -67,29 +68,21 @@ impl Topologies {
 
     /// The name of topology `t`, or of the last topology that held its slot.
     pub(crate) fn name(&self, t: u8) -> TopologyName {
-        match self.infos.get(usize::from(t)) {
-            Some(Some(info)) => info.name.clone(),
-            _ => self
-                .last_names
-                .get(usize::from(t))
-                .cloned()
-                .unwrap_or_else(|| TopologyName::from("?")),
-        }
+        self.last
+            .get(usize::from(t))
+            .map_or_else(|| TopologyName::from("?"), |i| i.name.clone())
     }
 
     /// [`name`](Topologies::name), borrowed.
     pub(crate) fn name_str(&self, t: u8) -> &str {
-        match self.infos.get(usize::from(t)) {
-            Some(Some(info)) => &info.name,
-            _ => self.last_names.get(usize::from(t)).map_or("?", |n| n),
-        }
+        self.last.get(usize::from(t)).map_or("?", |i| &i.name)
     }
 
+    /// The policy of topology `t`, or of the last topology that held its slot.
     pub(crate) fn policy(&self, t: u8) -> ConnectPolicy {
-        match self.infos.get(usize::from(t)) {
-            Some(Some(info)) => info.policy,
-            _ => ConnectPolicy::default(),
-        }
+        self.last
+            .get(usize::from(t))
+            .map_or_else(ConnectPolicy::default, |i| i.policy)
     }
 
     pub(crate) fn retries(&self, t: u8) -> bool {
