@@ -20,7 +20,37 @@
 //! backoff_base = 500
 //! ```
 //!
-//! The full reference is `docs/configuration.md`.
+//! The full reference is `docs/configuration.md`. Loading one in your own program, on the
+//! adapter you run (here tokio):
+//!
+//! ```
+//! # #[cfg(feature = "tokio")] {
+//! use muster::config::{ConfigFile, ConnectorConfig};
+//! use muster::tokio::{Builder, NoneConnector, TcpConnector};
+//!
+//! let file = ConfigFile::parse("muster.toml", r#"
+//!     [node]
+//!     name = "app@127.0.0.1"
+//!     connector = "tcp"
+//!     [connector]
+//!     port = 7000
+//!     [topologies.app]
+//!     strategy = "epmd"
+//!     [topologies.app.config]
+//!     hosts = ["app@127.0.0.2", "app@127.0.0.3"]
+//! "#)?;
+//! let builder = match &file.connector {
+//!     ConnectorConfig::Tcp { port } => Builder::new(TcpConnector::new(*port)),
+//!     _ => match file.erlang_node() {
+//!         Some(node) => Builder::erlang(node),
+//!         None => Builder::new(NoneConnector),
+//!     },
+//! };
+//! let builder = file.topologies.into_iter().fold(builder.config(file.cluster), Builder::topology);
+//! # let _ = builder;
+//! # }
+//! # Ok::<(), muster::config::FileError>(())
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;
