@@ -204,6 +204,7 @@ impl Cluster {
         if self.topology_names().any(|n| n == name) {
             return Err(ConfigError::invalid(key, "a topology of that name exists").into());
         }
+        policy.check(&format!("{key}.connect"))?;
         let t = match self.core.topologies().free_slot() {
             Some(t) => t,
             None => {
@@ -310,7 +311,7 @@ impl Cluster {
                 _ => self.core.count_stale(),
             },
             Some(Pending::Connect(i)) => self.core.connect_answer(now, i, token, answer),
-            Some(Pending::Disconnect(i)) => self.core.disconnect_answer(i, token, answer),
+            Some(Pending::Disconnect(i)) => self.core.disconnect_answer(now, i, token, answer),
             Some(Pending::List) => {
                 let nodes = match answer {
                     Answer::Nodes(n) => Some(n),
@@ -496,7 +497,7 @@ impl Cluster {
         for i in 0..self.strategies.len() {
             self.drop_topology(TopologyId(i as u8));
         }
-        self.core.leave(now);
+        self.core.leave();
         self.core.flush(now);
     }
 

@@ -94,13 +94,15 @@ pub enum Request {
         /// The datagram.
         data: Bytes,
     },
-    /// Close the socket opened with `socket`. No answer.
+    /// Close the socket opened with `socket`. No answer. It may come before the `OpenUdp`
+    /// was answered: the socket is then closed as soon as it is open, or not opened.
     CloseUdp {
         /// The token of the `OpenUdp` request.
         socket: Token,
     },
-    /// Stop the request `token` (an [`Exchange`], a stream, a listener): the core wants
-    /// nothing more from it and drops whatever still comes; a stream or listener is closed.
+    /// Stop the request `token` (a file read, an [`Exchange`], a stream, a listener): the core
+    /// wants nothing more from it and drops whatever still comes; a stream writes what was
+    /// queued on it, then closes; a listener closes.
     /// No answer. An adapter that cannot stop it may ignore this; the request's own deadline
     /// still ends it.
     Cancel {

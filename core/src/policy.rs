@@ -79,17 +79,41 @@ impl ConnectPolicy {
             prune: o.bool("prune")?.unwrap_or(d.prune),
             grace: o.millis("grace")?.unwrap_or(d.grace),
         };
-        if p.backoff_max < p.backoff_base {
+        p.check(o.path())?;
+        Ok(p)
+    }
+
+    /// Whether the policy can work: a connect deadline and a backoff above zero (else a
+    /// failing node would be tried again at once, for ever), and `backoff_max` at least
+    /// `backoff_base`. Errors name the key under `path`.
+    pub fn check(&self, path: &str) -> Result<(), ConfigError> {
+        let key = |k: &str| {
+            if path.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        if self.connect_timeout.is_zero() {
             return Err(ConfigError::invalid(
-                o.key_path("backoff_max"),
+                key("connect_timeout"),
+                "must be above 0",
+            ));
+        }
+        if self.backoff_base.is_zero() {
+            return Err(ConfigError::invalid(key("backoff_base"), "must be above 0"));
+        }
+        if self.backoff_max < self.backoff_base {
+            return Err(ConfigError::invalid(
+                key("backoff_max"),
                 format!(
                     "must be at least backoff_base ({} ms), got {} ms",
-                    p.backoff_base.as_millis(),
-                    p.backoff_max.as_millis()
+                    self.backoff_base.as_millis(),
+                    self.backoff_max.as_millis()
                 ),
             ));
         }
-        Ok(p)
+        Ok(())
     }
 
     /// The policy as configuration values, every default filled in.
@@ -154,5 +178,21 @@ mod tests {
         let mut o = Options::new("topologies.a.connect", &t);
         let e = ConnectPolicy::from_options(&mut o).unwrap_err();
         assert_eq!(e.key, "topologies.a.connect.connect_timeout");
+    }
+
+    #[test]
+    fn a_policy_that_would_retry_at_once_is_refused_when_its_topology_is_added() {
+        use crate::strategy::epmd::{Epmd, EpmdConfig};
+        use crate::{AddTopologyError, Cluster, ClusterConfig, Instant};
+        let mut c = Cluster::new(ClusterConfig::new(), [1; 32]);
+        let zero = ConnectPolicy::default().backoff(Duration::ZERO, Duration::ZERO);
+        let strategy = Box::new(Epmd::new(EpmdConfig::default()));
+        match c.add_topology(Instant::ZERO, "a", strategy, zero) {
+            Err(AddTopologyError::Invalid(e)) => {
+                assert_eq!(e.key, "topologies.a.connect.backoff_base")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.topologies().count(), 0);
     }
 }

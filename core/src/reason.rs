@@ -12,6 +12,25 @@
 
 use core::fmt;
 use core::time::Duration;
+use std::borrow::Cow;
+
+/// Text that came from the network, made safe to print in an event, a log line or a
+/// terminal: control characters (escape sequences, line breaks) are written as escapes, as
+/// `str::escape_debug` writes them; everything else is kept.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// What kind of failure a [`Failure`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,6 +96,7 @@ impl FailureKind {
     pub fn of_io(e: &std::io::Error) -> FailureKind {
         use std::io::ErrorKind as K;
         // EMFILE and ENFILE: out of descriptors, which std reports as uncategorized.
+        #[cfg(unix)]
         if matches!(e.raw_os_error(), Some(23 | 24)) {
             return FailureKind::Resources;
         }
@@ -296,7 +316,7 @@ pub enum DiscoveryError {
         source: String,
         /// The status code.
         status: u16,
-        /// The status line and the server's message, escaped.
+        /// The status line and the server's message, [escaped](escape).
         message: String,
     },
     /// The source answered with something that does not name nodes: a malformed reply, or
@@ -476,6 +496,13 @@ mod tests {
         assert!(f.to_string().starts_with("10.0.0.2:4369: "), "{f}");
         let emfile = std::io::Error::from_raw_os_error(24);
         assert_eq!(FailureKind::of_io(&emfile), FailureKind::Resources);
+    }
+
+    #[test]
+    fn network_text_is_escaped_before_it_is_printed() {
+        assert_eq!(escape("forbidden"), "forbidden");
+        assert_eq!(escape("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
+        assert!(!escape("x\u{7}\r\t").chars().any(char::is_control));
     }
 
     #[test]

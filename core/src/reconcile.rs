@@ -277,6 +277,16 @@ impl Reconciler {
         self.requests.forget(token)
     }
 
+    /// Stops waiting for `token` if it is awaited as `what`; whether it was.
+    pub(crate) fn forget_token_if(&mut self, token: Token, what: Pending) -> bool {
+        self.requests.forget_if(token, what)
+    }
+
+    /// Whether `socket` is open for topology `t`.
+    pub(crate) fn socket_ready(&self, socket: Token, t: u8) -> bool {
+        self.requests.socket_ready(socket, t)
+    }
+
     /// Forgets topology `t`'s requests, telling the adapter to stop its exchanges.
     pub(crate) fn forget_topology_tokens(&mut self, t: u8) {
         for token in self.requests.forget_topology(t) {
@@ -786,6 +796,7 @@ impl Reconciler {
 
     pub(crate) fn disconnect_done(
         &mut self,
+        now: Instant,
         i: u32,
         token: Token,
         result: Result<DisconnectReason, Failure>,
@@ -807,6 +818,9 @@ impl Reconciler {
                     other => other,
                 };
                 self.set_conn(i, Conn::Idle);
+                if let Some(s) = self.slot_mut(i) {
+                    s.attempts = 0;
+                }
                 self.metrics.disconnected += 1;
                 self.emit(Event::Disconnected {
                     topology,
@@ -828,7 +842,22 @@ impl Reconciler {
                     self.set_conn(i, Conn::Idle);
                     self.maybe_free(i);
                 } else {
+                    // Tried again later, backing off as connects do: a connector that fails
+                    // at once must not be asked again at once, for ever.
                     self.set_conn(i, Conn::Connected);
+                    let (_, policy, _) = self.owner_of(i);
+                    let attempts = match self.slot_mut(i) {
+                        Some(s) => {
+                            s.attempts = s.attempts.saturating_add(1);
+                            s.attempts
+                        }
+                        None => 1,
+                    };
+                    let at = now + policy.backoff_delay(attempts, &mut self.rng);
+                    if let Some(s) = self.slot_mut(i) {
+                        s.not_before = at;
+                    }
+                    self.set_timer(i, TimerKind::Retry, Some(at));
                 }
             }
         }
@@ -955,7 +984,7 @@ impl Reconciler {
             let Some(s) = self.slot(i) else { continue };
             let action = match s.conn() {
                 Conn::Idle if s.wanted != 0 && now >= s.not_before && !leaving => 1,
-                Conn::Connected if s.wanted == 0 => 2,
+                Conn::Connected if s.wanted == 0 && (now >= s.not_before || leaving) => 2,
                 _ => 0,
             };
             if action == 0 {
@@ -1033,7 +1062,7 @@ impl Reconciler {
                 Conn::Disconnecting(token) => {
                     self.requests.forget(token);
                     let why = Failure::timed_out("timed out");
-                    self.disconnect_done(i, token, Err(why));
+                    self.disconnect_done(now, i, token, Err(why));
                 }
                 _ => {}
             },
@@ -1090,7 +1119,13 @@ impl Reconciler {
     }
 
     /// The connector's answer to a disconnect.
-    pub(crate) fn disconnect_answer(&mut self, i: u32, token: Token, answer: Answer<'_>) {
+    pub(crate) fn disconnect_answer(
+        &mut self,
+        now: Instant,
+        i: u32,
+        token: Token,
+        answer: Answer<'_>,
+    ) {
         let result = match answer {
             Answer::Disconnected => Ok(DisconnectReason::Pruned),
             Answer::NotConnected => Ok(DisconnectReason::AlreadyDisconnected),
@@ -1099,7 +1134,7 @@ impl Reconciler {
             Answer::TimedOut => Err(Failure::timed_out("timed out")),
             other => Err(unexpected(other)),
         };
-        self.disconnect_done(i, token, result);
+        self.disconnect_done(now, i, token, result);
     }
 
     /// Whether the cluster is leaving.
@@ -1113,25 +1148,19 @@ impl Reconciler {
         self.in_flight == 0 && !self.listing.busy() && self.requests.is_idle()
     }
 
-    /// Leaves: every node connected is disconnected (reported as [`DisconnectReason::Leaving`])
-    /// and nothing is connected again.
-    pub(crate) fn leave(&mut self, now: Instant) {
+    /// Leaves: no topology wants any node any more, so every node connected is disconnected
+    /// (reported as [`DisconnectReason::Leaving`]) by the reconcile passes that follow, within
+    /// the in-flight limit, and nothing is connected again.
+    pub(crate) fn leave(&mut self) {
         self.leaving = true;
-        self.disconnect_all(now);
-    }
-
-    /// Disconnects every node the core has connected, whatever the topologies want (for a
-    /// shutdown that asks for it).
-    pub(crate) fn disconnect_all(&mut self, now: Instant) {
         for i in 0..self.table.bound() {
-            if self.slot(i).is_some_and(|s| s.conn() == Conn::Connected) {
-                self.set_wanted(i, 0);
-                if let Some(s) = self.slot_mut(i) {
-                    s.discovered = 0;
-                }
-                self.start_disconnect(now, i);
+            if let Some(s) = self.slot_mut(i) {
+                s.discovered = 0;
             }
+            self.set_wanted(i, 0);
+            self.maybe_free(i);
         }
+        self.reconcile_wanted = true;
     }
 
     #[cfg(feature = "sim")]

@@ -76,6 +76,20 @@ impl Requests {
         self.pending.remove(&token).is_some()
     }
 
+    /// Stops waiting for `token` if it is awaited as `what`; whether it was.
+    pub(crate) fn forget_if(&mut self, token: Token, what: Pending) -> bool {
+        if self.pending.get(&token) == Some(&what) {
+            self.pending.remove(&token);
+            return true;
+        }
+        false
+    }
+
+    /// Whether `socket` is open (its opening answered) for topology `t`.
+    pub(crate) fn socket_ready(&self, socket: Token, t: u8) -> bool {
+        self.sockets.get(&socket) == Some(&t) && !self.pending.contains_key(&socket)
+    }
+
     /// Forgets topology `t`'s requests; the exchanges among them, in token order, for the
     /// adapter to stop.
     pub(crate) fn forget_topology(&mut self, t: u8) -> Vec<Token> {

@@ -456,6 +456,31 @@ fn every_failure_keeps_the_last_good_set() {
     }
 }
 
+/// An API server's words reach the event escaped: a message with a terminal escape sequence
+/// or a line break cannot clear a terminal or forge a log line.
+#[test]
+fn the_servers_words_are_escaped() {
+    let mut h = Harness::new("kubernetes", &slices_config(), in_pod());
+    h.poll(&mut |_| Reply::Ok(slices(&["10.1.0.1"])));
+    let hostile = r#"{"kind":"Status","message":"no\u001b[2J\n[app] connected forged@10.6.6.6"}"#;
+    let mut fault = Some(Reply::Status(403, hostile.into()));
+    h.poll(&mut |_| fault.take().unwrap_or(Reply::Silent));
+    let f = h.failures();
+    let reason = f.first().expect("a discovery failure");
+    assert!(!reason.chars().any(char::is_control), "{reason:?}");
+    assert!(
+        reason.contains(r"no\u{1b}[2J\n[app] connected forged"),
+        "{reason}"
+    );
+    let mut body = Some(Reply::Status(
+        500,
+        "<html>\u{1b}]0;owned\u{7}</html>".into(),
+    ));
+    h.poll(&mut |_| body.take().unwrap_or(Reply::Silent));
+    let f = h.failures();
+    assert!(f.iter().all(|r| !r.chars().any(char::is_control)), "{f:?}");
+}
+
 /// A chunked response, in any split, is read whole; a 200 with a pod gone loses it.
 #[test]
 fn chunked_responses_and_leaving_pods() {

@@ -204,6 +204,9 @@ fn handles_disconnect_error() {
         .map(|(_, e)| e.reason().unwrap().to_string())
         .collect();
     assert!(failed.len() >= 2, "retried: {failed:?}");
+    // ... with backoff (100 ms doubling to 1 s, jittered): at most one try per 50 ms, 100 ms,
+    // 200 ms, 400 ms, 500 ms, 500 ms, ... in 2.5 s — never again at once.
+    assert!(failed.len() <= 9, "backed off: {} tries", failed.len());
     assert!(failed.iter().all(|r| r == ":failed"));
     assert!(sim.linked("me@h", "foo@some.host"));
     sim.set_disconnect_failure(&n("foo@some.host"), None);

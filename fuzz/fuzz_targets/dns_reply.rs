@@ -11,7 +11,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use muster_core::sim::{DnsRecord, DnsServer};
 use muster_core::strategy::dns_poll::{DnsPoll, DnsPollConfig};
-use muster_core::strategy::dns_poller::DnsOptions;
+use muster_core::strategy::dns::DnsOptions;
 use muster_core::{
     Answer, Cluster, ClusterConfig, ConnectPolicy, Input, Instant, Output, Request, Token,
 };

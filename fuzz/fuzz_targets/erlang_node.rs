@@ -13,7 +13,7 @@ use muster_core::dist::DistConfig;
 use muster_core::proto::epmd::{self, NodeEntry};
 use muster_core::strategy::epmd::{Epmd, EpmdConfig};
 use muster_core::{
-    Answer, Cluster, ClusterConfig, ConnectPolicy, Input, Instant, Node, NodeName, Output, Token,
+    Answer, Cluster, ClusterConfig, Input, Instant, Node, NodeName, Output, Token,
     TopologySpec,
 };
 

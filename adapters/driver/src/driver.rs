@@ -20,6 +20,9 @@ use crate::streams::Streams;
 use crate::tasks::Tasks;
 use crate::udp::Sockets;
 
+/// How long a closed stream may take to write what was queued on it.
+const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A cluster ready to run on runtime `R`: [`run`](Driver::run) is the future that runs it,
 /// until it is shut down, has left, or every [`ClusterHandle`] is dropped.
 pub struct Driver<R: Runtime> {
@@ -147,8 +150,13 @@ impl<R: Runtime> Driver<R> {
                 self.tasks.stop(socket);
             }
             Request::Cancel { token } => {
-                self.tasks.stop(token);
-                self.streams.close(token);
+                if self.streams.close(token) {
+                    // A stream writes what was queued before it closes, within a grace.
+                    let at = StdInstant::now() + FLUSH_GRACE;
+                    self.tasks.stop_at(token, at);
+                } else {
+                    self.tasks.stop(token);
+                }
             }
             Request::Listen { bind } => {
                 let answer = self.streams.listen(&runtime, token, bind);
@@ -281,6 +289,13 @@ impl<R: Runtime> Driver<R> {
             self.drain();
             if leaving && self.cluster.is_left() {
                 break;
+            }
+            // Timers first: a busy inbox (a flood of datagrams) must not starve heartbeats,
+            // deadlines and polls, which the wait below would otherwise put behind it.
+            let now = self.tick();
+            if self.cluster.poll_timeout().is_some_and(|at| at <= now) {
+                self.cluster.handle_timeout(now);
+                continue;
             }
             let wake_at = self.cluster.poll_timeout().map(|at| self.at(at));
             let timer = wake_at.map(|at| self.tasks.runtime().sleep_until(at));

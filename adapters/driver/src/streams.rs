@@ -67,7 +67,18 @@ impl<R: Runtime> Streams<R> {
         let (wtx, wrx) = async_channel::unbounded();
         self.writers.insert(token, wtx);
         tasks.spawn_stoppable(token, async move {
-            match poll_fn(|cx| R::poll_accept(&l, cx)).await {
+            let accepted = async { Some(poll_fn(|cx| R::poll_accept(&l, cx)).await) };
+            // Cancelled before a connection came (the core writes nothing before that): stop
+            // waiting, and let the listener go.
+            let cancelled = async {
+                while wrx.recv().await.is_ok() {}
+                None
+            };
+            let Some(accepted) = accepted.or(cancelled).await else {
+                return;
+            };
+            drop(l);
+            match accepted {
                 Ok((s, from)) => {
                     if answer(&tx, token, OwnedAnswer::Accepted(from)).await {
                         run(s, token, wrx, tx).await;
@@ -122,10 +133,11 @@ impl<R: Runtime> Streams<R> {
         }
     }
 
-    /// Forgets `token`: a listener closes; a stream's task is stopped by the caller.
-    pub(crate) fn close(&mut self, token: Token) {
+    /// Forgets `token`: a listener closes; a stream's write side is dropped, so that its task
+    /// writes what is queued and ends. Whether `token` was a stream.
+    pub(crate) fn close(&mut self, token: Token) -> bool {
         self.listeners.remove(&token);
-        self.writers.remove(&token);
+        self.writers.remove(&token).is_some()
     }
 
     /// Forgets the write sides of streams whose task has ended.
@@ -152,8 +164,9 @@ where
     let (mut read, mut write) = futures_lite::io::split(s);
     let mut buf = vec![0u8; 64 * 1024];
     let last = loop {
-        let step = async { Step::Read(read.read(&mut buf).await) }
-            .or(async { Step::Write(writes.recv().await.ok()) })
+        // Writes first: what the core queued goes out even while the peer keeps sending.
+        let step = async { Step::Write(writes.recv().await.ok()) }
+            .or(async { Step::Read(read.read(&mut buf).await) })
             .await;
         match step {
             Step::Read(Ok(0)) => break OwnedAnswer::Closed,
@@ -168,8 +181,11 @@ where
                     break OwnedAnswer::Failed(Failure::io("write failed", &e));
                 }
             }
-            // The core closed the stream.
-            Step::Write(None) => return,
+            // The core closed the stream, and everything queued has been written.
+            Step::Write(None) => {
+                let _ = write.close().await;
+                return;
+            }
         }
     };
     answer(&tx, token, last).await;

@@ -85,6 +85,18 @@ impl<R: Runtime> Tasks<R> {
         self.stoppable.remove(&token);
     }
 
+    /// Stops the task of `token` at `at` if it has not ended by then.
+    pub(crate) fn stop_at(&mut self, token: Token, at: std::time::Instant) {
+        let Some(stop) = self.stoppable.remove(&token) else {
+            return;
+        };
+        let timer = self.runtime.sleep_until(at);
+        self.spawn(async move {
+            timer.await;
+            stop.close();
+        });
+    }
+
     /// Forgets the tasks that ended on their own.
     pub(crate) fn prune(&mut self) {
         self.stoppable.retain(|_, tx| !tx.is_closed());

@@ -67,16 +67,24 @@ impl<R: Runtime> Sockets<R> {
         tasks.spawn_stoppable(token, async move {
             let mut buf = vec![0u8; muster_net::udp::READ_BUF];
             loop {
-                let step = async {
-                    Step::Received(poll_fn(|cx| R::poll_recv_from(&io, cx, &mut buf)).await)
-                }
-                .or(async { Step::Send(sends.recv().await.ok()) })
-                .await;
+                // Sends first, and arrivals are handed on without waiting: a flood of incoming
+                // datagrams neither holds up this node's own nor backs up into the driver.
+                let step = async { Step::Send(sends.recv().await.ok()) }
+                    .or(async {
+                        Step::Received(poll_fn(|cx| R::poll_recv_from(&io, cx, &mut buf)).await)
+                    })
+                    .await;
                 match step {
                     Step::Received(Ok((n, from))) => {
                         let d = Inbox::Datagram(token, from, buf[..n].to_vec());
-                        if tx.send(d).await.is_err() {
-                            return;
+                        match tx.try_send(d) {
+                            Ok(()) => {}
+                            // The driver is behind: a datagram is lost, as the network may
+                            // lose it anyway.
+                            Err(async_channel::TrySendError::Full(_)) => {
+                                tracing::debug!("UDP datagram dropped: the driver is behind")
+                            }
+                            Err(async_channel::TrySendError::Closed(_)) => return,
                         }
                     }
                     // ICMP errors from earlier sends surface here on some systems; the
@@ -101,7 +109,7 @@ impl<R: Runtime> Sockets<R> {
     /// or is queued (the task reports its failures through the inbox).
     pub(crate) fn send(&self, token: Token, to: Endpoint, data: Bytes) -> Option<Failure> {
         let open = self.open.get(&token)?;
-        // Only when nothing waits, so that datagrams leave in the order they were asked.
+        // Only when nothing waits in the queue (one may still be on its way out of it).
         if let (Endpoint::Addr(addr), true) = (&to, open.queue.is_empty()) {
             match R::try_send_to(&open.socket, &data, *addr) {
                 Ok(_) => return None,

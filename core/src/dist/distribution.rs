@@ -298,15 +298,17 @@ impl Distribution {
         self.answer(token, OwnedAnswer::Nodes(nodes));
     }
 
-    /// Leaves distribution: closes every link, the registration and the listener.
     /// Whether this node has left distribution.
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped
     }
 
+    /// Leaves distribution: closes every link, every EPMD lookup, the registration and the
+    /// listener, in token order.
     pub(crate) fn shutdown(&mut self) {
         self.stopped = true;
         let mut close: Vec<Token> = self.links.keys().copied().collect();
+        close.extend(self.lookups.keys().copied());
         close.extend(self.listener.take());
         close.extend(self.accepting.take());
         if let Registration::Asking { stream, .. } | Registration::Held { stream } =
@@ -314,8 +316,10 @@ impl Distribution {
         {
             close.push(*stream);
         }
+        close.sort_unstable();
         self.registration = Registration::Idle;
         self.links.clear();
+        self.lookups.clear();
         self.up.clear();
         for t in close {
             let c = self.token();
@@ -534,6 +538,10 @@ impl Distribution {
     }
 
     fn looked_up(&mut self, now: Instant, l: Lookup) {
+        if self.stopped {
+            let why = Failure::new(FailureKind::Unsupported, "this node left distribution");
+            return self.dial_failed(&l.node.name, l.connect, why);
+        }
         let host = epmd_host(&l.node);
         let port = match epmd::parse_port2(&l.buf) {
             Ok(Some(entry)) => entry.port,

@@ -373,7 +373,7 @@ impl Link {
             Phase::AwaitChallenge => match dist::read_challenge(frame) {
                 Ok(c) => {
                     if self.peer.as_ref().is_some_and(|p| p.as_str() != c.name) {
-                        return self.bad(format!("it calls itself {}", c.name));
+                        return self.bad(format!("it calls itself {:?}", c.name));
                     }
                     if c.flags & flags::MANDATORY != flags::MANDATORY {
                         return self.bad("it lacks capabilities OTP 25 requires");

@@ -108,10 +108,11 @@ impl Response {
     pub fn body_excerpt(&self, max: usize) -> String {
         let text = String::from_utf8_lossy(&self.body);
         let text = text.trim();
-        match text.char_indices().nth(max) {
+        let excerpt = match text.char_indices().nth(max) {
             Some((i, _)) => format!("{}…", &text[..i]),
             None => text.to_owned(),
-        }
+        };
+        crate::reason::escape(&excerpt).into_owned()
     }
 }
 

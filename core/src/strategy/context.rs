@@ -145,9 +145,10 @@ impl<'a> Context<'a> {
         ReadId(self.core.request(Pending::Read(self.topology), request))
     }
 
-    /// Stops waiting for a read: whatever still comes for it is dropped.
+    /// Stops waiting for a read: whatever still comes for it is dropped. A read that already
+    /// ended, or another topology's, is left alone.
     pub fn cancel_read(&mut self, read: ReadId) {
-        self.cancel(read.0);
+        self.cancel(read.0, Pending::Read(self.topology));
     }
 
     /// Connects to `x.to`, writes `x.send` and passes on what comes back, to
@@ -159,13 +160,13 @@ impl<'a> Context<'a> {
     }
 
     /// Stops an exchange: the adapter closes its stream, and whatever still comes for it is
-    /// dropped.
+    /// dropped. An exchange that already ended, or another topology's, is left alone.
     pub fn cancel_exchange(&mut self, exchange: ExchangeId) {
-        self.cancel(exchange.0);
+        self.cancel(exchange.0, Pending::Exchange(self.topology));
     }
 
-    fn cancel(&mut self, token: Token) {
-        if self.core.forget_token(token) {
+    fn cancel(&mut self, token: Token, what: Pending) {
+        if self.core.forget_token_if(token, what) {
             self.core.request_untracked(Request::Cancel { token });
         }
     }
@@ -184,8 +185,12 @@ impl<'a> Context<'a> {
 
     /// Sends `data` to `to` on `socket`. No answer on success; a failure comes to
     /// [`Strategy::handle_socket`](super::Strategy::handle_socket) as
-    /// [`SocketEvent::SendFailed`].
+    /// [`SocketEvent::SendFailed`]. A socket not open — its opening not answered yet, closed,
+    /// or another topology's — sends nothing: wait for [`SocketEvent::Opened`].
     pub fn send_datagram(&mut self, socket: SocketId, to: Endpoint, data: Bytes) {
+        if !self.core.socket_ready(socket.0, self.topology) {
+            return;
+        }
         self.core.request_untracked(Request::SendDatagram {
             socket: socket.0,
             to,
@@ -193,9 +198,11 @@ impl<'a> Context<'a> {
         });
     }
 
-    /// Closes `socket`; nothing more comes from it.
+    /// Closes `socket`; nothing more comes from it. Another topology's socket is left alone.
     pub fn close_udp(&mut self, socket: SocketId) {
-        if self.core.close_socket(socket.0) {
+        if self.core.socket_topology(socket.0) == Some(self.topology)
+            && self.core.close_socket(socket.0)
+        {
             self.core.forget_token(socket.0);
             self.core
                 .request_untracked(Request::CloseUdp { socket: socket.0 });

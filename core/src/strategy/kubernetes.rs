@@ -41,7 +41,7 @@ use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
 use crate::proto::k8s;
 
 pub use crate::proto::k8s::{LookupMode, NameMode};
-use crate::reason::{DiscoveryError, Failure, Rejection};
+use crate::reason::{DiscoveryError, Failure, Rejection, escape};
 use crate::time::Instant;
 
 /// Where the service account's files are unless configured.
@@ -458,9 +458,12 @@ impl Kubernetes {
         if r.status != 200 {
             let message = serde_json::from_slice::<serde_json::Value>(&r.body)
                 .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .and_then(|v| {
+                    let m = v.get("message").and_then(|m| m.as_str())?;
+                    Some(escape(m).into_owned())
+                })
                 .unwrap_or_else(|| r.body_excerpt(200));
-            let mut why = format!("{}: {message}", r.reason);
+            let mut why = format!("{}: {message}", escape(&r.reason));
             if matches!(r.status, 401 | 403) {
                 if let Some(e) = &self.token_error {
                     why.push_str(&format!(" (the token could not be read: {e})"));

@@ -23,7 +23,7 @@ use super::http_call::{HttpCall, authority, host_port};
 use super::{Context, Environment, ExchangeId, Periodic, Reply, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::io::{Endpoint, Exchange};
-use crate::reason::{DiscoveryError, Failure};
+use crate::reason::{DiscoveryError, Failure, escape};
 
 use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
 use crate::proto::rancher;
@@ -158,7 +158,7 @@ impl Rancher {
                 return cx.discovery_failed(DiscoveryError::Status {
                     source: url.clone(),
                     status: r.status,
-                    message: format!("{}: {}", r.reason, r.body_excerpt(200)),
+                    message: format!("{}: {}", escape(&r.reason), r.body_excerpt(200)),
                 });
             }
             Err(e) => return cx.discovery_failed(DiscoveryError::request(url, e)),
