@@ -16,6 +16,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+/// How long a failed accept waits before the next, at first and at most.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// How long a one-shot EPMD request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -80,13 +84,14 @@ impl Drop for EpmdHandle {
 }
 
 enum ConnMsg {
-    Open(u64, OwnedWriteHalf),
     Data(u64, Vec<u8>),
     Closed(u64),
 }
 
 /// Starts muster's own EPMD on `addr` (the state machine is `muster_core::dist::EpmdServer`;
-/// this only moves bytes). Real `erl` nodes register with it and query it as with Erlang's.
+/// this only moves bytes). Real `erl` nodes register with it and query it as with Erlang's;
+/// as Erlang's, it takes registrations only from this host. A failure to accept (out of
+/// descriptors) backs off rather than spins.
 pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
     let listener = TcpListener::bind(addr)
         .await
@@ -97,48 +102,64 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
     let requests = Arc::new(AtomicU64::new(0));
     let counted = requests.clone();
     let (tx, mut rx) = mpsc::channel::<ConnMsg>(1024);
+    let origin = tokio::time::Instant::now();
     let task = tokio::spawn(async move {
         let mut writers: HashMap<u64, OwnedWriteHalf> = HashMap::new();
         let mut readers: HashMap<u64, AbortHandle> = HashMap::new();
         let mut next = 0u64;
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let now = || muster_core::Instant::from_duration(origin.elapsed());
         loop {
+            let wake = server.poll_timeout().map(|at| origin + at.since_origin());
             tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    next += 1;
-                    let id = next;
-                    let (mut read, write) = stream.into_split();
-                    let tx = tx.clone();
-                    let reader = tokio::spawn(async move {
-                        let _ = tx.send(ConnMsg::Open(id, write)).await;
-                        let mut buf = vec![0u8; 4096];
-                        loop {
-                            match read.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => {
-                                    if tx.send(ConnMsg::Data(id, buf[..n].to_vec())).await.is_err() {
-                                        return;
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                        next += 1;
+                        let id = next;
+                        if !server.handle_open(now(), id, peer) {
+                            // Refused (too many waiting): dropped, so closed, at once.
+                            drop(stream);
+                        } else {
+                            let _ = stream.set_nodelay(true);
+                            let (mut read, write) = stream.into_split();
+                            writers.insert(id, write);
+                            let tx = tx.clone();
+                            let reader = tokio::spawn(async move {
+                                let mut buf = vec![0u8; 1024];
+                                loop {
+                                    match read.read(&mut buf).await {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(n) => {
+                                            let data = buf[..n].to_vec();
+                                            if tx.send(ConnMsg::Data(id, data)).await.is_err() {
+                                                return;
+                                            }
+                                        }
                                     }
                                 }
-                            }
+                                let _ = tx.send(ConnMsg::Closed(id)).await;
+                            });
+                            readers.insert(id, reader.abort_handle());
                         }
-                        let _ = tx.send(ConnMsg::Closed(id)).await;
-                    });
-                    readers.insert(id, reader.abort_handle());
-                }
-                Some(msg) = rx.recv() => match msg {
-                    ConnMsg::Open(id, w) => {
-                        writers.insert(id, w);
-                        server.handle_open(id);
                     }
+                    Err(e) => {
+                        // Out of descriptors, most likely: wait before trying again, so the
+                        // failure costs nothing while it lasts.
+                        tracing::debug!(%e, "EPMD cannot accept");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    }
+                },
+                Some(msg) = rx.recv() => match msg {
                     ConnMsg::Data(id, data) => server.handle_data(id, &data),
                     ConnMsg::Closed(id) => {
                         server.handle_closed(id);
                         writers.remove(&id);
                         readers.remove(&id);
                     }
-                }
+                },
+                _ = sleep_until(wake) => server.handle_timeout(now()),
             }
             while let Some(out) = server.poll_output() {
                 match out {
@@ -155,6 +176,13 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
                             r.abort();
                         }
                     }
+                    EpmdOutput::Stop => {
+                        for (_, r) in readers.drain() {
+                            r.abort();
+                        }
+                        return;
+                    }
+                    other => tracing::debug!(?other, "EPMD output this runner does not know"),
                 }
             }
             counted.store(server.requests(), Ordering::Relaxed);
@@ -165,4 +193,11 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
         task: task.abort_handle(),
         requests,
     })
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

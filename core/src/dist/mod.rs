@@ -9,7 +9,7 @@ mod link;
 
 pub use distribution::DistConfig;
 pub(crate) use distribution::{DistOutput, Distribution};
-pub use epmd_server::{EpmdOutput, EpmdServer};
+pub use epmd_server::{EpmdOutput, EpmdServer, EpmdStats, MAX_NAME, valid_name};
 pub use link::{Admission, Link, LinkConfig, LinkEvent, MAX_FRAME};
 
 /// EPMD's wire format, as far as asking an EPMD what it has registered goes.
