@@ -175,29 +175,34 @@ pub struct Names {
     pub epmd_port: u32,
     /// `(name, port)` of each registered node.
     pub nodes: Vec<(String, u16)>,
+    /// Lines that are not `name NAME at port PORT`, as they came (a name with a line break
+    /// in it makes such lines): skipped, for the caller to report.
+    pub skipped: Vec<String>,
 }
 
-/// Reads a whole `NAMES_RESP`: the EPMD's port, then `name NAME at port PORT\n` lines.
+/// Reads a whole `NAMES_RESP`: the EPMD's port, then `name NAME at port PORT\n` lines. A line
+/// of another shape is skipped and kept in [`Names::skipped`], never fatal to the others.
 pub fn parse_names(reply: &[u8]) -> Result<Names, EpmdError> {
     let mut c = Cursor::new(reply);
     let epmd_port = c.u32()?;
-    let text =
-        core::str::from_utf8(c.rest()).map_err(|_| EpmdError::Malformed("names are not UTF-8"))?;
+    let text = String::from_utf8_lossy(c.rest());
     let mut nodes = Vec::new();
+    let mut skipped = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let rest = line.strip_prefix("name ").ok_or(EpmdError::Malformed(
-            "a names line that does not start with \"name \"",
-        ))?;
-        let (name, port) = rest
-            .rsplit_once(" at port ")
-            .ok_or(EpmdError::Malformed("a names line without \" at port \""))?;
-        let port = port
-            .trim()
-            .parse()
-            .map_err(|_| EpmdError::Malformed("a names line with a bad port"))?;
-        nodes.push((name.to_owned(), port));
+        let entry = line
+            .strip_prefix("name ")
+            .and_then(|rest| rest.rsplit_once(" at port "))
+            .and_then(|(name, port)| Some((name, port.trim().parse::<u16>().ok()?)));
+        match entry {
+            Some((name, port)) => nodes.push((name.to_owned(), port)),
+            None => skipped.push(line.to_owned()),
+        }
     }
-    Ok(Names { epmd_port, nodes })
+    Ok(Names {
+        epmd_port,
+        nodes,
+        skipped,
+    })
 }
 
 /// `PORT_PLEASE2_REQ` for `name` (the part before the `@`), framed.

@@ -7,7 +7,8 @@ use super::{Context, Environment, ExchangeId, Reply as Part};
 use crate::config::{ConfigError, Options};
 use crate::io::{Endpoint, Exchange};
 use crate::proto::epmd;
-use crate::reason::{DiscoveryError, Failure};
+use crate::reason::{DiscoveryError, Failure, Rejection};
+use std::net::SocketAddr;
 
 /// How long an EPMD has to answer `NAMES`.
 pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +31,54 @@ pub(crate) fn epmd_port(o: &mut Options<'_>, env: &Environment) -> Result<u16, C
     }
 }
 
+/// How often one bad name in a listing is reported; every one is counted.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// What was reported lately, so that one bad name in a listing is reported once per
+/// interval, not at every poll.
+#[derive(Debug, Default)]
+pub(crate) struct Reported {
+    at: BTreeMap<String, crate::Instant>,
+}
+
+impl Reported {
+    /// Whether `what` is to be reported at `now`: not reported within `every`. Records it.
+    pub(crate) fn due(&mut self, what: &str, now: crate::Instant, every: Duration) -> bool {
+        if self.at.len() >= 1024 {
+            self.at
+                .retain(|_, at| now.saturating_duration_since(*at) < every);
+        }
+        match self.at.get(what) {
+            Some(at) if now.saturating_duration_since(*at) < every => false,
+            _ => {
+                if self.at.len() < 1024 {
+                    self.at.insert(what.to_owned(), now);
+                }
+                true
+            }
+        }
+    }
+}
+
+/// The listing of `host` named what is not a node: skipped, and reported unless it was
+/// lately.
+pub(crate) fn reject(
+    cx: &mut Context<'_>,
+    reported: &mut Reported,
+    epmd: (&str, u16),
+    what: &str,
+    why: impl core::fmt::Display,
+) {
+    if reported.due(what, cx.now(), REPORT_EVERY) {
+        let (host, port) = epmd;
+        let from = host.parse().ok().map(|ip| SocketAddr::new(ip, port));
+        let text = format!("EPMD on {host}:{port} listed {what:?}, which names no node: {why}");
+        cx.rejected(from, Rejection::InvalidNode(text));
+    } else {
+        cx.count_rejected();
+    }
+}
+
 /// `NAMES` requests in flight, by token, each with the host asked and the reply so far.
 #[derive(Debug, Default)]
 pub(crate) struct Asking {
@@ -38,8 +87,9 @@ pub(crate) struct Asking {
 
 /// What came of one host's `NAMES`.
 pub(crate) enum Reply {
-    /// The host's registered node names (before the `@`).
-    Names(String, Vec<String>),
+    /// The host, its registered node names (before the `@`), and the lines of its listing
+    /// that name nothing.
+    Names(String, Vec<String>, Vec<String>),
     /// The host could not be asked, or answered nonsense: why.
     Failed(DiscoveryError),
 }
@@ -86,7 +136,10 @@ impl Asking {
         let source = format!("EPMD on {host}:{port}");
         Some(match part {
             Part::Closed => match epmd::parse_names(&buf) {
-                Ok(n) => Reply::Names(host, n.nodes.into_iter().map(|(name, _)| name).collect()),
+                Ok(n) => {
+                    let names = n.nodes.into_iter().map(|(name, _)| name).collect();
+                    Reply::Names(host, names, n.skipped)
+                }
                 Err(e) => Reply::Failed(DiscoveryError::invalid(source, e)),
             },
             Part::Failed(why) => Reply::Failed(DiscoveryError::request(source, why.clone())),

@@ -15,7 +15,7 @@
 
 use core::time::Duration;
 
-use super::epmd_names::{ASK_TIMEOUT, Asking, Reply, epmd_port};
+use super::epmd_names::{ASK_TIMEOUT, Asking, Reply, Reported, epmd_port, reject};
 use super::{Context, Environment, ExchangeId, Periodic, ReadId, Reply as Part, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::proto::hosts_file;
@@ -58,6 +58,7 @@ pub struct ErlangHosts {
     reading: Option<(ReadId, usize)>,
     asking: Asking,
     failures: Vec<DiscoveryError>,
+    reported: Reported,
 }
 
 impl ErlangHosts {
@@ -69,6 +70,7 @@ impl ErlangHosts {
             reading: None,
             asking: Asking::default(),
             failures: Vec::new(),
+            reported: Reported::default(),
         }
     }
 
@@ -173,15 +175,16 @@ impl Strategy for ErlangHosts {
         match self.asking.answer(exchange, part, self.config.epmd_port) {
             None => {}
             Some(Reply::Failed(why)) => self.failures.push(why),
-            Some(Reply::Names(host, names)) => {
+            Some(Reply::Names(host, names, skipped)) => {
+                let epmd = (host.as_str(), self.config.epmd_port);
+                // A name that is no node's is skipped and reported: the others still count.
                 for name in names {
                     if let Err(e) = cx.found(&format!("{name}@{host}"), None) {
-                        let source = format!("EPMD on {host}:{}", self.config.epmd_port);
-                        self.failures.push(DiscoveryError::invalid(
-                            source,
-                            format_args!("it listed {name:?}: {e}"),
-                        ));
+                        reject(cx, &mut self.reported, epmd, &name, e);
                     }
+                }
+                for line in skipped {
+                    reject(cx, &mut self.reported, epmd, &line, "not a names line");
                 }
             }
         }

@@ -12,12 +12,14 @@
 //! libcluster, which asks once at start and crashes when EPMD is down, it asks on every poll;
 //! an EPMD that is absent or answers nonsense is a `discovery_failed` event and the next poll
 //! tries again, keeping what was found before. A node that unregisters (it stopped) leaves
-//! the discovered set.
+//! the discovered set. What EPMD lists is untrusted: a name that is no node's (a control
+//! character, a space, a broken line) is skipped and reported as `rejected` (each at most
+//! once a minute, every one counted); the other nodes are still discovered.
 
 use core::time::Duration;
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::epmd_names::{ASK_TIMEOUT, Asking, Reply, epmd_port};
+use super::epmd_names::{ASK_TIMEOUT, Asking, Reply, Reported, epmd_port, reject};
 use super::{Context, Environment, ExchangeId, Periodic, Reply as Part, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::reason::DiscoveryError;
@@ -59,6 +61,7 @@ pub struct LocalEpmd {
     config: LocalEpmdConfig,
     every: Periodic,
     asking: Asking,
+    reported: Reported,
 }
 
 impl LocalEpmd {
@@ -68,6 +71,7 @@ impl LocalEpmd {
             every: Periodic::new(config.polling_interval),
             config,
             asking: Asking::default(),
+            reported: Reported::default(),
         }
     }
 
@@ -111,24 +115,29 @@ impl Strategy for LocalEpmd {
         match self.asking.answer(exchange, part, self.config.epmd_port) {
             None => {}
             Some(Reply::Failed(why)) => cx.discovery_failed(why),
-            Some(Reply::Names(_, names)) => {
+            Some(Reply::Names(_, names, skipped)) => {
                 let Some(host) = cx.this_node().map(|n| n.host().to_owned()) else {
                     return cx.discovery_failed(DiscoveryError::Setup(
                         "local_epmd names nodes after this node's host: give this node a name"
                             .into(),
                     ));
                 };
+                let epmd = ("127.0.0.1", self.config.epmd_port);
+                // A name that is no node's is skipped and reported: the others still count.
+                let mut bad = Vec::new();
                 let mut round = cx.round();
                 for name in &names {
                     if let Err(e) = round.add(&format!("{name}@{host}"), None) {
-                        let source = format!("EPMD on 127.0.0.1:{}", self.config.epmd_port);
-                        return round.fail(DiscoveryError::invalid(
-                            source,
-                            format_args!("it listed {name:?}: {e}"),
-                        ));
+                        bad.push((name.clone(), e.to_string()));
                     }
                 }
                 round.commit();
+                for line in skipped {
+                    bad.push((line, "not a names line".to_owned()));
+                }
+                for (what, why) in bad {
+                    reject(cx, &mut self.reported, epmd, &what, why);
+                }
             }
         }
     }
