@@ -422,6 +422,15 @@ impl Cluster {
                     }
                     DistOutput::Up(node) => self.core.node_up(now, node.as_str()),
                     DistOutput::Down(node, why) => self.core.node_down(now, node.as_str(), &why),
+                    DistOutput::Inbound {
+                        from,
+                        reason,
+                        report,
+                    } => self.core.inbound_failed(from, reason, report),
+                    DistOutput::AcceptFailed { reason, report } => {
+                        self.core.accept_failed(reason, report)
+                    }
+                    DistOutput::Busy(reason) => self.core.dist_busy(reason),
                 }
                 self.core.flush(now);
                 continue;

@@ -44,6 +44,11 @@ pub struct Metrics {
     pub stale_answers: u64,
     /// Events dropped because the event queue was full (the adapter did not drain it).
     pub events_dropped: u64,
+    /// Inbound Erlang distribution connections that failed their handshake (a wrong cookie,
+    /// nonsense, too slow).
+    pub inbound_failed: u64,
+    /// Accepts of Erlang distribution connections that failed (out of descriptors, say).
+    pub accept_failed: u64,
     /// Gauge: nodes the core tracks.
     pub known_nodes: u64,
     /// Gauge: nodes connected, as far as the core knows.

@@ -431,13 +431,15 @@ pub enum Rejection {
     Replayed(String),
     /// It named a node that is not a valid node name.
     InvalidNode(String),
-    /// It would pass a limit of this topology (`max_nodes`).
+    /// It would pass a limit (`max_nodes`, the handshakes in progress).
     OverLimit(String),
+    /// It did not complete: a handshake or request that stopped or came too slowly.
+    Incomplete(String),
 }
 
 impl Rejection {
     /// The stable machine code: `malformed`, `unauthenticated`, `mismatch`, `replayed`,
-    /// `invalid_node` or `over_limit`.
+    /// `invalid_node`, `over_limit` or `incomplete`.
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::Malformed(_) => "malformed",
@@ -446,6 +448,7 @@ impl Rejection {
             Rejection::Replayed(_) => "replayed",
             Rejection::InvalidNode(_) => "invalid_node",
             Rejection::OverLimit(_) => "over_limit",
+            Rejection::Incomplete(_) => "incomplete",
         }
     }
 
@@ -457,7 +460,8 @@ impl Rejection {
             | Rejection::Mismatch(s)
             | Rejection::Replayed(s)
             | Rejection::InvalidNode(s)
-            | Rejection::OverLimit(s) => s,
+            | Rejection::OverLimit(s)
+            | Rejection::Incomplete(s) => s,
         }
     }
 
@@ -469,7 +473,8 @@ impl Rejection {
             | Rejection::Mismatch(s)
             | Rejection::Replayed(s)
             | Rejection::InvalidNode(s)
-            | Rejection::OverLimit(s) => s,
+            | Rejection::OverLimit(s)
+            | Rejection::Incomplete(s) => s,
         };
         use fmt::Write;
         let _ = write!(s, " {more}");

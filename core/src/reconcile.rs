@@ -564,6 +564,47 @@ impl Reconciler {
         });
     }
 
+    /// An inbound Erlang distribution connection failed: counted, and reported (as the
+    /// `erlang` topology's) when `report`.
+    pub(crate) fn inbound_failed(
+        &mut self,
+        from: Option<SocketAddr>,
+        reason: Rejection,
+        report: bool,
+    ) {
+        self.metrics.inbound_failed += 1;
+        self.metrics.rejected += 1;
+        if report {
+            self.emit(Event::Rejected {
+                topology: TopologyName::from(ERLANG),
+                from,
+                reason,
+            });
+        }
+    }
+
+    /// Accepting Erlang distribution connections failed: counted, and reported (as the
+    /// `erlang` topology's) when `report`.
+    pub(crate) fn accept_failed(&mut self, reason: Failure, report: bool) {
+        self.metrics.accept_failed += 1;
+        if report {
+            self.emit(Event::Rejected {
+                topology: TopologyName::from(ERLANG),
+                from: None,
+                reason: Rejection::OverLimit(reason.to_string()),
+            });
+        }
+    }
+
+    /// The Erlang node accepts no more connections for now: reported.
+    pub(crate) fn dist_busy(&mut self, reason: Rejection) {
+        self.emit(Event::Rejected {
+            topology: TopologyName::from(ERLANG),
+            from: None,
+            reason,
+        });
+    }
+
     pub(crate) fn count_rejected(&mut self) {
         self.metrics.rejected += 1;
     }
@@ -1168,6 +1209,9 @@ impl Reconciler {
         self.table.bound() as usize
     }
 }
+
+/// The topology named in events about the cluster's own Erlang node.
+pub(crate) const ERLANG: &str = "erlang";
 
 /// An answer of a kind the request cannot have.
 pub(crate) fn unexpected(answer: Answer<'_>) -> Failure {

@@ -230,3 +230,330 @@ fn leaving_closes_the_listener_and_the_registration() {
         muster_core::AddTopologyError::Stopped
     );
 }
+
+// ----- hostile and racing peers --------------------------------------------------------------
+
+use muster_core::dist::{Link, LinkConfig, LinkEvent};
+use muster_core::{FailureKind, NodeName, Rng};
+
+fn node(s: &str) -> NodeName {
+    s.parse().unwrap()
+}
+
+/// A cluster that is rust@127.0.0.1, its Erlang node registered, dialing `peers` through a
+/// static topology; returns it and the requests after registration.
+fn dialing(
+    peers: &[&str],
+    dist: impl FnOnce(DistConfig) -> DistConfig,
+) -> (Cluster, Vec<(Token, Request)>) {
+    let me = node("rust@127.0.0.1");
+    let config = ClusterConfig::new()
+        .this_node(me.clone())
+        .erlang(dist(DistConfig::new(me, "cookie").epmd_port(EPMD)));
+    let mut c = Cluster::new(config, [7; 32]);
+    let now = Instant::ZERO;
+    if !peers.is_empty() {
+        let hosts = peers.iter().map(|p| Node::new(node(p)));
+        c.add(
+            now,
+            TopologySpec::new("static", Epmd::new(EpmdConfig::new(hosts))),
+        )
+        .unwrap();
+    }
+    let rs = registered(&mut c, now);
+    (c, rs)
+}
+
+fn accept_token(rs: &[(Token, Request)]) -> Token {
+    rs.iter()
+        .find_map(|(t, r)| matches!(r, Request::Accept { .. }).then_some(*t))
+        .expect("an Accept")
+}
+
+/// Moves bytes between the cluster's stream `stream` and a peer's `link` until both are
+/// quiet; returns every request and event the cluster made meanwhile.
+fn pump(
+    c: &mut Cluster,
+    now: Instant,
+    stream: Token,
+    link: &mut Link,
+) -> (Vec<(Token, Request)>, Vec<Event>) {
+    let (mut all, mut events) = (Vec::new(), Vec::new());
+    loop {
+        let mut moved = false;
+        while let Some(bytes) = link.poll_transmit() {
+            moved = true;
+            c.handle_input(
+                now,
+                Input::Answer {
+                    token: stream,
+                    answer: Answer::Data(&bytes),
+                },
+            );
+        }
+        let (rs, es) = drain(c);
+        events.extend(es);
+        for (t, r) in rs {
+            if let Request::Write { stream: s, data } = &r
+                && *s == stream
+            {
+                moved = true;
+                link.handle_data(now, data);
+            }
+            all.push((t, r));
+        }
+        if !moved {
+            return (all, events);
+        }
+    }
+}
+
+fn peer_link(me: &str, to: &str, cookie: &str) -> Link {
+    let cfg = LinkConfig::new(node(me), cookie, 5);
+    Link::connect(cfg, node(to), Instant::ZERO, &mut Rng::from_seed([3; 32]))
+}
+
+/// OTP's rule for a simultaneous connect: the node with the greater name wins. Here the peer
+/// does: this node drops its own attempt (no second link), answers the peer `ok_simultaneous`,
+/// and the connect is answered by the peer's link — connected, with no failure and no
+/// disconnect on the way.
+#[test]
+fn a_simultaneous_connect_the_peer_wins_is_one_link_and_no_failure() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&["z@10.0.0.2"], |d| d);
+    let acc = accept_token(&rs);
+    let (lookup, _) = rs
+        .iter()
+        .find(|(_, r)| matches!(r, Request::Exchange(_)))
+        .unwrap();
+    let entry = epmd::NodeEntry::new("z", 9200, true);
+    answer(
+        &mut c,
+        now,
+        *lookup,
+        Answer::Data(&epmd::port2_reply(Some(&entry))),
+    );
+    let rs = answer(&mut c, now, *lookup, Answer::Closed);
+    let (ours, _) = rs
+        .iter()
+        .find(|(_, r)| matches!(r, Request::OpenStream { .. }))
+        .expect("our own dial");
+    let ours = *ours;
+    answer(
+        &mut c,
+        now,
+        ours,
+        Answer::Opened("10.0.0.2:9200".parse().unwrap()),
+    );
+    // Meanwhile z connects to us.
+    answer(
+        &mut c,
+        now,
+        acc,
+        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
+    );
+    let mut z = peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie");
+    let (rs, events) = pump(&mut c, now, acc, &mut z);
+    assert!(
+        rs.iter()
+            .any(|(_, r)| matches!(r, Request::Cancel { token } if *token == ours)),
+        "our own attempt is dropped: {rs:?}"
+    );
+    assert!(z.is_up(), "z's link is up");
+    let names: Vec<&str> = events.iter().map(|e| e.name()).collect();
+    assert!(names.contains(&"connected"), "{names:?}");
+    assert!(
+        !names.contains(&"connect_failed") && !names.contains(&"disconnected"),
+        "{names:?}"
+    );
+    assert_eq!(c.members().count(), 1);
+}
+
+/// The other half of the rule: this node's name is the greater, so it refuses the peer's
+/// attempt (`nok`, sent before the stream closes), which is no failure and not reported, and
+/// its own attempt is the one link.
+#[test]
+fn a_refused_simultaneous_connect_is_no_failure_and_ours_is_the_one_link() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&["a@10.0.0.2"], |d| d);
+    let acc = accept_token(&rs);
+    let (lookup, _) = rs
+        .iter()
+        .find(|(_, r)| matches!(r, Request::Exchange(_)))
+        .unwrap();
+    // a's attempt reaches us first; our name is greater, so we refuse it (`nok`) and keep
+    // our own, as OTP does — the refusal is sent, and is no failure of ours.
+    answer(
+        &mut c,
+        now,
+        acc,
+        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
+    );
+    let mut a = peer_link("a@10.0.0.2", "rust@127.0.0.1", "cookie");
+    let (_, events) = pump(&mut c, now, acc, &mut a);
+    assert!(a.lost_race(), "a heard `nok`");
+    assert!(events.iter().all(|e| e.name() != "rejected"), "{events:?}");
+    // Our own dial goes on and is the one link.
+    let entry = epmd::NodeEntry::new("a", 9200, true);
+    answer(
+        &mut c,
+        now,
+        *lookup,
+        Answer::Data(&epmd::port2_reply(Some(&entry))),
+    );
+    let rs = answer(&mut c, now, *lookup, Answer::Closed);
+    assert_eq!(
+        rs.iter()
+            .filter(|(_, r)| matches!(r, Request::OpenStream { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(c.metrics().connect_failed, 0);
+}
+
+/// A peer that presents another cookie is reported — with its address, escaped — once per
+/// address in a while, and every one counted.
+#[test]
+fn a_wrong_cookie_inbound_is_reported_once_per_address_and_counted() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&[], |d| d);
+    let mut acc = accept_token(&rs);
+    let mut reports = Vec::new();
+    for _ in 0..3 {
+        let rs = answer(
+            &mut c,
+            now,
+            acc,
+            Answer::Accepted("10.6.6.6:4000".parse().unwrap()),
+        );
+        let next = accept_token(&rs);
+        let mut evil = peer_link("evil@10.6.6.6", "rust@127.0.0.1", "not the cookie");
+        let (_, events) = pump(&mut c, now, acc, &mut evil);
+        reports.extend(events.into_iter().filter(|e| e.name() == "rejected"));
+        acc = next;
+    }
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let Event::Rejected {
+        topology,
+        from,
+        reason,
+    } = &reports[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(&**topology, "erlang");
+    assert_eq!(*from, Some("10.6.6.6:4000".parse().unwrap()));
+    assert_eq!(reason.code(), "unauthenticated", "{reason}");
+    assert_eq!(c.metrics().inbound_failed, 3);
+    assert_eq!(c.members().count(), 0);
+}
+
+/// A failed accept (out of descriptors) is not asked again at once: it backs off, doubling,
+/// and the run of failures is reported once.
+#[test]
+fn a_failed_accept_backs_off_and_is_reported_once() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&[], |d| d);
+    let mut acc = accept_token(&rs);
+    let emfile = muster_core::Failure::new(FailureKind::Resources, "Too many open files");
+    let mut waits = Vec::new();
+    let mut t = now;
+    let mut reports = 0;
+    for _ in 0..4 {
+        c.handle_input(
+            t,
+            Input::Answer {
+                token: acc,
+                answer: Answer::Failed(&emfile),
+            },
+        );
+        let (rs, events) = drain(&mut c);
+        reports += events.iter().filter(|e| e.name() == "rejected").count();
+        assert!(
+            !rs.iter().any(|(_, r)| matches!(r, Request::Accept { .. })),
+            "not at once: {rs:?}"
+        );
+        let at = c.poll_timeout().unwrap();
+        waits.push(at.saturating_duration_since(t));
+        t = at;
+        c.handle_timeout(t);
+        acc = accept_token(&drain(&mut c).0);
+    }
+    assert_eq!(reports, 1);
+    assert!(waits.windows(2).all(|w| w[1] > w[0]), "doubling: {waits:?}");
+    assert_eq!(c.metrics().accept_failed, 4);
+}
+
+/// No more than `max_handshakes` inbound connections are in handshake: the next is accepted
+/// only once one ends (here, at the handshake deadline).
+#[test]
+fn inbound_handshakes_are_capped() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&[], |d| d.max_handshakes(2));
+    let first = accept_token(&rs);
+    let rs = answer(
+        &mut c,
+        now,
+        first,
+        Answer::Accepted("10.6.6.6:1".parse().unwrap()),
+    );
+    let second = accept_token(&rs);
+    c.handle_input(
+        now,
+        Input::Answer {
+            token: second,
+            answer: Answer::Accepted("10.6.6.6:2".parse().unwrap()),
+        },
+    );
+    let (rs, events) = drain(&mut c);
+    assert!(
+        !rs.iter().any(|(_, r)| matches!(r, Request::Accept { .. })),
+        "no third accept while two are in handshake: {rs:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.name() == "rejected" && e.code() == Some("over_limit")),
+        "{events:?}"
+    );
+    // The silent peers pass the handshake deadline; then there is room again.
+    let at = c.poll_timeout().unwrap();
+    c.handle_timeout(at);
+    let (rs, _) = drain(&mut c);
+    assert!(
+        rs.iter().any(|(_, r)| matches!(r, Request::Accept { .. })),
+        "{rs:?}"
+    );
+    assert_eq!(c.metrics().inbound_failed, 2);
+}
+
+/// The link's own part of OTP's rule: told a peer holds a live connection to us, it asks its
+/// owner, and gives way when the owner holds a link up.
+#[test]
+fn a_link_asked_alive_gives_way_when_told_to() {
+    let now = Instant::ZERO;
+    let mut rng = Rng::from_seed([1; 32]);
+    let mut ours = Link::connect(
+        LinkConfig::new(node("rust@127.0.0.1"), "cookie", 3),
+        node("a@10.0.0.2"),
+        now,
+        &mut rng,
+    );
+    let mut theirs = Link::accept(
+        LinkConfig::new(node("a@10.0.0.2"), "cookie", 4),
+        now,
+        &mut rng,
+    );
+    let name = ours.poll_transmit().unwrap();
+    theirs.handle_data(now, &name);
+    assert!(matches!(theirs.poll_event(), Some(LinkEvent::Hello { .. })));
+    theirs.admit(now, muster_core::dist::Admission::Alive);
+    let status = theirs.poll_transmit().unwrap();
+    ours.handle_data(now, &status);
+    assert!(matches!(ours.poll_event(), Some(LinkEvent::Alive { .. })));
+    ours.answer_alive(false);
+    let reply = ours.poll_transmit().unwrap();
+    assert!(reply.ends_with(b"false"), "{reply:?}");
+    assert!(matches!(ours.poll_event(), Some(LinkEvent::Down { .. })));
+    assert!(ours.lost_race(), "its connection stays, and counts");
+}

@@ -17,6 +17,9 @@ use crate::exec::{answer, connect_endpoint};
 use crate::inbox::InboxTx;
 use crate::tasks::Tasks;
 
+/// The largest read buffer a stream grows to.
+const MAX_READ: usize = 64 * 1024;
+
 /// The listeners and the write sides of the open streams, by token.
 pub(crate) struct Streams<R: Runtime> {
     listeners: BTreeMap<Token, Arc<R::Listener>>,
@@ -162,7 +165,9 @@ where
     S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + Send,
 {
     let (mut read, mut write) = futures_lite::io::split(s);
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small to start with, as most streams carry little (a handshake, ticks); it grows while
+    // reads fill it, up to what a busy link needs.
+    let mut buf = vec![0u8; 2 * 1024];
     let last = loop {
         // Writes first: what the core queued goes out even while the peer keeps sending.
         let step = async { Step::Write(writes.recv().await.ok()) }
@@ -173,6 +178,9 @@ where
             Step::Read(Ok(n)) => {
                 if !answer(&tx, token, OwnedAnswer::Data(buf[..n].to_vec())).await {
                     return;
+                }
+                if n == buf.len() && buf.len() < MAX_READ {
+                    buf.resize(buf.len() * 2, 0);
                 }
             }
             Step::Read(Err(e)) => break OwnedAnswer::Failed(e.into()),

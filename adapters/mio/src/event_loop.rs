@@ -23,6 +23,8 @@ use muster_net::setup::Ready;
 use muster_net::view::View;
 
 const WAKER: mio::Token = mio::Token(usize::MAX);
+/// How long a closed stream may take to write what was queued on it.
+const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What comes back from the workers and the connector.
 enum Back {
@@ -217,7 +219,10 @@ impl Driver {
             }
             Request::Cancel { token } => {
                 self.close_exchange(token);
-                self.links.close(self.poll.registry(), token);
+                // A stream writes what was queued on it (a refusal, say) before it closes.
+                let by = StdInstant::now() + FLUSH_GRACE;
+                self.links
+                    .close_after_writes(self.poll.registry(), token, by);
             }
             Request::Listen { bind } => {
                 let a = self.links.listen(self.poll.registry(), token, bind);

@@ -28,6 +28,8 @@ struct Conn {
     out: VecDeque<Bytes>,
     /// How much of `out[0]` is written.
     written: usize,
+    /// Closed by the core: what is queued is written until then, nothing more is read.
+    closing: Option<StdInstant>,
 }
 
 /// The listeners and streams, by token.
@@ -114,6 +116,7 @@ impl Streams {
                             connecting: None,
                             out: VecDeque::new(),
                             written: 0,
+                            closing: None,
                         },
                     );
                     out.push((token, OwnedAnswer::Accepted(from)));
@@ -151,6 +154,7 @@ impl Streams {
                         connecting: Some(deadline),
                         out: VecDeque::new(),
                         written: 0,
+                        closing: None,
                     },
                 );
                 None
@@ -185,6 +189,15 @@ impl Streams {
         let Some(c) = self.conns.get_mut(&token) else {
             return;
         };
+        if c.closing.is_some() {
+            // The core is done with it: nothing to answer, only the writes to finish.
+            let mut ignored = Vec::new();
+            let end = step(c, token, &mut ignored);
+            if end.is_some() || c.out.is_empty() {
+                self.close(registry, token);
+            }
+            return;
+        }
         let end = step(c, token, out);
         if let Some(last) = end {
             self.close(registry, token);
@@ -209,17 +222,40 @@ impl Streams {
             self.close(registry, t);
             out.push((t, OwnedAnswer::TimedOut));
         }
+        let closing: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closing.is_some_and(|d| d <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in closing {
+            self.close(registry, t);
+        }
     }
 
-    /// The earliest connect deadline.
+    /// The earliest connect deadline, or closing stream's grace.
     pub(crate) fn deadline(&self) -> Option<StdInstant> {
-        self.conns.values().filter_map(|c| c.connecting).min()
+        self.conns
+            .values()
+            .filter_map(|c| c.connecting.or(c.closing))
+            .min()
     }
 
-    /// Closes listener or stream `token`.
+    /// Closes listener or stream `token` once what is queued on it is written, or at `by`.
+    pub(crate) fn close_after_writes(&mut self, registry: &Registry, token: Token, by: StdInstant) {
+        match self.conns.get_mut(&token) {
+            Some(c) if !c.out.is_empty() && c.connecting.is_none() => c.closing = Some(by),
+            _ => self.close(registry, token),
+        }
+    }
+
+    /// Closes listener or stream `token` (or forgets an accept not yet answered).
     pub(crate) fn close(&mut self, registry: &Registry, token: Token) {
         if let Some(mut l) = self.listeners.remove(&token) {
             let _ = registry.deregister(&mut l.socket);
+        }
+        for l in self.listeners.values_mut() {
+            l.waiting.retain(|t| *t != token);
         }
         if let Some(mut c) = self.conns.remove(&token) {
             let _ = registry.deregister(&mut c.socket);

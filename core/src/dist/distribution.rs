@@ -5,7 +5,7 @@
 //! `Write`), so the same Erlang node runs on every adapter.
 
 use core::time::Duration;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use super::link::{Admission, Link, LinkConfig, LinkEvent};
 use crate::io::{Answer, Endpoint, Exchange, OwnedAnswer, Request, Token};
 use crate::node::{Node, NodeName};
 use crate::proto::epmd::{self, NodeEntry};
-use crate::reason::{Failure, FailureKind};
+use crate::reason::{Failure, FailureKind, Rejection};
 use crate::rng::Rng;
 use crate::time::{Instant, earliest};
 
@@ -26,6 +26,14 @@ const EPMD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connect that lost a simultaneous connect waits for the peer's own link: a
 /// handshake's time, as Erlang's setup timer gives it.
 const RACE_WAIT: Duration = Duration::from_secs(7);
+/// How long a failed accept (out of descriptors, say) waits before the next, at first and at
+/// most.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How often the failures of one peer address are reported (every one is counted).
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// Peer addresses whose last report is remembered, at most.
+const MAX_REPORTERS: usize = 1024;
 
 /// How this node takes part in Erlang distribution.
 #[derive(Debug, Clone)]
@@ -43,6 +51,9 @@ pub struct DistConfig {
     pub hidden: bool,
     /// Erlang's `net_ticktime`. Default 60 s.
     pub tick_time: Duration,
+    /// The most inbound connections in handshake at once; while that many are, no more are
+    /// accepted (the handshake deadline, 7 s, frees them). Default 64.
+    pub max_handshakes: usize,
 }
 
 impl DistConfig {
@@ -55,7 +66,14 @@ impl DistConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             hidden: true,
             tick_time: Duration::from_secs(60),
+            max_handshakes: 64,
         }
+    }
+
+    /// Sets the most inbound connections in handshake at once (at least 1).
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.max_handshakes = n.max(1);
+        self
     }
 
     /// Sets the EPMD port.
@@ -94,6 +112,19 @@ pub(crate) enum DistOutput {
     Up(NodeName),
     /// A link went down.
     Down(NodeName, Failure),
+    /// An inbound connection failed its handshake or was turned away: count it, and report it
+    /// when `report` (the first from its address in a while).
+    Inbound {
+        from: Option<SocketAddr>,
+        reason: Rejection,
+        report: bool,
+    },
+    /// Accepting failed (out of descriptors, say): count it, and report it when `report`
+    /// (the first of a run of failures).
+    AcceptFailed { reason: Failure, report: bool },
+    /// `max_handshakes` are in handshake: no more are accepted until one ends (reported once
+    /// per such time).
+    Busy(Rejection),
 }
 
 enum Registration {
@@ -115,6 +146,10 @@ struct Held {
     open: bool,
     /// The node it came up with.
     up: Option<NodeName>,
+    /// Who connected, for links we accepted.
+    from: Option<SocketAddr>,
+    /// We refused it ourselves in a simultaneous connect: a normal end, not a failure.
+    refused_race: bool,
 }
 
 struct Lookup {
@@ -135,8 +170,8 @@ pub(crate) struct Distribution {
     registration: Registration,
     backoff: Duration,
     creation: Option<u32>,
-    links: HashMap<Token, Held>,
-    lookups: HashMap<Token, Lookup>,
+    links: BTreeMap<Token, Held>,
+    lookups: BTreeMap<Token, Lookup>,
     up: BTreeMap<NodeName, Token>,
     dialing: BTreeMap<NodeName, Token>,
     /// Connects that lost a simultaneous connect: the peer's own link answers them.
@@ -145,6 +180,15 @@ pub(crate) struct Distribution {
     early: Vec<(Token, Node, Instant)>,
     out: VecDeque<DistOutput>,
     stopped: bool,
+    /// A failed accept waits until then before the next.
+    accept_retry: Option<Instant>,
+    accept_backoff: Duration,
+    /// The current run of failed accepts was reported.
+    accept_reported: bool,
+    /// The current time at `max_handshakes` was reported.
+    busy_reported: bool,
+    /// When each peer address's inbound failure was last reported.
+    reports: BTreeMap<IpAddr, Instant>,
 }
 
 impl core::fmt::Debug for Distribution {
@@ -170,14 +214,19 @@ impl Distribution {
             registration: Registration::Idle,
             backoff: REGISTER_BACKOFF_MIN,
             creation: None,
-            links: HashMap::new(),
-            lookups: HashMap::new(),
+            links: BTreeMap::new(),
+            lookups: BTreeMap::new(),
             up: BTreeMap::new(),
             dialing: BTreeMap::new(),
             awaiting: BTreeMap::new(),
             early: Vec::new(),
             out: VecDeque::new(),
             stopped: false,
+            accept_retry: None,
+            accept_backoff: ACCEPT_BACKOFF_MIN,
+            accept_reported: false,
+            busy_reported: false,
+            reports: BTreeMap::new(),
         };
         let t = d.token();
         d.listener = Some(t);
@@ -372,11 +421,60 @@ impl Distribution {
         }
     }
 
+    /// Inbound links whose handshake is not done.
+    fn handshakes(&self) -> usize {
+        self.links
+            .values()
+            .filter(|h| h.connect.is_none() && h.up.is_none())
+            .count()
+    }
+
+    /// Asks for the next inbound connection, unless one is asked for already, a failed
+    /// accept is waiting out its backoff, or `max_handshakes` are in handshake.
     fn accept_next(&mut self) {
-        if let (Some(listener), None, false) = (self.listener, self.accepting, self.stopped) {
-            let t = self.token();
-            self.accepting = Some(t);
-            self.request(t, Request::Accept { listener });
+        let (Some(listener), None, false, None) = (
+            self.listener,
+            self.accepting,
+            self.stopped,
+            self.accept_retry,
+        ) else {
+            return;
+        };
+        let busy = self.handshakes();
+        if busy >= self.cfg.max_handshakes {
+            if !self.busy_reported {
+                self.busy_reported = true;
+                self.out
+                    .push_back(DistOutput::Busy(Rejection::OverLimit(format!(
+                        "{busy} inbound handshakes in progress (max_handshakes): no more \
+                     connections are accepted until one ends"
+                    ))));
+            }
+            return;
+        }
+        self.busy_reported = false;
+        let t = self.token();
+        self.accepting = Some(t);
+        self.request(t, Request::Accept { listener });
+    }
+
+    /// Whether a failure of a peer at `from` is to be reported at `now`; records it.
+    fn report_due(&mut self, from: Option<SocketAddr>, now: Instant) -> bool {
+        let Some(ip) = from.map(|a| a.ip()) else {
+            return true;
+        };
+        if self.reports.len() >= MAX_REPORTERS {
+            self.reports
+                .retain(|_, at| now.saturating_duration_since(*at) < REPORT_EVERY);
+        }
+        match self.reports.get(&ip) {
+            Some(at) if now.saturating_duration_since(*at) < REPORT_EVERY => false,
+            _ => {
+                if self.reports.len() < MAX_REPORTERS {
+                    self.reports.insert(ip, now);
+                }
+                true
+            }
         }
     }
 
@@ -405,22 +503,33 @@ impl Distribution {
         }
         if Some(token) == self.accepting {
             self.accepting = None;
-            if let Answer::Accepted(_) = answer {
-                if let Some(cfg) = self.link_config().filter(|_| !self.stopped) {
-                    let link = Link::accept(cfg, now, &mut self.rng);
-                    self.links.insert(
-                        token,
-                        Held {
-                            link,
-                            connect: None,
-                            open: true,
-                            up: None,
-                        },
-                    );
-                } else {
-                    let c = self.token();
-                    self.request(c, Request::Cancel { token });
+            match answer {
+                Answer::Accepted(from) => {
+                    self.accept_backoff = ACCEPT_BACKOFF_MIN;
+                    self.accept_reported = false;
+                    if let Some(cfg) = self.link_config().filter(|_| !self.stopped) {
+                        let link = Link::accept(cfg, now, &mut self.rng);
+                        self.links.insert(
+                            token,
+                            Held {
+                                link,
+                                connect: None,
+                                open: true,
+                                up: None,
+                                from: Some(from),
+                                refused_race: false,
+                            },
+                        );
+                    } else {
+                        let c = self.token();
+                        self.request(c, Request::Cancel { token });
+                    }
                 }
+                Answer::Failed(why) => self.accept_failed(now, why.clone()),
+                Answer::TimedOut => {
+                    self.accept_failed(now, Failure::timed_out("the accept timed out"))
+                }
+                _ => {}
             }
             self.accept_next();
             return self.drive(now, token);
@@ -538,6 +647,13 @@ impl Distribution {
     }
 
     fn looked_up(&mut self, now: Instant, l: Lookup) {
+        if self.up.contains_key(&l.node.name) {
+            // A link came up while we asked EPMD (the peer connected to us): no second one.
+            if self.dialing.get(&l.node.name) == Some(&l.connect) {
+                self.dialing.remove(&l.node.name);
+            }
+            return self.answer(l.connect, OwnedAnswer::Connected);
+        }
         if self.stopped {
             let why = Failure::new(FailureKind::Unsupported, "this node left distribution");
             return self.dial_failed(&l.node.name, l.connect, why);
@@ -575,6 +691,8 @@ impl Distribution {
                 connect: Some(l.connect),
                 open: false,
                 up: None,
+                from: None,
+                refused_race: false,
             },
         );
         self.request(
@@ -586,6 +704,55 @@ impl Distribution {
         );
     }
 
+    /// Accepting failed: wait before the next, longer each time, and say so once per run.
+    fn accept_failed(&mut self, now: Instant, why: Failure) {
+        self.accept_retry = Some(now + self.accept_backoff);
+        self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
+        let report = !self.accept_reported;
+        self.accept_reported = true;
+        self.out.push_back(DistOutput::AcceptFailed {
+            reason: why.context("cannot accept distribution connections"),
+            report,
+        });
+    }
+
+    /// Stops our own attempt to connect `peer`, if one is under way: its connect is answered
+    /// by the link to `peer` that wins instead (or fails at its deadline).
+    fn drop_own_dial(&mut self, now: Instant, peer: &NodeName) {
+        let Some(connect) = self.dialing.remove(peer) else {
+            return;
+        };
+        let lookups: Vec<Token> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.connect == connect)
+            .map(|(t, _)| *t)
+            .collect();
+        let links: Vec<Token> = self
+            .links
+            .iter()
+            .filter(|(_, h)| h.connect == Some(connect) && h.up.is_none())
+            .map(|(t, _)| *t)
+            .collect();
+        for t in lookups {
+            self.lookups.remove(&t);
+            let c = self.token();
+            self.request(c, Request::Cancel { token: t });
+        }
+        for t in links {
+            self.links.remove(&t);
+            let c = self.token();
+            self.request(c, Request::Cancel { token: t });
+        }
+        match self.up.contains_key(peer) {
+            true => self.answer(connect, OwnedAnswer::Connected),
+            false => {
+                self.awaiting
+                    .insert(peer.clone(), (connect, now + RACE_WAIT));
+            }
+        }
+    }
+
     fn dial_failed(&mut self, node: &NodeName, connect: Token, why: Failure) {
         if self.dialing.get(node) == Some(&connect) {
             self.dialing.remove(node);
@@ -593,13 +760,15 @@ impl Distribution {
         self.answer(connect, OwnedAnswer::Failed(why));
     }
 
-    /// Who may connect: the acceptor's rules for a simultaneous or a duplicate connection.
+    /// Who may connect: the acceptor's rules for a simultaneous or a duplicate connection,
+    /// as OTP's `net_kernel` makes them.
     fn admission(&self, peer: &NodeName) -> Admission {
         if self.up.contains_key(peer) {
             return Admission::Alive;
         }
         if self.dialing.contains_key(peer) {
-            // Erlang's rule: the node with the greater name keeps its own attempt.
+            // Erlang's rule: the node with the greater name keeps its own attempt; the other
+            // drops its own and takes the peer's (`ok_simultaneous`).
             return if peer.as_str() > self.cfg.name.as_str() {
                 Admission::OkSimultaneous
             } else {
@@ -635,17 +804,28 @@ impl Distribution {
             match ev {
                 LinkEvent::Hello { peer } => {
                     let a = self.admission(&peer);
+                    if a == Admission::OkSimultaneous {
+                        self.drop_own_dial(now, &peer);
+                    }
                     if let Some(h) = self.links.get_mut(&token) {
+                        h.refused_race = a == Admission::Nok;
                         h.link.admit(now, a);
                     }
                 }
-                LinkEvent::Up { peer, .. } => self.link_up(token, peer),
+                LinkEvent::Alive { peer } => {
+                    // Replace what the peer holds only if no link of ours to it is up.
+                    let replace = !self.up.contains_key(&peer);
+                    if let Some(h) = self.links.get_mut(&token) {
+                        h.link.answer_alive(replace);
+                    }
+                }
+                LinkEvent::Up { peer, .. } => self.link_up(now, token, peer),
                 LinkEvent::Down { reason } => return self.link_down(now, token, reason),
             }
         }
     }
 
-    fn link_up(&mut self, token: Token, peer: NodeName) {
+    fn link_up(&mut self, now: Instant, token: Token, peer: NodeName) {
         if self.stopped {
             if let Some(h) = self.links.get_mut(&token) {
                 h.link.close(Failure::new(
@@ -660,6 +840,12 @@ impl Distribution {
         };
         h.up = Some(peer.clone());
         let connect = h.connect.take();
+        let inbound = connect.is_none();
+        if inbound {
+            // An attempt of ours to the same node would only replace this link: drop it, and
+            // let this link answer its connect.
+            self.drop_own_dial(now, &peer);
+        }
         // A stale link to the same node (the peer restarted) gives way to this one.
         if let Some(old) = self.up.insert(peer.clone(), token)
             && old != token
@@ -677,6 +863,10 @@ impl Distribution {
                 Some((c, _)) => self.answer(c, OwnedAnswer::Connected),
                 None => self.out.push_back(DistOutput::Up(peer)),
             },
+        }
+        if inbound {
+            // A handshake slot is free again.
+            self.accept_next();
         }
     }
 
@@ -699,6 +889,11 @@ impl Distribution {
                 if self.dialing.get(p) == Some(&connect) {
                     self.dialing.remove(p);
                 }
+                // Another link to the node is up (it won a race, or the peer held it): the
+                // node is connected through it.
+                if self.up.contains_key(p) {
+                    return self.answer(connect, OwnedAnswer::Connected);
+                }
                 // A simultaneous connect the other side won: its link to us answers.
                 if h.link.lost_race() {
                     let wait = now + RACE_WAIT;
@@ -706,7 +901,32 @@ impl Distribution {
                     return;
                 }
             }
-            self.answer(connect, OwnedAnswer::Failed(reason));
+            return self.answer(connect, OwnedAnswer::Failed(reason));
+        }
+        if h.up.is_none() {
+            // An inbound handshake that failed: a wrong cookie, nonsense, or too slow. Our
+            // own refusal in a simultaneous connect is no failure.
+            if !h.refused_race && !self.stopped {
+                let report = self.report_due(h.from, now);
+                let peer = h
+                    .from
+                    .map_or_else(|| "a peer".to_owned(), |a| a.to_string());
+                let text = format!("inbound connection from {peer}: {reason}");
+                let rejection = match reason.kind() {
+                    FailureKind::Rejected => Rejection::Unauthenticated(text),
+                    FailureKind::TimedOut | FailureKind::Closed | FailureKind::Reset => {
+                        Rejection::Incomplete(text)
+                    }
+                    _ => Rejection::Malformed(text),
+                };
+                self.out.push_back(DistOutput::Inbound {
+                    from: h.from,
+                    reason: rejection,
+                    report,
+                });
+            }
+            // A handshake slot is free again.
+            self.accept_next();
         }
     }
 
@@ -722,6 +942,10 @@ impl Distribution {
             && at <= now
         {
             self.register(now);
+        }
+        if self.accept_retry.is_some_and(|at| at <= now) {
+            self.accept_retry = None;
+            self.accept_next();
         }
         let due: Vec<Token> = self
             .links
@@ -763,7 +987,7 @@ impl Distribution {
         for (_, _, deadline) in &self.early {
             at = earliest(at, Some(*deadline));
         }
-        at
+        earliest(at, self.accept_retry)
     }
 }
 

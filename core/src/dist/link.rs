@@ -90,6 +90,13 @@ pub enum LinkEvent {
         /// The node.
         peer: NodeName,
     },
+    /// (Initiator) The peer holds a connection to us it believes alive: answer with
+    /// [`Link::answer_alive`] — `true` to replace it (we hold no link to the peer), `false`
+    /// to keep it (this link then ends, the peer's stays), as OTP's `dist_util` does.
+    Alive {
+        /// The node.
+        peer: NodeName,
+    },
     /// The handshake succeeded.
     Up {
         /// The node at the other end.
@@ -108,6 +115,7 @@ pub enum LinkEvent {
 enum Phase {
     // Initiator.
     AwaitStatus,
+    AwaitAliveDecision,
     AwaitChallenge,
     AwaitAck { ours: u32 },
     // Acceptor.
@@ -267,6 +275,24 @@ impl Link {
         let _ = now;
     }
 
+    /// (Initiator) Answers a [`LinkEvent::Alive`]: `replace` tells the peer to drop the
+    /// connection it holds and take this one; otherwise this link ends and the peer's stays
+    /// ([`lost_race`](Link::lost_race) then says so).
+    pub fn answer_alive(&mut self, replace: bool) {
+        if self.phase != Phase::AwaitAliveDecision {
+            return;
+        }
+        if replace {
+            self.out.push_back(dist::write_status("true"));
+            self.phase = Phase::AwaitChallenge;
+        } else {
+            self.out.push_back(dist::write_status("false"));
+            self.lost_race = true;
+            let why = format!("{} is connected to us already", self.peer_text());
+            self.down(Failure::new(FailureKind::Rejected, why));
+        }
+    }
+
     fn send_challenge(&mut self, old: bool) {
         let c = Challenge {
             flags: flags::ours(self.cfg.hidden),
@@ -333,6 +359,10 @@ impl Link {
             };
             let frame = frame.to_vec();
             self.inbuf.drain(..used);
+            if self.inbuf.is_empty() && self.inbuf.capacity() > 4096 {
+                // A large frame passed: give its room back.
+                self.inbuf = Vec::new();
+            }
             self.handle_frame(now, &frame);
             if self.phase == Phase::Closed {
                 self.inbuf.clear();
@@ -352,9 +382,12 @@ impl Link {
                 Ok(s) => match s.as_str() {
                     "ok" | "ok_simultaneous" => self.phase = Phase::AwaitChallenge,
                     "alive" => {
-                        // We are connecting, so whatever it holds for us is stale.
-                        self.out.push_back(dist::write_status("true"));
-                        self.phase = Phase::AwaitChallenge;
+                        // Whether what it holds is stale is its owner's to say: only if no
+                        // link of ours to it is up.
+                        self.phase = Phase::AwaitAliveDecision;
+                        if let Some(peer) = self.peer.clone() {
+                            self.events.push_back(LinkEvent::Alive { peer });
+                        }
                     }
                     "nok" => {
                         self.lost_race = true;
@@ -443,7 +476,9 @@ impl Link {
                 }
                 Err(e) => self.bad(e),
             },
-            Phase::AwaitAdmission { .. } => self.bad("it spoke before we answered"),
+            Phase::AwaitAdmission { .. } | Phase::AwaitAliveDecision => {
+                self.bad("it spoke before we answered")
+            }
             Phase::Up => self.handle_message(frame),
             Phase::Closed => {}
         }
