@@ -150,6 +150,23 @@ impl Term {
                     t.write(out);
                 }
             }
+            // A proper list of bytes is a STRING_EXT, as OTP's term_to_binary writes it.
+            Term::List(items, tail)
+                if **tail == Term::Nil
+                    && !items.is_empty()
+                    && items.len() <= usize::from(u16::MAX)
+                    && items
+                        .iter()
+                        .all(|t| matches!(t, Term::Int(i) if u8::try_from(*i).is_ok())) =>
+            {
+                out.push(tag::STRING);
+                out.extend_from_slice(&(items.len() as u16).to_be_bytes());
+                for t in items {
+                    if let Term::Int(i) = t {
+                        out.push(*i as u8);
+                    }
+                }
+            }
             Term::List(items, tail) => {
                 out.push(tag::LIST);
                 out.extend_from_slice(&(items.len() as u32).to_be_bytes());
@@ -195,10 +212,16 @@ fn small_big_fits(r: &Reader<'_>) -> bool {
 }
 
 fn read_at(r: &mut Reader<'_>, depth: usize) -> Result<Term, EtfError> {
-    if depth > MAX_DEPTH {
+    let t = r.peek_tag()?;
+    // Nesting is counted on containers only, and a string counts as the list it is, so a
+    // term and its own encoding are as deep as each other.
+    let container = matches!(
+        t,
+        tag::SMALL_TUPLE | tag::LARGE_TUPLE | tag::STRING | tag::LIST | tag::MAP
+    );
+    if container && depth > MAX_DEPTH {
         return Err(EtfError::TooDeep);
     }
-    let t = r.peek_tag()?;
     Ok(match t {
         tag::ATOM | tag::SMALL_ATOM | tag::ATOM_UTF8 | tag::SMALL_ATOM_UTF8 => {
             Term::Atom(atom_text(r)?)
@@ -398,6 +421,27 @@ mod tests {
             Term::decode(&[131, 109, 0xff, 0xff, 0xff, 0xff]),
             Err(EtfError::Truncated)
         );
+    }
+
+    #[test]
+    fn a_list_of_bytes_is_written_as_otp_writes_it_and_reads_back_at_any_depth() {
+        let bytes = Term::List(vec![Term::Int(104), Term::Int(105)], Box::new(Term::Nil));
+        assert_eq!(bytes.encode(), vec![131, 107, 0, 2, 104, 105]);
+        // As deep as a term may be, a string at the bottom and its own encoding agree.
+        let mut t = Term::List(vec![Term::Int(1), Term::Int(2)], Box::new(Term::Nil));
+        for _ in 0..MAX_DEPTH {
+            t = Term::Tuple(vec![t]);
+        }
+        let decoded = Term::decode(&t.encode()).unwrap();
+        assert_eq!(Term::decode(&decoded.encode()), Ok(decoded));
+    }
+
+    #[test]
+    fn the_fuzzers_finding_round_trips() {
+        let found = include_bytes!("../../../fuzz/seeds/term/roundtrip-too-deep");
+        if let Ok(t) = Term::decode(found) {
+            assert_eq!(Term::decode(&t.encode()), Ok(t));
+        }
     }
 
     fn term() -> impl Strategy<Value = Term> {
