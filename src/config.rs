@@ -317,6 +317,7 @@ impl ConfigFile {
                 .unwrap_or_else(|| Options::new("connector", &empty));
             let connector =
                 connector_section(&connector_kind, &mut c, &env, cluster.this_node.as_ref())?;
+            let mut warnings = c.take_warnings();
             c.finish()?;
             // Strategies that ask EPMD (local_epmd, erlang_hosts) default to the connector's
             // EPMD port, so one `epmd_port` configures both.
@@ -341,7 +342,7 @@ impl ConfigFile {
                     "needs at least one topology",
                 ));
             }
-            let warnings = t.take_warnings();
+            warnings.extend(t.take_warnings());
             o.finish()?;
             Ok((cluster, connector, topologies, warnings))
         })();
@@ -516,6 +517,14 @@ fn erlang_section(
         None => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
     };
     let hidden = o.bool("hidden")?.unwrap_or(true);
+    if !hidden {
+        o.warn(
+            "hidden",
+            "a visible node does not speak OTP's global protocol: global:sync() on every BEAM \
+             node connected to it does not return while it is connected (keep it hidden unless \
+             no one there calls global:sync())",
+        );
+    }
     let tick_time = o
         .positive_millis("tick_time")?
         .unwrap_or(std::time::Duration::from_secs(60));
@@ -659,6 +668,32 @@ timeout = 5_000
 [topologies.app.connect]
 backoff_base = 100
 "#;
+
+    #[test]
+    fn a_visible_erlang_node_is_warned_about_with_its_line() {
+        let text = r#"
+[node]
+name = "app@127.0.0.1"
+connector = "erlang"
+
+[connector]
+cookie = "c"
+hidden = false
+
+[topologies.app]
+strategy = "local_epmd"
+"#;
+        let c = parse(text).unwrap();
+        let w = c
+            .warnings
+            .iter()
+            .find(|w| w.key.as_deref() == Some("connector.hidden"))
+            .expect("a warning about hidden = false");
+        assert_eq!(w.line, Some(8));
+        assert!(w.message.contains("global:sync()"), "{w}");
+        let hidden = parse(&text.replace("hidden = false", "hidden = true")).unwrap();
+        assert!(hidden.warnings.is_empty(), "{:?}", hidden.warnings);
+    }
 
     #[test]
     fn a_good_file_resolves_with_every_default() {

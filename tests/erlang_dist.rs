@@ -317,6 +317,15 @@ async fn a_wrong_cookie_is_refused_both_ways() {
         erl_eval(port, "the-right-cookie", "net_adm:ping('rust@127.0.0.1')").await,
         "pang"
     );
+    // The refused inbound attempt is reported, with the peer's address, and counted.
+    let r = next_where(&mut events, |e| e.name() == "rejected").await;
+    assert_eq!(r.topology(), "erlang");
+    assert_eq!(r.code(), Some("unauthenticated"), "{r}");
+    let Event::Rejected { from, .. } = &r else {
+        unreachable!()
+    };
+    assert!(from.is_some_and(|a| a.ip().is_loopback()), "{r}");
+    assert!(h.metrics().inbound_failed >= 1);
     assert!(h.members().is_empty());
     h.shutdown().await;
 }
@@ -365,9 +374,48 @@ async fn a_visible_rust_node_appears_in_nodes_and_leaves_global_working() {
         reg, "yes",
         "global registration still works beside a node that takes no part in it"
     );
+    // What the documentation says of visible mode: it takes no part in global's protocol, so
+    // global:sync() on a peer does not return while it is connected. (If this ever passes,
+    // visible mode became a good citizen: update DistConfig::hidden and the guide.)
+    let sync = erl_eval(
+        port,
+        COOKIE,
+        "rpc:call('a@127.0.0.1', global, sync, [], 3000)",
+    )
+    .await;
+    assert!(
+        sync.starts_with("{badrpc,"),
+        "global:sync() beside a visible node: {sync}"
+    );
     // Survives more than twice the tick time, global's checks included.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(h.members(), vec![n("a@127.0.0.1")]);
     assert_eq!(h.metrics().dropped, 0);
+    h.shutdown().await;
+}
+
+/// The default, hidden, is a good citizen of a BEAM cluster: global:sync() on a peer
+/// connected to it returns (with a deadline on the call).
+#[tokio::test]
+async fn global_sync_returns_beside_a_hidden_rust_node() {
+    let port = free_port();
+    let _epmd = epmd(port);
+    let _a = erl(port, "a", COOKIE, 2).await;
+    let config = DistConfig::new(n("rust@127.0.0.1"), COOKIE)
+        .epmd_port(port)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .tick_time(Duration::from_secs(2));
+    let (h, mut events) = Builder::erlang(config)
+        .topology(epmd_topology(&["a@127.0.0.1"], Duration::from_secs(1)))
+        .spawn()
+        .unwrap();
+    next_where(&mut events, |e| e.name() == "connected").await;
+    let sync = erl_eval(
+        port,
+        COOKIE,
+        "rpc:call('a@127.0.0.1', global, sync, [], 10000)",
+    )
+    .await;
+    assert_eq!(sync, "ok");
     h.shutdown().await;
 }

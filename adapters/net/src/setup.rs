@@ -103,6 +103,14 @@ impl Setup {
     pub fn ready(self) -> Result<Ready, ConfigError> {
         let seed = self.seed.unwrap_or_else(crate::seed);
         let mut config = self.config;
+        if let Some(d) = config.erlang.as_ref().filter(|d| !d.hidden) {
+            tracing::warn!(
+                node = %d.name,
+                "this Erlang node is visible (hidden = false): it does not speak OTP's global \
+                 protocol, so global:sync() on every BEAM node connected to it does not return \
+                 while it is connected; keep it hidden unless no one there calls global:sync()"
+            );
+        }
         if config.erlang.is_none() {
             config.discovery_only |= self.connector.discovery_only();
         }

@@ -48,6 +48,10 @@ pub struct DistConfig {
     /// Where to accept distribution connections (port 0: any).
     pub listen: SocketAddr,
     /// Stay out of peers' `nodes()` and global name registration. Default true.
+    ///
+    /// Keep it: a visible node (`false`) does not speak OTP's `global` protocol, so on every
+    /// BEAM node connected to it `global:sync()` does not return while it is connected
+    /// (`global:register_name/2` still works). Adapters warn at start when a node is visible.
     pub hidden: bool,
     /// Erlang's `net_ticktime`. Default 60 s.
     pub tick_time: Duration,
@@ -94,7 +98,8 @@ impl DistConfig {
         self
     }
 
-    /// Visible (published) instead of hidden.
+    /// Visible (published) instead of hidden: see [`DistConfig::hidden`] for what that costs
+    /// the BEAM nodes connected to it.
     pub fn hidden(mut self, hidden: bool) -> Self {
         self.hidden = hidden;
         self
