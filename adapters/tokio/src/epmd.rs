@@ -117,10 +117,8 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
                         backoff = ACCEPT_BACKOFF_MIN;
                         next += 1;
                         let id = next;
-                        if !server.handle_open(now(), id, peer) {
-                            // Refused (too many waiting): dropped, so closed, at once.
-                            drop(stream);
-                        } else {
+                        server.handle_open(now(), id, peer);
+                        {
                             let _ = stream.set_nodelay(true);
                             let (mut read, write) = stream.into_split();
                             writers.insert(id, write);

@@ -13,8 +13,9 @@
 //! answered only on loopback; `KILL` is answered `NO` while nodes are registered; names are
 //! checked as Erlang checks node names before they are registered. Beyond it, the server is
 //! bounded: at most [`max_pending`](EpmdServer::max_pending) connections that have not
-//! registered a node (a request must come within
-//! [`request_timeout`](EpmdServer::request_timeout)), and at most
+//! registered a node — a new one beyond that closes the oldest, so idle connections cannot
+//! shut out real clients, whose request comes at once — each given
+//! [`request_timeout`](EpmdServer::request_timeout) to send it, and at most
 //! [`max_nodes`](EpmdServer::max_nodes) registered nodes.
 
 use core::time::Duration;
@@ -57,8 +58,9 @@ pub enum EpmdOutput {
 pub struct EpmdStats {
     /// Requests answered.
     pub requests: u64,
-    /// Connections closed at once because `max_pending` were already waiting.
-    pub refused_busy: u64,
+    /// Connections closed, the oldest first, to make room for new ones when `max_pending`
+    /// were already waiting for their request.
+    pub evicted: u64,
     /// Requests refused because only loopback may make them (`ALIVE2`, `KILL`, `STOP`,
     /// `DUMP`).
     pub refused_remote: u64,
@@ -75,6 +77,8 @@ struct Conn {
     buf: Vec<u8>,
     registered: Option<String>,
     local: bool,
+    /// When it was accepted.
+    opened: Instant,
     /// A whole request must have come by then (none once the connection holds a node).
     deadline: Option<Instant>,
 }
@@ -103,8 +107,8 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl EpmdServer {
-    /// An EPMD that reports it listens on `port`: at most 64 connections waiting for their
-    /// request, each for at most 10 s, and at most 1,024 registered nodes.
+    /// An EPMD that reports it listens on `port`: at most 256 connections waiting for their
+    /// request, each for at most 5 s, and at most 1,024 registered nodes.
     pub fn new(port: u16, rng: &mut Rng) -> Self {
         EpmdServer {
             port,
@@ -114,9 +118,9 @@ impl EpmdServer {
             // Creations start anywhere, so a node that re-registers gets a new one.
             next_creation: (rng.next_u64() as u32) | 1,
             stats: EpmdStats::default(),
-            max_pending: 64,
+            max_pending: 256,
             max_nodes: 1024,
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
         }
     }
 
@@ -145,13 +149,20 @@ impl EpmdServer {
             .count()
     }
 
-    /// A connection was accepted from `peer`. Returns false (and asks to close it) when
-    /// `max_pending` connections already wait for their request.
-    pub fn handle_open(&mut self, now: Instant, conn: u64, peer: SocketAddr) -> bool {
+    /// A connection was accepted from `peer`. When `max_pending` connections already wait
+    /// for their request, the one that waited longest is closed to make room.
+    pub fn handle_open(&mut self, now: Instant, conn: u64, peer: SocketAddr) {
         if self.pending() >= self.max_pending {
-            self.stats.refused_busy += 1;
-            self.out.push_back(EpmdOutput::Close { conn });
-            return false;
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.registered.is_none())
+                .min_by_key(|(id, c)| (c.opened, **id))
+                .map(|(id, _)| *id);
+            if let Some(old) = oldest {
+                self.stats.evicted += 1;
+                self.close(old);
+            }
         }
         self.conns.insert(
             conn,
@@ -159,10 +170,10 @@ impl EpmdServer {
                 buf: Vec::new(),
                 registered: None,
                 local: peer.ip().to_canonical().is_loopback(),
+                opened: now,
                 deadline: Some(now + self.request_timeout),
             },
         );
-        true
     }
 
     /// Bytes arrived on `conn`.
@@ -365,7 +376,7 @@ mod tests {
     #[test]
     fn registers_answers_and_forgets_when_the_connection_closes() {
         let mut s = server();
-        assert!(s.handle_open(T0, 1, local()));
+        s.handle_open(T0, 1, local());
         let req = epmd::alive2_request(&NodeEntry::new("a", 40000, false));
         // Byte by byte, as a slow client would send it.
         for b in &req {
@@ -492,20 +503,27 @@ mod tests {
     #[test]
     fn waiting_connections_are_bounded_in_number_and_time() {
         let mut s = server().max_pending(2);
-        assert!(s.handle_open(T0, 1, remote()));
-        assert!(s.handle_open(T0, 2, remote()));
-        assert!(!s.handle_open(T0, 3, remote()));
-        assert_eq!(drain(&mut s), vec![EpmdOutput::Close { conn: 3 }]);
-        assert_eq!(s.stats().refused_busy, 1);
+        let t1 = T0 + Duration::from_millis(1);
+        s.handle_open(T0, 1, remote());
+        s.handle_open(t1, 2, remote());
+        // A third evicts the one that waited longest; the newcomer is served.
+        s.handle_open(t1, 3, local());
+        assert_eq!(drain(&mut s), vec![EpmdOutput::Close { conn: 1 }]);
+        assert_eq!(s.stats().evicted, 1);
+        s.handle_data(3, &epmd::names_request());
+        assert!(matches!(
+            &drain(&mut s)[..],
+            [
+                EpmdOutput::Write { conn: 3, .. },
+                EpmdOutput::Close { conn: 3 }
+            ]
+        ));
+        // The idle one is closed at its deadline.
         let at = s.poll_timeout().unwrap();
         s.handle_timeout(at);
-        assert_eq!(
-            drain(&mut s),
-            vec![EpmdOutput::Close { conn: 1 }, EpmdOutput::Close { conn: 2 }]
-        );
-        assert_eq!(s.stats().timed_out, 2);
-        // Room again.
-        assert!(s.handle_open(at, 4, remote()));
+        assert_eq!(drain(&mut s), vec![EpmdOutput::Close { conn: 2 }]);
+        assert_eq!(s.stats().timed_out, 1);
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]
