@@ -484,47 +484,48 @@ fn a_failed_accept_backs_off_and_is_reported_once() {
     assert_eq!(c.metrics().accept_failed, 4);
 }
 
-/// No more than `max_handshakes` inbound connections are in handshake: the next is accepted
-/// only once one ends (here, at the handshake deadline).
+/// No more than `max_handshakes` inbound connections are in handshake: one more closes the
+/// oldest, so idle connections cannot keep a real peer out, and it is said once.
 #[test]
-fn inbound_handshakes_are_capped() {
+fn inbound_handshakes_are_capped_by_closing_the_oldest() {
     let now = Instant::ZERO;
     let (mut c, rs) = dialing(&[], |d| d.max_handshakes(2));
-    let first = accept_token(&rs);
-    let rs = answer(
-        &mut c,
-        now,
-        first,
-        Answer::Accepted("10.6.6.6:1".parse().unwrap()),
-    );
-    let second = accept_token(&rs);
-    c.handle_input(
-        now,
-        Input::Answer {
-            token: second,
-            answer: Answer::Accepted("10.6.6.6:2".parse().unwrap()),
-        },
-    );
-    let (rs, events) = drain(&mut c);
-    assert!(
-        !rs.iter().any(|(_, r)| matches!(r, Request::Accept { .. })),
-        "no third accept while two are in handshake: {rs:?}"
-    );
-    assert!(
-        events
+    let mut acc = accept_token(&rs);
+    let mut accepted = Vec::new();
+    let mut reports = 0;
+    let mut cancelled = Vec::new();
+    for port in 1..=4u16 {
+        accepted.push(acc);
+        c.handle_input(
+            now,
+            Input::Answer {
+                token: acc,
+                answer: Answer::Accepted(SocketAddr::from(([10, 6, 6, 6], port))),
+            },
+        );
+        let (rs, events) = drain(&mut c);
+        reports += events
             .iter()
-            .any(|e| e.name() == "rejected" && e.code() == Some("over_limit")),
-        "{events:?}"
+            .filter(|e| e.name() == "rejected" && e.code() == Some("over_limit"))
+            .count();
+        cancelled.extend(rs.iter().filter_map(|(_, r)| match r {
+            Request::Cancel { token } => Some(*token),
+            _ => None,
+        }));
+        acc = accept_token(&rs);
+    }
+    assert_eq!(
+        cancelled,
+        accepted[..2].to_vec(),
+        "the third closes the first, the fourth the second"
     );
-    // The silent peers pass the handshake deadline; then there is room again.
+    assert_eq!(reports, 1, "said once while the cap holds");
+    assert_eq!(c.metrics().inbound_failed, 2);
+    // The two left fail at the handshake deadline.
     let at = c.poll_timeout().unwrap();
     c.handle_timeout(at);
-    let (rs, _) = drain(&mut c);
-    assert!(
-        rs.iter().any(|(_, r)| matches!(r, Request::Accept { .. })),
-        "{rs:?}"
-    );
-    assert_eq!(c.metrics().inbound_failed, 2);
+    drain(&mut c);
+    assert_eq!(c.metrics().inbound_failed, 4);
 }
 
 /// The link's own part of OTP's rule: told a peer holds a live connection to us, it asks its

@@ -55,8 +55,9 @@ pub struct DistConfig {
     pub hidden: bool,
     /// Erlang's `net_ticktime`. Default 60 s.
     pub tick_time: Duration,
-    /// The most inbound connections in handshake at once; while that many are, no more are
-    /// accepted (the handshake deadline, 7 s, frees them). Default 64.
+    /// The most inbound connections in handshake at once; one more closes the oldest of them
+    /// (a real peer's handshake takes a round trip or two, so idle or slow connections cannot
+    /// keep real peers out; the handshake deadline, 7 s, ends the rest). Default 64.
     pub max_handshakes: usize,
 }
 
@@ -127,8 +128,8 @@ pub(crate) enum DistOutput {
     /// Accepting failed (out of descriptors, say): count it, and report it when `report`
     /// (the first of a run of failures).
     AcceptFailed { reason: Failure, report: bool },
-    /// `max_handshakes` are in handshake: no more are accepted until one ends (reported once
-    /// per such time).
+    /// `max_handshakes` were in handshake when another came: the oldest was closed (reported
+    /// once per such time).
     Busy(Rejection),
 }
 
@@ -434,8 +435,8 @@ impl Distribution {
             .count()
     }
 
-    /// Asks for the next inbound connection, unless one is asked for already, a failed
-    /// accept is waiting out its backoff, or `max_handshakes` are in handshake.
+    /// Asks for the next inbound connection, unless one is asked for already or a failed
+    /// accept is waiting out its backoff.
     fn accept_next(&mut self) {
         let (Some(listener), None, false, None) = (
             self.listener,
@@ -445,22 +446,43 @@ impl Distribution {
         ) else {
             return;
         };
-        let busy = self.handshakes();
-        if busy >= self.cfg.max_handshakes {
-            if !self.busy_reported {
-                self.busy_reported = true;
-                self.out
-                    .push_back(DistOutput::Busy(Rejection::OverLimit(format!(
-                        "{busy} inbound handshakes in progress (max_handshakes): no more \
-                     connections are accepted until one ends"
-                    ))));
-            }
-            return;
-        }
-        self.busy_reported = false;
         let t = self.token();
         self.accepting = Some(t);
         self.request(t, Request::Accept { listener });
+    }
+
+    /// Closes the oldest inbound handshake when `max_handshakes` are in progress, so that a
+    /// new connection has room; says so once per such time.
+    fn make_room(&mut self, now: Instant) {
+        let busy = self.handshakes();
+        if busy < self.cfg.max_handshakes {
+            self.busy_reported = false;
+            return;
+        }
+        // Tokens grow with time: the smallest is the oldest.
+        let oldest = self
+            .links
+            .iter()
+            .find(|(_, h)| h.connect.is_none() && h.up.is_none())
+            .map(|(t, _)| *t);
+        if !self.busy_reported {
+            self.busy_reported = true;
+            self.out
+                .push_back(DistOutput::Busy(Rejection::OverLimit(format!(
+                    "{busy} inbound handshakes in progress (max_handshakes): the oldest are \
+                     closed to make room for new connections"
+                ))));
+        }
+        if let Some(t) = oldest {
+            self.link_down(
+                now,
+                t,
+                Failure::new(
+                    FailureKind::Closed,
+                    "closed to make room: max_handshakes inbound handshakes were in progress",
+                ),
+            );
+        }
     }
 
     /// Whether a failure of a peer at `from` is to be reported at `now`; records it.
@@ -513,6 +535,7 @@ impl Distribution {
                     self.accept_backoff = ACCEPT_BACKOFF_MIN;
                     self.accept_reported = false;
                     if let Some(cfg) = self.link_config().filter(|_| !self.stopped) {
+                        self.make_room(now);
                         let link = Link::accept(cfg, now, &mut self.rng);
                         self.links.insert(
                             token,
