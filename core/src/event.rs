@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::node::NodeName;
-use crate::reason::{ConnectError, DisconnectReason, DiscoveryError, Failure, Rejection};
+use crate::reason::{ConnectError, DisconnectReason, DiscoveryError, Failure, Rejection, escape};
 
 /// The name of a topology, shared by every event it emits.
 pub type TopologyName = Arc<str>;
@@ -133,16 +133,18 @@ impl Event {
         }
     }
 
-    /// Why, as readable text, for the events that have a reason.
+    /// Why, as readable text, for the events that have a reason; what came from the network
+    /// in it is escaped (see [`escape`]), so it cannot forge a line or drive a terminal.
     pub fn reason(&self) -> Option<String> {
-        match self {
-            Event::ConnectFailed { reason, .. } => Some(reason.to_string()),
-            Event::Disconnected { reason, .. } => Some(reason.to_string()),
-            Event::DisconnectFailed { reason, .. } => Some(reason.to_string()),
-            Event::DiscoveryFailed { reason, .. } => Some(reason.to_string()),
-            Event::Rejected { reason, .. } => Some(reason.to_string()),
-            _ => None,
-        }
+        let text = match self {
+            Event::ConnectFailed { reason, .. } => reason.to_string(),
+            Event::Disconnected { reason, .. } => reason.to_string(),
+            Event::DisconnectFailed { reason, .. } => reason.to_string(),
+            Event::DiscoveryFailed { reason, .. } => reason.to_string(),
+            Event::Rejected { reason, .. } => reason.to_string(),
+            _ => return None,
+        };
+        Some(escape(&text).into_owned())
     }
 
     /// The stable machine code of the reason, for the events that have one (see
@@ -180,15 +182,15 @@ fn millis(d: Duration) -> String {
 
 impl fmt::Display for Event {
     /// One readable line, e.g. `[app] connect_failed b@10.0.0.2: connection refused (attempt 3,
-    /// retry in 2.1s)`.
+    /// retry in 2.1s)`; control characters in a reason are escaped, so it stays one line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{}] {}", self.topology(), self.name())?;
+        let reason = self.reason().unwrap_or_default();
         match self {
             Event::Discovered { node, .. } | Event::Lost { node, .. } => write!(f, " {node}"),
             Event::Connected { node, took, .. } => write!(f, " {node} in {}", millis(*took)),
             Event::ConnectFailed {
                 node,
-                reason,
                 attempt,
                 retry_in,
                 ..
@@ -199,10 +201,11 @@ impl fmt::Display for Event {
                     None => write!(f, ", no retry)"),
                 }
             }
-            Event::Disconnected { node, reason, .. } => write!(f, " {node}: {reason}"),
-            Event::DisconnectFailed { node, reason, .. } => write!(f, " {node}: {reason}"),
-            Event::DiscoveryFailed { reason, .. } => write!(f, ": {reason}"),
-            Event::Rejected { from, reason, .. } => match from {
+            Event::Disconnected { node, .. } | Event::DisconnectFailed { node, .. } => {
+                write!(f, " {node}: {reason}")
+            }
+            Event::DiscoveryFailed { .. } => write!(f, ": {reason}"),
+            Event::Rejected { from, .. } => match from {
                 Some(a) => write!(f, " from {a}: {reason}"),
                 None => write!(f, ": {reason}"),
             },
@@ -243,5 +246,20 @@ mod tests {
         };
         assert_eq!(c.to_string(), "[app] connected b@10.0.0.2 in 12ms");
         assert!(!c.is_fault());
+    }
+
+    /// Whatever a reason quotes, the line stays one line with no terminal escapes, in the
+    /// text and in `reason()` (which the JSON output uses).
+    #[test]
+    fn a_reason_from_the_network_cannot_forge_a_line() {
+        let e = Event::Rejected {
+            topology: Arc::from("lan"),
+            from: None,
+            reason: Rejection::Malformed("bad\n[lan] connected x@h\u{1b}[2J".into()),
+        };
+        let line = e.to_string();
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(line, "[lan] rejected: bad\\n[lan] connected x@h\\u{1b}[2J");
+        assert!(!e.reason().unwrap().chars().any(char::is_control));
     }
 }
