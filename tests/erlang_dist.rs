@@ -419,3 +419,47 @@ async fn global_sync_returns_beside_a_hidden_rust_node() {
     assert_eq!(sync, "ok");
     h.shutdown().await;
 }
+
+/// Connections to the distribution port beyond `max_handshakes` close the oldest, and what a
+/// closed connection held goes with it: no task outlives its stream (before, each close kept
+/// a timer task alive for the 5 s flush grace, so 3,000 idle connections held megabytes).
+#[tokio::test]
+async fn idle_connections_beyond_the_cap_are_closed_and_leave_nothing_behind() {
+    use tokio::io::AsyncReadExt;
+    const CAP: usize = 4;
+    const FLOOD: usize = 200;
+    let server = muster::tokio::run_epmd("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = server.local_addr().port();
+    let listen = free_port();
+    let config = DistConfig::new(n("capped@127.0.0.1"), COOKIE)
+        .epmd_port(port)
+        .listen(([127, 0, 0, 1], listen).into())
+        .max_handshakes(CAP);
+    let (h, _events) = Builder::erlang(config).spawn().unwrap();
+    registered(port, "capped").await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let mut conns = Vec::new();
+    for _ in 0..FLOOD {
+        conns.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", listen))
+                .await
+                .unwrap(),
+        );
+    }
+    // The node takes them in the order they came and closes the oldest: each read of those
+    // ends (the node sends nothing before the peer's name).
+    for c in &mut conns[..FLOOD - CAP] {
+        let n = c.read(&mut [0u8; 16]).await.unwrap_or(0);
+        assert_eq!(n, 0, "an idle connection beyond the cap was kept");
+    }
+    let after = metrics.num_alive_tasks();
+    assert!(
+        after <= before + CAP + 8,
+        "{after} tasks alive after {} connections were closed, {before} before",
+        FLOOD - CAP
+    );
+    h.shutdown().await;
+}

@@ -297,7 +297,12 @@ impl<R: Runtime> Driver<R> {
                 self.cluster.handle_timeout(now);
                 continue;
             }
+            self.tasks.reap(StdInstant::now());
             let wake_at = self.cluster.poll_timeout().map(|at| self.at(at));
+            let wake_at = match (wake_at, self.tasks.next_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let timer = wake_at.map(|at| self.tasks.runtime().sleep_until(at));
             let wake = {
                 let (cmd, inbox) = (&self.cmd, &self.inbox_rx);

@@ -1,8 +1,9 @@
 //! The tasks the driver spawns: each one stoppable, by its token or all at once, so that a
 //! cancelled exchange or a stopped cluster leaves no socket behind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::time::Instant as StdInstant;
 
 use futures_lite::FutureExt;
 use muster_core::Token;
@@ -14,6 +15,10 @@ pub(crate) struct Tasks<R> {
     runtime: R,
     /// Dropping a task's sender stops it.
     stoppable: BTreeMap<Token, async_channel::Sender<()>>,
+    /// Tasks given until a time to end on their own, the earliest first (every grace is the
+    /// same length, so the order they came in is the order they are due): a queue, not a
+    /// timer task each, so that thousands of closing streams cost a few bytes each.
+    draining: VecDeque<(StdInstant, async_channel::Sender<()>)>,
     /// Dropping this stops every task.
     all: Option<async_channel::Sender<()>>,
     all_rx: async_channel::Receiver<()>,
@@ -29,6 +34,7 @@ impl<R: Runtime> Tasks<R> {
         Tasks {
             runtime,
             stoppable: BTreeMap::new(),
+            draining: VecDeque::new(),
             all: Some(all),
             all_rx,
             alive: Some(alive),
@@ -85,26 +91,42 @@ impl<R: Runtime> Tasks<R> {
         self.stoppable.remove(&token);
     }
 
-    /// Stops the task of `token` at `at` if it has not ended by then.
-    pub(crate) fn stop_at(&mut self, token: Token, at: std::time::Instant) {
+    /// Stops the task of `token` at `at` if it has not ended by then; `at` is never earlier
+    /// than that of a task given a time before (the driver gives every one the same grace).
+    /// [`reap`](Tasks::reap) stops it when it is due.
+    pub(crate) fn stop_at(&mut self, token: Token, at: StdInstant) {
         let Some(stop) = self.stoppable.remove(&token) else {
             return;
         };
-        let timer = self.runtime.sleep_until(at);
-        self.spawn(async move {
-            timer.await;
-            stop.close();
-        });
+        self.draining.push_back((at, stop));
+    }
+
+    /// When the next task given a time is due, if any still runs.
+    pub(crate) fn next_due(&self) -> Option<StdInstant> {
+        self.draining.front().map(|(at, _)| *at)
+    }
+
+    /// Stops the tasks whose time has come.
+    pub(crate) fn reap(&mut self, now: StdInstant) {
+        while self.draining.front().is_some_and(|(at, _)| *at <= now) {
+            self.draining.pop_front();
+        }
     }
 
     /// Forgets the tasks that ended on their own.
     pub(crate) fn prune(&mut self) {
         self.stoppable.retain(|_, tx| !tx.is_closed());
+        self.draining.retain(|(_, tx)| !tx.is_closed());
+        // A burst of closes (a flood of connections) leaves no large queue behind.
+        if self.draining.capacity() > 64 && self.draining.len() < self.draining.capacity() / 4 {
+            self.draining.shrink_to(self.draining.len() * 2);
+        }
     }
 
     /// Stops every task and waits until each has ended.
     pub(crate) async fn stop_all(&mut self) {
         self.stoppable.clear();
+        self.draining.clear();
         self.all = None;
         self.alive = None;
         // Every sender gone: the channel closes once the last task has dropped its clone.
