@@ -108,6 +108,7 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
         let mut readers: HashMap<u64, AbortHandle> = HashMap::new();
         let mut next = 0u64;
         let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut shed = false;
         let now = || muster_core::Instant::from_duration(origin.elapsed());
         loop {
             let wake = server.poll_timeout().map(|at| origin + at.since_origin());
@@ -120,20 +121,31 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
                         server.handle_open(now(), id, peer);
                         {
                             let _ = stream.set_nodelay(true);
-                            let (mut read, write) = stream.into_split();
+                            let (read, write) = stream.into_split();
                             writers.insert(id, write);
                             let tx = tx.clone();
                             let reader = tokio::spawn(async move {
-                                let mut buf = vec![0u8; 1024];
                                 loop {
-                                    match read.read(&mut buf).await {
-                                        Ok(0) | Err(_) => break,
-                                        Ok(n) => {
-                                            let data = buf[..n].to_vec();
+                                    // Read into the stack once readable: an idle connection
+                                    // holds no buffer while it waits.
+                                    if read.readable().await.is_err() {
+                                        break;
+                                    }
+                                    // The buffer's scope ends before the next await, so
+                                    // it is not part of the task's state.
+                                    let got = {
+                                        let mut buf = [0u8; 1024];
+                                        read.try_read(&mut buf).map(|n| buf[..n].to_vec())
+                                    };
+                                    match got {
+                                        Ok(data) if data.is_empty() => break,
+                                        Ok(data) => {
                                             if tx.send(ConnMsg::Data(id, data)).await.is_err() {
                                                 return;
                                             }
                                         }
+                                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                                        Err(_) => break,
                                     }
                                 }
                                 let _ = tx.send(ConnMsg::Closed(id)).await;
@@ -142,11 +154,17 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
                         }
                     }
                     Err(e) => {
-                        // Out of descriptors, most likely: wait before trying again, so the
-                        // failure costs nothing while it lasts.
+                        // Out of descriptors, most likely: give one back by closing the
+                        // connection that has waited longest for its request, and try again;
+                        // with none to close, wait, longer each time, so that the failure
+                        // costs nothing while it lasts.
                         tracing::debug!(%e, "EPMD cannot accept");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        if server.shed() {
+                            shed = true;
+                        } else {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        }
                     }
                 },
                 Some(msg) = rx.recv() => match msg {
@@ -182,6 +200,11 @@ pub async fn run_epmd(addr: SocketAddr) -> io::Result<EpmdHandle> {
                     }
                     other => tracing::debug!(?other, "EPMD output this runner does not know"),
                 }
+            }
+            if std::mem::take(&mut shed) {
+                // The descriptor is free once the closed connection's reader task has ended:
+                // let it end before the next accept.
+                tokio::task::yield_now().await;
             }
             counted.store(server.requests(), Ordering::Relaxed);
         }

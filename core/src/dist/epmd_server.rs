@@ -153,16 +153,7 @@ impl EpmdServer {
     /// for their request, the one that waited longest is closed to make room.
     pub fn handle_open(&mut self, now: Instant, conn: u64, peer: SocketAddr) {
         if self.pending() >= self.max_pending {
-            let oldest = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.registered.is_none())
-                .min_by_key(|(id, c)| (c.opened, **id))
-                .map(|(id, _)| *id);
-            if let Some(old) = oldest {
-                self.stats.evicted += 1;
-                self.close(old);
-            }
+            self.shed();
         }
         self.conns.insert(
             conn,
@@ -174,6 +165,25 @@ impl EpmdServer {
                 deadline: Some(now + self.request_timeout),
             },
         );
+    }
+
+    /// Closes the connection that has waited longest for its request (never one that holds
+    /// a registration), counted as evicted; whether there was one. The adapter calls it when
+    /// it cannot accept for want of descriptors, so that a real client, whose request comes
+    /// at once, is not shut out by idle ones until their deadlines.
+    pub fn shed(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.registered.is_none())
+            .min_by_key(|(id, c)| (c.opened, **id))
+            .map(|(id, _)| *id);
+        let Some(old) = oldest else {
+            return false;
+        };
+        self.stats.evicted += 1;
+        self.close(old);
+        true
     }
 
     /// Bytes arrived on `conn`.
@@ -524,6 +534,22 @@ mod tests {
         assert_eq!(drain(&mut s), vec![EpmdOutput::Close { conn: 2 }]);
         assert_eq!(s.stats().timed_out, 1);
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn shedding_closes_the_oldest_waiting_connection_never_a_registration() {
+        let mut s = server();
+        s.handle_open(T0, 1, local());
+        s.handle_data(1, &epmd::alive2_request(&NodeEntry::new("a", 9000, true)));
+        drain(&mut s);
+        s.handle_open(T0 + Duration::from_millis(1), 2, remote());
+        s.handle_open(T0 + Duration::from_millis(2), 3, remote());
+        assert!(s.shed());
+        assert_eq!(drain(&mut s), vec![EpmdOutput::Close { conn: 2 }]);
+        assert!(s.shed());
+        assert_eq!(drain(&mut s), vec![EpmdOutput::Close { conn: 3 }]);
+        assert!(!s.shed(), "the registration stays");
+        assert_eq!(s.stats().evicted, 2);
     }
 
     #[test]
