@@ -95,6 +95,9 @@ pub struct ErlangSettings {
     /// `embedded_epmd`: `"auto"` (run muster's own when nothing answers on the EPMD port),
     /// `"always"` or `"never"`.
     pub embedded_epmd: EmbeddedEpmd,
+    /// `max_handshakes`: the most inbound connections in handshake at once (default 64; one
+    /// more closes the oldest).
+    pub max_handshakes: usize,
 }
 
 /// When the tool runs its own EPMD.
@@ -372,7 +375,8 @@ impl ConfigFile {
                 .epmd_port(e.epmd_port)
                 .listen(e.listen)
                 .hidden(e.hidden)
-                .tick_time(e.tick_time),
+                .tick_time(e.tick_time)
+                .max_handshakes(e.max_handshakes),
         )
     }
 
@@ -405,6 +409,10 @@ impl ConfigFile {
                 ("listen".to_owned(), Value::str(e.listen.to_string())),
                 ("hidden".to_owned(), Value::Bool(e.hidden)),
                 ("tick_time".to_owned(), Value::millis(e.tick_time)),
+                (
+                    "max_handshakes".to_owned(),
+                    Value::Int(e.max_handshakes as i64),
+                ),
                 (
                     "embedded_epmd".to_owned(),
                     Value::str(match e.embedded_epmd {
@@ -539,6 +547,18 @@ fn erlang_section(
             ));
         }
     };
+    let max_handshakes = match o.u64("max_handshakes")? {
+        None => 64,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=65_536).contains(n))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    o.key_path("max_handshakes"),
+                    format!("{n} is not between 1 and 65536"),
+                )
+            })?,
+    };
     Ok(ErlangSettings {
         cookie,
         cookie_source,
@@ -547,6 +567,7 @@ fn erlang_section(
         hidden,
         tick_time,
         embedded_epmd,
+        max_handshakes,
     })
 }
 
@@ -693,6 +714,27 @@ strategy = "local_epmd"
         assert!(w.message.contains("global:sync()"), "{w}");
         let hidden = parse(&text.replace("hidden = false", "hidden = true")).unwrap();
         assert!(hidden.warnings.is_empty(), "{:?}", hidden.warnings);
+    }
+
+    #[test]
+    fn max_handshakes_is_read_and_checked() {
+        let text = "[node]\nname = \"app@127.0.0.1\"\nconnector = \"erlang\"\n\n[connector]\n\
+                    cookie = \"c\"\nmax_handshakes = 8\n\n[topologies.app]\nstrategy = \"local_epmd\"\n";
+        let c = parse(text).unwrap();
+        let ConnectorConfig::Erlang(e) = &c.connector else {
+            panic!("{:?}", c.connector)
+        };
+        assert_eq!(e.max_handshakes, 8);
+        assert!(
+            c.describe().contains("max_handshakes = 8"),
+            "{}",
+            c.describe()
+        );
+        let e = parse(&text.replace("= 8", "= 0")).unwrap_err().to_string();
+        assert!(
+            e.contains("muster.toml:7: `connector.max_handshakes`: 0 is not between 1 and 65536"),
+            "{e}"
+        );
     }
 
     #[test]
