@@ -143,7 +143,7 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
     };
     if let Some(epmd) = &started.epmd {
         eprintln!(
-            "muster: no EPMD was running; muster's own answers on {}",
+            "muster: muster's own EPMD answers on {} (nodes of this host only may register)",
             epmd.local_addr()
         );
     }
@@ -198,10 +198,15 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `run` is one node: one thread serves it, and its memory stays in one allocator arena
+    // (what a flood of connections took is given back, not kept in per-thread arenas). The
+    // demo runs many nodes and uses every core.
+    let mut builder = if args.command == "run" {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("muster: cannot start the runtime: {e}");
