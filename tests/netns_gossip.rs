@@ -5,118 +5,14 @@
 //! Needs root (for `ip netns`), as CI has.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2's ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn require_root() {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "0",
-        "the namespace tests need root for `ip netns` (CI runs as root)"
-    );
-}
-
-/// Namespaces this test made; dropping it kills what runs in them and deletes them.
-struct Lab {
-    tag: String,
-    namespaces: Vec<String>,
-    processes: Vec<Child>,
-}
-
-impl Lab {
-    fn new(test: &str) -> Lab {
-        require_root();
-        Lab {
-            tag: format!("mst{}{test}", std::process::id() % 100_000),
-            namespaces: Vec::new(),
-            processes: Vec::new(),
-        }
-    }
-
-    fn netns(&mut self, suffix: &str) -> String {
-        let name = format!("{}{suffix}", self.tag);
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        self.namespaces.push(name.clone());
-        name
-    }
-
-    /// Runs `muster run` with `config` inside `ns`; its event lines go to `events`.
-    fn muster(
-        &mut self,
-        ns: &str,
-        node: &str,
-        config: &str,
-        events: &mpsc::Sender<(String, serde_json::Value)>,
-    ) {
-        let path = std::env::temp_dir().join(format!(
-            "{}-{}.toml",
-            self.tag,
-            node.replace([':', '@'], "_")
-        ));
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_muster"),
-                "run",
-                "--format",
-                "json",
-                "--config",
-            ])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let tx = events.clone();
-        let node = node.to_owned();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                let v: serde_json::Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
-                if tx.send((node.clone(), v)).is_err() {
-                    return;
-                }
-            }
-        });
-        self.processes.push(child);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for p in &mut self.processes {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
+use support::netns::{Lab, ip};
 
 fn gossip_config(node: &str, gossip: &str) -> String {
     format!(

@@ -5,3 +5,4 @@
 pub mod dnsmasq;
 pub mod erlang;
 pub mod k8s;
+pub mod netns;
