@@ -5,16 +5,24 @@
 //! - `epmd`: requests per second muster's own EPMD answers;
 //! - `footprint`: RSS and CPU time of one idle `muster run` holding 20 distribution
 //!   connections, beside one idle `erl` node holding the same 20;
-//! - `demo`: `muster demo` with 5 and 20 nodes, time to a full mesh.
+//! - `demo`: `muster demo` with 5 and 20 nodes, time to a full mesh;
+//! - `flood` (root, for network namespaces): RSS and CPU of `muster run` (erlang connector,
+//!   its own EPMD) idle, while another host holds 3,000 idle connections to its distribution
+//!   port and 3,000 to its EPMD, and after they leave — at a descriptor limit of 1,024 and of
+//!   256;
+//! - `mesh`: `disconnected` and `connect_failed` events over 100 twelve-node meshes formed
+//!   all at once (both should be 0).
 //!
-//! `cargo bench --bench erlang [-- handshake|epmd|footprint|demo]`. Prints figures; asserts
-//! nothing about speed.
+//! `cargo bench --bench erlang [-- handshake|epmd|footprint|demo|flood|mesh]`. Prints
+//! figures; asserts nothing about speed.
 
 #![allow(clippy::unwrap_used)] // a benchmark unwraps what it set up itself
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/mesh.rs"]
+mod mesh;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -252,6 +260,116 @@ fn demo() {
     }
 }
 
+/// The victim's configuration in the flood: an Erlang node with muster's own EPMD.
+const FLOOD_VICTIM: &str = "[node]\nname = \"victim@10.77.0.1\"\nconnector = \"erlang\"\n\n\
+[connector]\ncookie = \"flood\"\nlisten = \"0.0.0.0:9100\"\nembedded_epmd = \"always\"\n\
+epmd_port = 4369\n\n[topologies.local]\nstrategy = \"local_epmd\"\n";
+
+/// Peak resident memory of `pid` so far, in KiB.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn flood() {
+    use support::netns::Lab;
+    const EACH: usize = 3000;
+    let window = Duration::from_secs(10);
+    for limit in [1024, 256] {
+        let mut lab = Lab::new(&format!("bf{limit}"));
+        let (v, a) = lab.pair();
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let nofile = format!("--nofile={limit}:{limit}");
+        let pid = lab.muster_under(&v, &["prlimit", &nofile, "--"], "victim", FLOOD_VICTIM, &tx);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !lab
+            .try_bash(&v, "epmd -names")
+            .is_ok_and(|o| o.contains("name victim "))
+        {
+            assert!(Instant::now() < deadline, "the victim never registered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let (_, c0) = proc_stat(pid);
+        std::thread::sleep(window);
+        let (idle, c1) = proc_stat(pid);
+        let script = format!(
+            "ulimit -n 16384; for port in 4369 9100; do for i in $(seq {EACH}); do \
+             exec {{fd}}<>/dev/tcp/10.77.0.1/$port || exit 1; done; done; echo opened; read"
+        );
+        println!(
+            "  muster run, {limit} descriptors; another host opens {EACH} idle connections to its distribution port and {EACH} to its EPMD, holds them {} s, leaves; twice:",
+            window.as_secs()
+        );
+        println!(
+            "    idle:     RSS {idle} KiB, CPU {:.2}% of a core",
+            pct(c1 - c0, window)
+        );
+        for round in 1..=2 {
+            let (_, c_start) = proc_stat(pid);
+            let started = Instant::now();
+            let attacker = lab.spawn(&a, "bash", &["-c", &script]);
+            let mut out = std::io::BufReader::new(attacker.stdout.take().unwrap());
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+            let opened = started.elapsed();
+            let (_, c2) = proc_stat(pid);
+            std::thread::sleep(window);
+            let (during, c3) = proc_stat(pid);
+            let peak = peak_rss(pid);
+            drop(attacker.stdin.take());
+            drop(out);
+            std::thread::sleep(window);
+            let (_, c4) = proc_stat(pid);
+            std::thread::sleep(window);
+            let (after, c5) = proc_stat(pid);
+            println!(
+                "    flood {round}: opened in {:.1} s; held: RSS {during} KiB (peak {peak} KiB, {:.2}x idle), CPU {:.2}% of a core ({:.2} s of CPU while they were opened)",
+                opened.as_secs_f64(),
+                peak as f64 / idle as f64,
+                pct(c3 - c2, window),
+                c2 - c_start
+            );
+            println!(
+                "             after they left: RSS {after} KiB ({:+.1}% of idle), CPU {:.2}% of a core",
+                (after as f64 / idle as f64 - 1.0) * 100.0,
+                pct(c5 - c4, window)
+            );
+        }
+    }
+}
+
+/// CPU seconds `c` over `window`, as a percentage of one core.
+fn pct(c: f64, window: Duration) -> f64 {
+    c / window.as_secs_f64() * 100.0
+}
+
+async fn mesh_rounds() {
+    const ROUNDS: usize = 100;
+    const NODES: usize = 12;
+    let server = run_epmd("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let port = server.local_addr().port();
+    let (mut disconnected, mut failed) = (0, 0);
+    let started = Instant::now();
+    for round in 0..ROUNDS {
+        let s = mesh::form(port, round, NODES).await;
+        disconnected += s.disconnected.len();
+        failed += s.failed.len();
+        for line in s.disconnected.iter().chain(&s.failed).take(3) {
+            println!("    round {round}: {line}");
+        }
+    }
+    println!(
+        "  {ROUNDS} meshes of {NODES} Erlang nodes formed at once ({:.0} s): {disconnected} disconnected, {failed} connect_failed",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let which: Vec<String> = std::env::args()
@@ -271,5 +389,11 @@ async fn main() {
     }
     if want("demo") {
         tokio::task::spawn_blocking(demo).await.unwrap();
+    }
+    if want("flood") {
+        tokio::task::spawn_blocking(flood).await.unwrap();
+    }
+    if want("mesh") {
+        mesh_rounds().await;
     }
 }
