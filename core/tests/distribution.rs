@@ -558,3 +558,103 @@ fn a_link_asked_alive_gives_way_when_told_to() {
     assert!(matches!(ours.poll_event(), Some(LinkEvent::Down { .. })));
     assert!(ours.lost_race(), "its connection stays, and counts");
 }
+
+/// Feeds the peer's pending bytes to the cluster once; returns what the cluster did.
+fn feed(
+    c: &mut Cluster,
+    now: Instant,
+    stream: Token,
+    link: &mut Link,
+) -> (Vec<(Token, Request)>, Vec<Event>) {
+    while let Some(bytes) = link.poll_transmit() {
+        c.handle_input(
+            now,
+            Input::Answer {
+                token: stream,
+                answer: Answer::Data(&bytes),
+            },
+        );
+    }
+    drain(c)
+}
+
+fn dials(rs: &[(Token, Request)]) -> usize {
+    rs.iter()
+        .filter(|(_, r)| matches!(r, Request::Exchange(_) | Request::OpenStream { .. }))
+        .count()
+}
+
+/// A connect asked while the peer's own connection to us is in its handshake waits for that
+/// link, as a pending connection does in OTP's `net_kernel`: a dial of ours would race it and
+/// could make the peer replace a link that is already up on our side (a spurious disconnect).
+#[test]
+fn a_connect_while_the_peer_connects_to_us_waits_for_its_link() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&[], |d| d);
+    let acc = accept_token(&rs);
+    answer(
+        &mut c,
+        now,
+        acc,
+        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
+    );
+    let mut z = peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie");
+    // z's name arrives and is admitted; its handshake is under way.
+    let (rs, _) = feed(&mut c, now, acc, &mut z);
+    for (_, r) in &rs {
+        if let Request::Write { stream, data } = r
+            && *stream == acc
+        {
+            z.handle_data(now, data);
+        }
+    }
+    // Now discovery finds z.
+    c.add(
+        now,
+        TopologySpec::new(
+            "static",
+            Epmd::new(EpmdConfig::new([Node::new(node("z@10.0.0.2"))])),
+        ),
+    )
+    .unwrap();
+    let (rs, _) = drain(&mut c);
+    assert_eq!(dials(&rs), 0, "no second connection to z: {rs:?}");
+    let (_, events) = pump(&mut c, now, acc, &mut z);
+    assert!(z.is_up());
+    let names: Vec<&str> = events.iter().map(|e| e.name()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "connected").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(!names.contains(&"connect_failed"), "{names:?}");
+    assert_eq!(c.members().count(), 1);
+}
+
+/// If the peer's connection that a connect waited for fails, the connect dials after all.
+#[test]
+fn a_connect_that_waited_for_a_failed_inbound_dials() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&[], |d| d);
+    let acc = accept_token(&rs);
+    answer(
+        &mut c,
+        now,
+        acc,
+        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
+    );
+    let mut z = peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie");
+    feed(&mut c, now, acc, &mut z);
+    c.add(
+        now,
+        TopologySpec::new(
+            "static",
+            Epmd::new(EpmdConfig::new([Node::new(node("z@10.0.0.2"))])),
+        ),
+    )
+    .unwrap();
+    let (rs, _) = drain(&mut c);
+    assert_eq!(dials(&rs), 0, "{rs:?}");
+    let rs = answer(&mut c, now, acc, Answer::Closed);
+    assert_eq!(dials(&rs), 1, "our own dial to z: {rs:?}");
+}

@@ -182,6 +182,9 @@ pub(crate) struct Distribution {
     dialing: BTreeMap<NodeName, Token>,
     /// Connects that lost a simultaneous connect: the peer's own link answers them.
     awaiting: BTreeMap<NodeName, (Token, Instant)>,
+    /// Connects asked while the peer's own connection to us was in its handshake: that link
+    /// answers them, as a pending connection does in OTP's `net_kernel`; if it fails, we dial.
+    deferred: BTreeMap<NodeName, (Token, Node, Instant)>,
     /// Connects asked before the registration with EPMD is done, with their deadlines.
     early: Vec<(Token, Node, Instant)>,
     out: VecDeque<DistOutput>,
@@ -225,6 +228,7 @@ impl Distribution {
             up: BTreeMap::new(),
             dialing: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            deferred: BTreeMap::new(),
             early: Vec::new(),
             out: VecDeque::new(),
             stopped: false,
@@ -305,6 +309,13 @@ impl Distribution {
                 return self.answer(token, OwnedAnswer::Failed(why));
             }
             self.early.push((token, node, deadline));
+            return;
+        }
+        if self.inbound_handshake(&node.name) {
+            // A dial now would race the peer's own link, and whichever side the race rules
+            // leave standing, one side may see a live link replaced: wait for this one.
+            self.deferred
+                .insert(node.name.clone(), (token, node, deadline));
             return;
         }
         let host = match node.addr {
@@ -425,6 +436,13 @@ impl Distribution {
             let why = self.registration_problem();
             self.answer(token, OwnedAnswer::Failed(why));
         }
+    }
+
+    /// Whether `peer` is connecting to us and we admitted it: its link is in its handshake.
+    fn inbound_handshake(&self, peer: &NodeName) -> bool {
+        self.links.values().any(|h| {
+            h.connect.is_none() && h.up.is_none() && !h.refused_race && h.link.peer() == Some(peer)
+        })
     }
 
     /// Inbound links whose handshake is not done.
@@ -887,9 +905,11 @@ impl Distribution {
                 self.dialing.remove(&peer);
                 self.answer(c, OwnedAnswer::Connected);
             }
-            None => match self.awaiting.remove(&peer) {
-                Some((c, _)) => self.answer(c, OwnedAnswer::Connected),
-                None => self.out.push_back(DistOutput::Up(peer)),
+            None => match (self.awaiting.remove(&peer), self.deferred.remove(&peer)) {
+                (Some((c, _)), _) | (None, Some((c, _, _))) => {
+                    self.answer(c, OwnedAnswer::Connected)
+                }
+                (None, None) => self.out.push_back(DistOutput::Up(peer)),
             },
         }
         if inbound {
@@ -953,6 +973,13 @@ impl Distribution {
                     report,
                 });
             }
+            // A connect that waited for this link dials after all.
+            if let Some(peer) = h.link.peer()
+                && !self.inbound_handshake(peer)
+                && let Some((connect, node, deadline)) = self.deferred.remove(peer)
+            {
+                self.connect(now, connect, node, deadline);
+            }
             // A handshake slot is free again.
             self.accept_next();
         }
@@ -999,6 +1026,17 @@ impl Distribution {
                 self.answer(c, OwnedAnswer::Failed(Failure::timed_out(why)));
             }
         }
+        let expired: Vec<NodeName> = self
+            .deferred
+            .iter()
+            .filter(|(_, (_, _, at))| *at <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in expired {
+            if let Some((c, _, _)) = self.deferred.remove(&n) {
+                self.answer(c, OwnedAnswer::TimedOut);
+            }
+        }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
@@ -1011,6 +1049,9 @@ impl Distribution {
         }
         for (_, wait) in self.awaiting.values() {
             at = earliest(at, Some(*wait));
+        }
+        for (_, _, deadline) in self.deferred.values() {
+            at = earliest(at, Some(*deadline));
         }
         for (_, _, deadline) in &self.early {
             at = earliest(at, Some(*deadline));
