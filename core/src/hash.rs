@@ -18,6 +18,12 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
+/// A hash map keyed from the core's seed: its iteration order is the same for the same seed,
+/// so it keeps the determinism contract where std's randomly keyed maps would not. The core
+/// uses no other hash map (`core/clippy.toml` disallows std's).
+#[allow(clippy::disallowed_types)]
+pub(crate) type KeyedMap<K, V> = std::collections::HashMap<K, V, KeyedState>;
+
 /// Builds [`KeyedHasher`]s that share one secret key.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyedState {

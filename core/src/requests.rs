@@ -1,9 +1,7 @@
 //! The core's requests in flight: the tokens it issued, what each is for, and the UDP sockets
 //! the strategies hold open.
 
-use std::collections::HashMap;
-
-use crate::hash::KeyedState;
+use crate::hash::{KeyedMap, KeyedState};
 use crate::io::Token;
 
 /// What an outstanding token is for.
@@ -34,8 +32,8 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct Requests {
     next: u64,
-    pending: HashMap<Token, Pending, KeyedState>,
-    sockets: HashMap<Token, u8, KeyedState>,
+    pending: KeyedMap<Token, Pending>,
+    sockets: KeyedMap<Token, u8>,
 }
 
 impl Requests {
@@ -43,8 +41,8 @@ impl Requests {
     pub(crate) fn new(keys: KeyedState) -> Self {
         Requests {
             next: 1,
-            pending: HashMap::with_hasher(keys),
-            sockets: HashMap::with_hasher(keys),
+            pending: KeyedMap::with_hasher(keys),
+            sockets: KeyedMap::with_hasher(keys),
         }
     }
 

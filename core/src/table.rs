@@ -1,9 +1,7 @@
 //! The node table: a slot per node the cluster knows, found by name without hashing it
 //! twice, with indices that never move.
 
-use std::collections::HashMap;
-
-use crate::hash::KeyedState;
+use crate::hash::{KeyedMap, KeyedState};
 use crate::node::NodeName;
 use crate::slab::Slab;
 
@@ -11,7 +9,7 @@ use crate::slab::Slab;
 #[derive(Debug)]
 pub(crate) struct Table<S> {
     slots: Slab<S>,
-    index: HashMap<NodeName, u32, KeyedState>,
+    index: KeyedMap<NodeName, u32>,
 }
 
 impl<S> Table<S> {
@@ -19,7 +17,7 @@ impl<S> Table<S> {
     pub(crate) fn new(keys: KeyedState) -> Self {
         Table {
             slots: Slab::default(),
-            index: HashMap::with_hasher(keys),
+            index: KeyedMap::with_hasher(keys),
         }
     }
 

@@ -512,7 +512,7 @@ pub fn parse(
 
 /// Keeps one address per pod: a dual-stack pod is listed once per family.
 fn dedupe(out: &mut Parsed<'_>) {
-    let mut seen: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    let mut seen: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
     let mut drop = vec![false; out.targets.len()];
     for (i, t) in out.targets.iter().enumerate() {
         let (Some(ns), Some(pod)) = (t.namespace.as_deref(), t.pod.as_deref()) else {

@@ -33,7 +33,7 @@
 //! interface when it names one.
 
 use core::time::Duration;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -312,8 +312,8 @@ pub struct Gossip {
     reopen_at: Option<Instant>,
     reopen_delay: Duration,
     next_sweep: Option<Instant>,
-    senders: HashMap<NodeName, Sender>,
-    reports: HashMap<IpAddr, Instant>,
+    senders: BTreeMap<NodeName, Sender>,
+    reports: BTreeMap<IpAddr, Instant>,
     send_failure_reported: Option<Instant>,
     last_sent_ts: u64,
     packet: Vec<u8>,
@@ -350,8 +350,8 @@ impl Gossip {
             reopen_at: None,
             reopen_delay: REOPEN_FIRST,
             next_sweep: None,
-            senders: HashMap::new(),
-            reports: HashMap::new(),
+            senders: BTreeMap::new(),
+            reports: BTreeMap::new(),
             send_failure_reported: None,
             last_sent_ts: 0,
             packet: Vec::with_capacity(MAX_PACKET),
