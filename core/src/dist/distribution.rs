@@ -954,8 +954,15 @@ impl Distribution {
         if h.up.is_none() {
             // An inbound handshake that failed: a wrong cookie, nonsense, or too slow. Our
             // own refusal in a simultaneous connect is no failure.
-            if !h.refused_race && !self.stopped {
-                let report = self.report_due(h.from, now);
+            // Nor is a peer keeping the link it has, and a peer that closed before it said
+            // who it is is counted but not reported: that is how a simultaneous connect the
+            // peer dropped looks from here (OTP says nothing either), and how health checks
+            // and port scans look.
+            let normal = h.link.peer_kept_its_link();
+            let nameless = h.link.peer().is_none()
+                && matches!(reason.kind(), FailureKind::Closed | FailureKind::Reset);
+            if !h.refused_race && !normal && !self.stopped {
+                let report = !nameless && self.report_due(h.from, now);
                 let peer = h
                     .from
                     .map_or_else(|| "a peer".to_owned(), |a| a.to_string());

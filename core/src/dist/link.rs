@@ -145,6 +145,8 @@ pub struct Link {
     next_tick: Option<Instant>,
     challenge: u32,
     lost_race: bool,
+    /// (Acceptor) Told of its connection to us that we believed alive, the peer kept it.
+    kept_old: bool,
 }
 
 impl Link {
@@ -169,6 +171,7 @@ impl Link {
             next_tick: None,
             challenge: rng.next_u64() as u32,
             lost_race: false,
+            kept_old: false,
         }
     }
 
@@ -203,6 +206,12 @@ impl Link {
     /// wins: that connection, not this one, will come up.
     pub fn lost_race(&self) -> bool {
         self.lost_race
+    }
+
+    /// (Acceptor) Whether the peer, told we hold a connection to it, kept that one: this link
+    /// ended as it should, and is no failure.
+    pub fn peer_kept_its_link(&self) -> bool {
+        self.kept_old
     }
 
     /// Whether the link is over.
@@ -449,6 +458,7 @@ impl Link {
             Phase::AwaitAliveAnswer { old } => match dist::read_status(frame) {
                 Ok(s) if s == "true" => self.send_challenge(old),
                 Ok(_) => {
+                    self.kept_old = true;
                     let why = format!("{} kept its old connection", self.peer_text());
                     self.down(Failure::new(FailureKind::Rejected, why))
                 }
