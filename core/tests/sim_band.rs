@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use muster_core::config::Options;
+use muster_core::dist::DistConfig;
 use muster_core::sim::{
     ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, Sim, SimConfig, convergence_bound,
 };
@@ -76,7 +77,10 @@ fn build(seed: u64) -> (Sim, Scenario) {
     let count = rng.range_inclusive(3, 8) as usize;
     // One name part for all, so that SRV targets name them (app@<target>).
     let nodes: Vec<NodeName> = (0..count).map(|i| n(&format!("n@h{i}"))).collect();
-    let fakes: Vec<NodeName> = (0..rng.range_inclusive(0, 3))
+    // Some bands are Erlang nodes: they link over simulated streams through each host's
+    // EPMD, not through the simulated connector, and so have no fake nodes to fail at.
+    let erlang = rng.chance(0.3);
+    let fakes: Vec<NodeName> = (0..if erlang { 0 } else { rng.range_inclusive(0, 3) })
         .map(|i| n(&format!("n@f{i}")))
         .collect();
     for f in &fakes {
@@ -125,32 +129,32 @@ fn build(seed: u64) -> (Sim, Scenario) {
         }
         let gossip = gossip.clone();
         let hosts: Vec<String> = everyone.iter().map(|n| n.to_string()).collect();
-        sim.add_node(
-            me.clone(),
-            ClusterConfig::new().max_in_flight(4),
-            move || {
-                let mut t = Vec::new();
-                if use_static {
-                    let h: Vec<&str> = hosts.iter().map(String::as_str).collect();
-                    t.push(epmd("static", &h, Some(interval), policy));
-                }
-                if use_file {
-                    t.push(file("dns", "dns", interval, policy));
-                }
-                if use_srv {
-                    let c = KubernetesDnsSrvConfig::new("band", "sim", "n").with_dns(
-                        DnsOptions::default()
-                            .nameservers([dns_server()])
-                            .polling_interval(ms(interval)),
-                    );
-                    t.push(TopologySpec::new("srv", KubernetesDnsSrv::new(c)).policy(policy));
-                }
-                if use_gossip {
-                    t.push(TopologySpec::new("gossip", Gossip::new(gossip.clone())).policy(policy));
-                }
-                t
-            },
-        );
+        let mut cluster = ClusterConfig::new().max_in_flight(4);
+        if erlang {
+            cluster = cluster.erlang(DistConfig::new(me.clone(), "band"));
+        }
+        sim.add_node(me.clone(), cluster, move || {
+            let mut t = Vec::new();
+            if use_static {
+                let h: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                t.push(epmd("static", &h, Some(interval), policy));
+            }
+            if use_file {
+                t.push(file("dns", "dns", interval, policy));
+            }
+            if use_srv {
+                let c = KubernetesDnsSrvConfig::new("band", "sim", "n").with_dns(
+                    DnsOptions::default()
+                        .nameservers([dns_server()])
+                        .polling_interval(ms(interval)),
+                );
+                t.push(TopologySpec::new("srv", KubernetesDnsSrv::new(c)).policy(policy));
+            }
+            if use_gossip {
+                t.push(TopologySpec::new("gossip", Gossip::new(gossip.clone())).policy(policy));
+            }
+            t
+        });
     }
     (
         sim,

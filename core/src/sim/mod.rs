@@ -10,6 +10,11 @@
 //! - **a simulated connector**: hosts that can go down and come back, be partitioned from
 //!   each other, refuse connections, or fail disconnects; links that drop when a host or a
 //!   partition cuts them;
+//! - **simulated streams**: listeners, accepts, connections and exchanges between hosts, the
+//!   bytes of every write split at random points, refused when nothing listens, hanging
+//!   until their deadline across a partition, broken when a host goes down; and an EPMD on
+//!   every host (the core's own), so clusters that are Erlang nodes
+//!   ([`ClusterConfig::erlang`]) register, find each other and link here as on real hosts;
 //! - **fake nodes**: hosts that accept connections but run no cluster;
 //! - **a virtual file system** answering `ReadFile`, and the [`NodesFile`] strategy that polls
 //!   it, for polling semantics without any real service;
@@ -43,6 +48,8 @@ mod checker;
 mod dns_server;
 mod links;
 mod nodes_file;
+mod streams;
+mod tcp;
 mod udp;
 
 pub use checker::Violation;
@@ -66,7 +73,10 @@ use crate::time::Instant;
 use crate::topology::TopologySpec;
 use checker::Checker;
 use links::Links;
+use streams::{End, Streams};
 use udp::Udp;
+
+use crate::dist::{EpmdOutput, EpmdServer};
 
 /// How the simulated network behaves.
 #[derive(Debug, Clone)]
@@ -89,6 +99,10 @@ pub struct SimConfig {
     pub datagram_loss: f64,
     /// Each node's wall clock is off by a random amount up to this, either way.
     pub clock_skew: Duration,
+    /// Every host runs an EPMD on this port, started when something first connects to it
+    /// (as `erl` starts one): clusters that are Erlang nodes register and find each other
+    /// through it.
+    pub epmd_port: u16,
 }
 
 impl Default for SimConfig {
@@ -101,6 +115,7 @@ impl Default for SimConfig {
             record_events: true,
             datagram_loss: 0.0,
             clock_skew: Duration::ZERO,
+            epmd_port: crate::proto::epmd::DEFAULT_PORT,
         }
     }
 }
@@ -133,6 +148,12 @@ impl SimConfig {
     /// Whether events are recorded.
     pub fn record_events(mut self, yes: bool) -> Self {
         self.record_events = yes;
+        self
+    }
+
+    /// Sets the port every host's EPMD listens on.
+    pub fn epmd_port(mut self, port: u16) -> Self {
+        self.epmd_port = port;
         self
     }
 
@@ -234,6 +255,35 @@ enum Delivery {
     Up {
         peer: NodeName,
     },
+    /// To a host's EPMD.
+    Epmd(EpmdIn),
+}
+
+#[derive(Debug)]
+enum EpmdIn {
+    Open { id: u64, peer: SocketAddr },
+    Data { id: u64, data: Bytes },
+    Closed { id: u64 },
+    Tick,
+}
+
+/// What reaches one end of a simulated connection.
+#[derive(Debug, Clone)]
+enum SideMsg {
+    Opened(SocketAddr),
+    Accepted(SocketAddr),
+    Data(Bytes),
+    Closed,
+    Failed(Failure),
+}
+
+/// Where something in transit goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A node, in its `life`-th life.
+    Node { index: usize, life: u32 },
+    /// The EPMD of a host.
+    Epmd(IpAddr),
 }
 
 #[derive(Debug)]
@@ -246,13 +296,13 @@ enum Owned {
     TimedOut,
     Failed(Failure),
     Opened(SocketAddr),
+    Accepted(SocketAddr),
 }
 
 struct InTransit {
     at: Instant,
     seq: u64,
-    node: usize,
-    restarts: u32,
+    to: Target,
     what: Delivery,
 }
 
@@ -304,6 +354,9 @@ pub struct Sim {
     nodes: Vec<SimNode>,
     links: Links,
     udp: Udp,
+    streams: Streams,
+    /// Each host's EPMD, once something connected to it, and when it next wants a tick.
+    epmds: BTreeMap<IpAddr, (EpmdServer, Option<Instant>)>,
     /// Which host has which address.
     ips: BTreeMap<IpAddr, NodeName>,
     /// Each node's wall-clock skew, in milliseconds either way.
@@ -338,6 +391,8 @@ impl Sim {
             nodes: Vec::new(),
             links: Links::default(),
             udp: Udp::default(),
+            streams: Streams::default(),
+            epmds: BTreeMap::new(),
             ips: BTreeMap::new(),
             skews: Vec::new(),
             wake_at: Vec::new(),
@@ -474,9 +529,15 @@ impl Sim {
         if !up {
             let gone = self.links.touching(name);
             self.cut_links(gone, "peer down");
+            let ip = self.hosts.get(name).map(|h| h.ip);
+            if let Some(ip) = ip {
+                self.break_streams(ip, node, "peer down");
+                self.epmds.remove(&ip);
+            }
             if let Some(i) = node {
                 self.wake_at[i] = None;
                 self.udp.drop_node(i);
+                self.streams.drop_node(i);
             }
             return;
         }
@@ -509,6 +570,22 @@ impl Sim {
             .map(|(a, b)| (a.clone(), b.clone()))
             .collect();
         self.cut_links(cut, "partitioned");
+        let group = |s: &Self, ip: IpAddr| {
+            s.ips
+                .get(&ip)
+                .and_then(|n| s.hosts.get(n))
+                .map_or(0, |h| h.group)
+        };
+        let across: Vec<u64> = self
+            .streams
+            .conns
+            .iter()
+            .filter(|(_, c)| group(self, c.hosts[0]) != group(self, c.hosts[1]))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in across {
+            self.break_conn(id, FailureKind::Unreachable, "partitioned");
+        }
     }
 
     /// Creates a link from `a` to `b` outside the clusters' control (as if the application
@@ -591,6 +668,15 @@ impl Sim {
     }
 
     fn has_link(&self, a: &NodeName, b: &NodeName) -> bool {
+        // An Erlang node's links are its own distribution connections.
+        let erlang = self
+            .hosts
+            .get(a)
+            .and_then(|h| h.node)
+            .map(|i| &self.nodes[i]);
+        if let Some(n) = erlang.filter(|n| n.config.erlang.is_some()) {
+            return n.cluster.is_connected(b.as_str());
+        }
         self.links.contains(a, b) || (self.config.symmetric && self.links.contains(b, a))
     }
 
@@ -635,15 +721,23 @@ impl Sim {
     }
 
     fn schedule_at(&mut self, node: usize, at: Instant, what: Delivery) {
+        let life = self.nodes[node].restarts;
+        self.schedule_to(Target::Node { index: node, life }, at, what);
+    }
+
+    fn schedule_to(&mut self, to: Target, at: Instant, what: Delivery) {
         self.seq += 1;
-        let restarts = self.nodes[node].restarts;
         self.transit.push(Reverse(InTransit {
             at,
             seq: self.seq,
-            node,
-            restarts,
+            to,
             what,
         }));
+    }
+
+    fn latency(&mut self) -> Duration {
+        let (lo, hi) = self.config.latency;
+        self.rng.duration_between(lo, hi)
     }
 
     fn cut_links(&mut self, gone: Vec<(NodeName, NodeName)>, reason: &str) {
@@ -725,6 +819,10 @@ impl Sim {
                     crate::io::Endpoint::Host { .. } => None,
                 };
                 let Some(server) = server else {
+                    if self.resolve(index, &x.to).is_some() {
+                        let (to, deadline, send) = (x.to, x.deadline, x.send);
+                        return self.open_stream(index, token, &to, deadline, Some(send));
+                    }
                     return self.schedule(
                         index,
                         Delivery::Answer {
@@ -773,16 +871,13 @@ impl Sim {
             }
             // What was scheduled still arrives, and the core drops it as stale, as it does
             // with answers an adapter could not stop in time.
-            Request::Cancel { .. } => return,
-            // The simulator has no TCP streams: a cluster that is an Erlang node runs
-            // against real peers, not here.
-            Request::Listen { .. } | Request::Accept { .. } | Request::OpenStream { .. } => {
-                Owned::Failed(Failure::new(
-                    FailureKind::Unsupported,
-                    "the simulator has no TCP streams",
-                ))
+            Request::Cancel { token } => return self.cancel(index, token),
+            Request::Listen { bind } => return self.listen(index, token, bind),
+            Request::Accept { listener } => return self.accept(index, token, listener),
+            Request::OpenStream { to, deadline } => {
+                return self.open_stream(index, token, &to, deadline, None);
             }
-            Request::Write { .. } => return,
+            Request::Write { stream, data } => return self.write(index, stream, data),
         };
         self.schedule(
             index,
@@ -883,6 +978,7 @@ impl Sim {
                         Answer::Failed(&text)
                     }
                     Owned::Opened(a) => Answer::Opened(a),
+                    Owned::Accepted(a) => Answer::Accepted(a),
                     Owned::Closed => Answer::Closed,
                     Owned::TimedOut => Answer::TimedOut,
                 };
@@ -909,6 +1005,7 @@ impl Sim {
                     },
                 );
             }
+            Delivery::Epmd(_) => return,
             Delivery::Up { peer } => {
                 if self.has_link(&me, &peer) {
                     self.nodes[index].cluster.handle_input(
@@ -1053,12 +1150,21 @@ impl Sim {
             let Some(Reverse(t)) = self.transit.pop() else {
                 break;
             };
-            // A node that went down, or restarted since, never sees answers meant for the
-            // process that asked.
-            if !self.node_up(t.node) || self.nodes[t.node].restarts != t.restarts {
-                continue;
+            match t.to {
+                // A node that went down, or restarted since, never sees answers meant for
+                // the process that asked.
+                Target::Node { index, life } => {
+                    if !self.node_up(index) || self.nodes[index].restarts != life {
+                        continue;
+                    }
+                    self.deliver(index, t.what);
+                }
+                Target::Epmd(ip) => {
+                    if let Delivery::Epmd(ev) = t.what {
+                        self.deliver_epmd(ip, ev);
+                    }
+                }
             }
-            self.deliver(t.node, t.what);
         }
         while let Some(at) = self.next_wake() {
             if at > self.now {
