@@ -17,11 +17,13 @@ use common::*;
 use muster_core::config::Options;
 use muster_core::dist::DistConfig;
 use muster_core::sim::{
-    ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, Sim, SimConfig, convergence_bound,
+    ApiFault, ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, KubernetesApi, Sim, SimConfig,
+    convergence_bound,
 };
 use muster_core::strategy::dns::DnsOptions;
 use muster_core::strategy::gossip::{Gossip, GossipConfig};
 use muster_core::strategy::kubernetes_dns_srv::{KubernetesDnsSrv, KubernetesDnsSrvConfig};
+use muster_core::strategy::{Environment, Registry};
 use muster_core::{ClusterConfig, ConnectPolicy, NodeName, Rng, TopologySpec, Value};
 
 struct Scenario {
@@ -39,6 +41,33 @@ fn subset(rng: &mut Rng, all: &[NodeName]) -> String {
         .filter(|_| rng.chance(0.7))
         .map(|n| format!("{n}\n"))
         .collect()
+}
+
+const API: &str = "10.96.0.1:443";
+
+/// A Kubernetes topology against the band's simulated API.
+fn kubernetes(lookup: &str, interval: u64) -> TopologySpec {
+    let t: Vec<(String, Value)> = [
+        ("kubernetes_node_basename", Value::str("n")),
+        ("kubernetes_service_name", Value::str("n")),
+        ("kubernetes_selector", Value::str("app=n")),
+        ("kubernetes_ip_lookup_mode", Value::str(lookup)),
+        ("kubernetes_service_account_path", Value::str("/sa")),
+        ("polling_interval", Value::Int(interval as i64)),
+        ("request_timeout", Value::Int(5000)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let env = Environment::new()
+        .set("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .set("KUBERNETES_SERVICE_PORT", "443");
+    let mut o = Options::new("k8s", &t);
+    let s = Registry::builtin()
+        .with_env(env)
+        .build("kubernetes", &mut o)
+        .unwrap();
+    TopologySpec::boxed("k8s", s)
 }
 
 fn dns_server() -> SocketAddr {
@@ -76,12 +105,15 @@ fn build(seed: u64) -> (Sim, Scenario) {
     let mut sim = Sim::new(seed, config.clone());
     let count = rng.range_inclusive(3, 8) as usize;
     // One name part for all, so that SRV targets name them (app@<target>).
-    let nodes: Vec<NodeName> = (0..count).map(|i| n(&format!("n@h{i}"))).collect();
+    // Hosts named by address, so that the Kubernetes API's pods (`n@<pod IP>`) name them.
+    let nodes: Vec<NodeName> = (0..count)
+        .map(|i| n(&format!("n@10.77.0.{}", i + 1)))
+        .collect();
     // Some bands are Erlang nodes: they link over simulated streams through each host's
     // EPMD, not through the simulated connector, and so have no fake nodes to fail at.
     let erlang = rng.chance(0.3);
     let fakes: Vec<NodeName> = (0..if erlang { 0 } else { rng.range_inclusive(0, 3) })
-        .map(|i| n(&format!("n@f{i}")))
+        .map(|i| n(&format!("n@10.77.1.{}", i + 1)))
         .collect();
     for f in &fakes {
         sim.add_fake_node(f.clone());
@@ -89,6 +121,17 @@ fn build(seed: u64) -> (Sim, Scenario) {
     let everyone: Vec<NodeName> = nodes.iter().chain(&fakes).cloned().collect();
     sim.write_file("dns", subset(&mut rng, &everyone));
     sim.add_dns_server(dns_server(), zone(&mut rng, &everyone));
+    sim.serve_http(
+        API,
+        KubernetesApi::new("band", "n").pods(everyone.iter().cloned()),
+    );
+    for (path, data) in [
+        ("/sa/token", "t"),
+        ("/sa/ca.crt", "ca"),
+        ("/sa/namespace", "band"),
+    ] {
+        sim.write_file(path, data);
+    }
     // One gossip configuration for the whole band: every gossiping node must share it.
     let mut gossip_options: Vec<(String, Value)> = match rng.range_inclusive(0, 2) {
         0 => vec![],
@@ -119,6 +162,13 @@ fn build(seed: u64) -> (Sim, Scenario) {
         let use_static = rng.chance(0.6);
         let use_file = !(use_static || use_gossip) || rng.chance(0.4);
         let use_srv = rng.chance(0.4);
+        let use_k8s = rng.chance(0.3);
+        let lookup = *pick(&mut rng, &["endpointslices", "endpoints", "pods"]);
+        if use_k8s {
+            // A poll can wait out a stalled request (5 s) before the next.
+            let worst = ms(interval) + ms(5000);
+            bound = bound.max(convergence_bound(&policy, worst, &config));
+        }
         if use_srv {
             // A poll can wait out every resolver time-out (5 s, twice) before the next.
             let worst = ms(interval) + ms(10_000);
@@ -152,6 +202,9 @@ fn build(seed: u64) -> (Sim, Scenario) {
             }
             if use_gossip {
                 t.push(TopologySpec::new("gossip", Gossip::new(gossip.clone())).policy(policy));
+            }
+            if use_k8s {
+                t.push(kubernetes(lookup, interval).policy(policy));
             }
             t
         });
@@ -193,6 +246,17 @@ fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
             }
             5 => {
                 sim.fail_file("dns", "SERVFAIL");
+                let fault = *pick(
+                    rng,
+                    &[
+                        ApiFault::None,
+                        ApiFault::Forbidden,
+                        ApiFault::ServerError,
+                        ApiFault::Stall,
+                        ApiFault::Truncate,
+                    ],
+                );
+                sim.http_fault(API, fault);
                 let b = *pick(
                     rng,
                     &[
@@ -224,6 +288,7 @@ fn heal(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
     let all: Vec<NodeName> = sc.nodes.iter().chain(&sc.fakes).cloned().collect();
     sim.heal();
     sim.set_datagram_loss(0.0);
+    sim.http_fault(API, ApiFault::None);
     for n in &all {
         sim.set_up(n, true);
         sim.set_connect_behaviour(n, ConnectBehaviour::Accept);

@@ -15,6 +15,10 @@
 //!   until their deadline across a partition, broken when a host goes down; and an EPMD on
 //!   every host (the core's own), so clusters that are Erlang nodes
 //!   ([`ClusterConfig::erlang`]) register, find each other and link here as on real hosts;
+//! - **simulated HTTP services** ([`Sim::serve_http`]): a Kubernetes API ([`KubernetesApi`]:
+//!   EndpointSlices, Endpoints and Pods that follow which hosts are up, with 403, 500, stall
+//!   and truncation faults), Rancher's metadata ([`RancherMetadata`]), and any closure as
+//!   the service a strategy of your own talks to;
 //! - **fake nodes**: hosts that accept connections but run no cluster;
 //! - **a virtual file system** answering `ReadFile`, and the [`NodesFile`] strategy that polls
 //!   it, for polling semantics without any real service;
@@ -46,6 +50,7 @@
 
 mod checker;
 mod dns_server;
+mod http;
 mod links;
 mod nodes_file;
 mod streams;
@@ -54,6 +59,9 @@ mod udp;
 
 pub use checker::Violation;
 pub use dns_server::{DnsBehaviour, DnsRecord, DnsServer};
+pub use http::{
+    ApiFault, HttpReply, HttpRequest, HttpService, KubernetesApi, RancherMetadata, World,
+};
 pub use nodes_file::NodesFile;
 
 use core::time::Duration;
@@ -366,6 +374,8 @@ pub struct Sim {
     wakes: BinaryHeap<Reverse<(Instant, usize)>>,
     files: BTreeMap<String, Result<Vec<u8>, String>>,
     dns: BTreeMap<SocketAddr, DnsServer>,
+    /// HTTP services, by the endpoint they answer at (`host:port`).
+    http: BTreeMap<String, Box<dyn HttpService>>,
     transit: BinaryHeap<Reverse<InTransit>>,
     seq: u64,
     checker: Checker,
@@ -399,6 +409,7 @@ impl Sim {
             wakes: BinaryHeap::new(),
             files: BTreeMap::new(),
             dns: BTreeMap::new(),
+            http: BTreeMap::new(),
             transit: BinaryHeap::new(),
             seq: 0,
             checker: Checker::default(),
@@ -639,6 +650,25 @@ impl Sim {
         self.dns.insert(addr, server);
     }
 
+    /// Runs the HTTP service `service` at `at` (`host:port` as a strategy names it, e.g.
+    /// `kubernetes.default.svc:443` or `10.0.0.1:80`), reachable from every host. TLS is the
+    /// adapter's business: here the bytes go in the clear.
+    pub fn serve_http(&mut self, at: &str, service: impl HttpService + 'static) {
+        self.http.insert(at.to_owned(), Box::new(service));
+    }
+
+    /// Makes the HTTP service at `at` show `fault` from now on.
+    pub fn http_fault(&mut self, at: &str, fault: ApiFault) {
+        if let Some(s) = self.http.get_mut(at) {
+            s.set_fault(fault);
+        }
+    }
+
+    /// Requests the HTTP service at `at` answered.
+    pub fn http_requests(&self, at: &str) -> u64 {
+        self.http.get(at).map_or(0, |s| s.requests())
+    }
+
     /// The name server at `addr`, to change its zone or behaviour.
     pub fn dns_server(&mut self, addr: SocketAddr) -> Option<&mut DnsServer> {
         self.dns.get_mut(&addr)
@@ -814,6 +844,15 @@ impl Sim {
                 )),
             },
             Request::Exchange(x) => {
+                if self.http.contains_key(&x.to.to_string()) {
+                    return self.exchange_http(
+                        index,
+                        token,
+                        &x.to.to_string(),
+                        &x.send,
+                        x.deadline,
+                    );
+                }
                 let server = match &x.to {
                     crate::io::Endpoint::Addr(a) => self.dns.get_mut(a),
                     crate::io::Endpoint::Host { .. } => None,

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 
+use super::http::{HttpReply, HttpRequest, World};
 use super::{Delivery, End, EpmdIn, EpmdOutput, EpmdServer, Owned, SideMsg, Sim, Target};
 use crate::io::{Endpoint, Token};
 use crate::reason::{Failure, FailureKind};
@@ -384,6 +385,38 @@ impl Sim {
             }
             self.schedule_to(Target::Epmd(ip), w.max(now), Delivery::Epmd(EpmdIn::Tick));
         }
+    }
+
+    /// An exchange with the HTTP service at `at`: one request, one reply, then close.
+    pub(super) fn exchange_http(
+        &mut self,
+        index: usize,
+        token: Token,
+        at: &str,
+        send: &[u8],
+        deadline: Instant,
+    ) {
+        let request = HttpRequest::parse(send);
+        let now = self.now;
+        let world = World {
+            hosts: self.hosts.iter().map(|(n, h)| (n, h.ip, h.up)).collect(),
+        };
+        let reply = match (request, self.http.get_mut(at)) {
+            (Some(r), Some(service)) => service.respond(now, &r, &world),
+            _ => HttpReply::status(400, "bad request"),
+        };
+        let Some(bytes) = reply.encode() else {
+            let answer = Owned::TimedOut;
+            return self.schedule_at(index, deadline.max(now), Delivery::Answer { token, answer });
+        };
+        let mut t = now + self.latency();
+        for piece in split(&mut self.rng, Bytes::from(bytes)) {
+            t += self.latency() / 4;
+            let answer = Owned::Data(piece.to_vec());
+            self.schedule_at(index, t, Delivery::Answer { token, answer });
+        }
+        let answer = Owned::Closed;
+        self.schedule_at(index, t, Delivery::Answer { token, answer });
     }
 
     /// A stable number for host `ip`, for its EPMD's seed.
