@@ -4,6 +4,8 @@
 //! muster demo [--nodes N] [--format text|json]
 //! muster run --config FILE [--format text|json]
 //! muster check --config FILE
+//! muster simulate --config FILE [--nodes N] [--seed S] [--duration D] [--loss P]
+//!                 [--partition AT:FOR] [--crash AT:FOR] [--format text|json]
 //! ```
 //!
 //! Exit status: 0 on success, 1 on a runtime failure, 2 on a bad command line or a bad
@@ -16,6 +18,7 @@ mod cli;
 
 use cli::demo::{self, DemoOptions};
 use cli::output::{Format, event_line};
+use cli::simulate::{SimulateOptions, parse_duration, parse_window};
 use muster::config::ConfigFile;
 
 const USAGE: &str = "\
@@ -29,6 +32,13 @@ usage:
       run the topologies of FILE until SIGINT or SIGTERM, one line per event
   muster check --config FILE
       validate FILE and print it resolved, with every default filled in
+  muster simulate --config FILE [--nodes N] [--seed S] [--duration D] [--loss P]
+                  [--partition AT:FOR] [--crash AT:FOR] [--format text|json]
+      run N nodes (default 5) of FILE in virtual time (default 60s, seed 0) over a
+      simulated network and simulated discovery services; print their events and a
+      summary (exit 1 if an invariant was violated). --loss: datagram loss (0..1);
+      --partition: split the nodes in halves at AT for FOR; --crash: the last node down
+      at AT for FOR. Durations: 500ms, 30s, 10m, 1h. Same arguments, same bytes.
 
 environment:
   MUSTER_LOG   log level on stderr: error (default), warn, info, debug, trace
@@ -40,6 +50,7 @@ struct Args {
     format: Format,
     nodes: Option<usize>,
     stay: bool,
+    sim: SimulateOptions,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -50,7 +61,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         format: Format::Text,
         nodes: None,
         stay: false,
+        sim: SimulateOptions::default(),
     };
+    let max_nodes = if args.command == "simulate" { 1000 } else { 64 };
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -71,10 +84,37 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 let n: usize = v
                     .parse()
                     .map_err(|_| format!("--nodes: {v:?} is not a number"))?;
-                if !(2..=64).contains(&n) {
-                    return Err(format!("--nodes: {n} is not between 2 and 64"));
+                if !(2..=max_nodes).contains(&n) {
+                    return Err(format!("--nodes: {n} is not between 2 and {max_nodes}"));
                 }
                 args.nodes = Some(n);
+            }
+            "--seed" => {
+                let v = value("--seed")?;
+                args.sim.seed = v
+                    .parse()
+                    .map_err(|_| format!("--seed: {v:?} is not a number"))?;
+            }
+            "--duration" => {
+                let v = value("--duration")?;
+                args.sim.duration = parse_duration(&v).map_err(|e| format!("--duration: {e}"))?;
+            }
+            "--loss" => {
+                let v = value("--loss")?;
+                args.sim.loss = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=1.0).contains(p))
+                    .ok_or_else(|| format!("--loss: {v:?} is not a probability (0 to 1)"))?;
+            }
+            "--partition" => {
+                let v = value("--partition")?;
+                args.sim.partition =
+                    Some(parse_window(&v).map_err(|e| format!("--partition: {e}"))?);
+            }
+            "--crash" => {
+                let v = value("--crash")?;
+                args.sim.crash = Some(parse_window(&v).map_err(|e| format!("--crash: {e}"))?);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -237,6 +277,25 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("muster demo: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        "simulate" => {
+            let Some(config) = args.config.clone() else {
+                eprintln!("muster simulate: --config FILE is required\n\n{USAGE}");
+                return ExitCode::from(2);
+            };
+            let opts = SimulateOptions {
+                config,
+                nodes: args.nodes.unwrap_or(5),
+                format: args.format,
+                ..args.sim.clone()
+            };
+            match cli::simulate::run(&opts) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("muster simulate: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

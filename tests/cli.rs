@@ -311,3 +311,95 @@ fn run_refuses_an_erlang_listen_address_it_cannot_have() {
         "{err}"
     );
 }
+
+fn simulate(path: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["simulate", "--config", path];
+    args.extend_from_slice(extra);
+    muster().args(&args).output().unwrap()
+}
+
+/// `muster simulate` runs the user's own file in virtual time: the same arguments print the
+/// same bytes, another seed another run; the summary says when the mesh formed and healed.
+#[test]
+fn simulate_replays_a_gossip_erlang_cluster_through_faults_byte_for_byte() {
+    let path = temp_config(
+        "sim-gossip.toml",
+        "[node]\nname = \"app@10.0.0.1\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\n\
+         [topologies.lan]\nstrategy = \"gossip\"\n",
+    );
+    let args = [
+        "--nodes",
+        "6",
+        "--duration",
+        "60s",
+        "--partition",
+        "10s:10s",
+        "--crash",
+        "30s:5s",
+        "--loss",
+        "0.1",
+    ];
+    let a = simulate(&path, &args);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = simulate(&path, &args);
+    assert_eq!(a.stdout, b.stdout, "same arguments, same bytes");
+    let mut other = args.to_vec();
+    other.extend(["--seed", "7"]);
+    assert_ne!(simulate(&path, &other).stdout, a.stdout, "another seed");
+    let text = String::from_utf8(a.stdout).unwrap();
+    for want in [
+        "app@10.0.0.6 [lan] connected app@10.0.0.1",
+        "full mesh after",
+        "after the partition ended at 20.000s",
+        "after the crash ended at 35.000s",
+        "no invariant violated",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    assert!(!text.contains("not healed"), "{text}");
+    // JSON: one object per event, then the summary.
+    let json = simulate(&path, &["--format", "json", "--duration", "20s"]);
+    let out = String::from_utf8(json.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["summary"]["nodes"], 5);
+    assert!(last["summary"]["full_mesh_ms"].as_u64().is_some());
+    assert_eq!(last["summary"]["connects"], 20);
+}
+
+/// Kubernetes and static topologies are simulated too; a strategy the simulator has no
+/// service for is refused, naming the topology.
+#[test]
+fn simulate_serves_kubernetes_and_refuses_what_it_cannot_simulate() {
+    let k8s = temp_config(
+        "sim-k8s.toml",
+        "[node]\nname = \"app@10.1.0.1\"\nconnector = \"tcp\"\n[connector]\nport = 4000\n\
+         [topologies.k8s]\nstrategy = \"kubernetes\"\n\
+         config = { kubernetes_node_basename = \"app\", kubernetes_service_name = \"app\", \
+         kubernetes_namespace = \"prod\", kubernetes_master = \"10.96.0.1:443\" }\n",
+    );
+    let out = simulate(&k8s, &["--nodes", "4", "--crash", "10s:5s"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[k8s] connected app@10.1.0.4"), "{text}");
+    assert!(
+        text.contains("[k8s] lost app@10.1.0.4"),
+        "a crashed pod is not ready: {text}"
+    );
+    assert!(text.contains("healed"), "{text}");
+    let hosts = temp_config(
+        "sim-hosts.toml",
+        "[node]\nname = \"a@h1\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\n\
+         [topologies.erl]\nstrategy = \"erlang_hosts\"\n",
+    );
+    let out = simulate(&hosts, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("topology erl: strategy erlang_hosts cannot be simulated"),
+        "{err}"
+    );
+}

@@ -1,5 +1,7 @@
-//! The `muster` tool's own parts: the demo, the event lines, and starting a configuration.
+//! The `muster` tool's own parts: the demo, the event lines, starting a configuration, and
+//! simulating one.
 
 pub(crate) mod demo;
 pub(crate) mod output;
+pub(crate) mod simulate;
 pub(crate) mod start;

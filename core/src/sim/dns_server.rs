@@ -53,6 +53,8 @@ pub enum DnsBehaviour {
 #[derive(Debug, Clone, Default)]
 pub struct DnsServer {
     zone: BTreeMap<String, Vec<DnsRecord>>,
+    /// What every name outside the zone has, if anything.
+    wildcard: Option<Vec<DnsRecord>>,
     behaviour: DnsBehaviour,
     queries: u64,
     tcp_queries: u64,
@@ -80,6 +82,13 @@ impl DnsServer {
         self
     }
 
+    /// Gives every name outside the zone these records (else such a name is NXDOMAIN): a
+    /// server that answers whatever a configuration asks, as `muster simulate` needs.
+    pub fn wildcard(&mut self, records: Vec<DnsRecord>) -> &mut Self {
+        self.wildcard = Some(records);
+        self
+    }
+
     /// Removes `name` from the zone: it becomes NXDOMAIN.
     pub fn remove(&mut self, name: &str) -> &mut Self {
         self.zone.remove(&key(name));
@@ -103,7 +112,11 @@ impl DnsServer {
     }
 
     fn records(&self, name: &Name, rtype: RecordType, out: &mut Vec<Record>, depth: u8) {
-        let Some(rs) = self.zone.get(&key(&name.to_ascii())) else {
+        let Some(rs) = self
+            .zone
+            .get(&key(&name.to_ascii()))
+            .or(self.wildcard.as_ref())
+        else {
             return;
         };
         for r in rs {
@@ -176,7 +189,7 @@ impl DnsServer {
         m.add_query(asked);
         if m.metadata.response_code == ResponseCode::NoError {
             let name = question.name().clone();
-            if !self.zone.contains_key(&key(&name.to_ascii())) {
+            if !self.zone.contains_key(&key(&name.to_ascii())) && self.wildcard.is_none() {
                 m.metadata.response_code = ResponseCode::NXDomain;
             } else {
                 let mut answers = Vec::new();

@@ -343,6 +343,8 @@ pub struct SimStats {
     pub timeouts: u64,
     /// Outputs drained from clusters (requests and events).
     pub outputs: u64,
+    /// Datagrams delivered (each copy to each recipient).
+    pub datagrams: u64,
 }
 
 impl SimStats {
@@ -1118,6 +1120,7 @@ impl Sim {
             if self.nodes[node].restarts != life {
                 continue;
             }
+            self.stats.datagrams += 1;
             self.schedule(
                 node,
                 Delivery::Datagram {
