@@ -551,3 +551,100 @@ fn bad_options_name_their_key() {
     assert_eq!(e.key, "gossip.peers[0]");
     assert!(e.to_string().contains("bracket IPv6"), "{e}");
 }
+
+/// A node joining an established cluster learns every member from the answers to its first
+/// heartbeat, not from their next random heartbeats: here nobody's next heartbeat comes for an
+/// hour, so only answers can teach it — in every mode.
+#[test]
+fn a_newcomer_learns_every_member_from_the_answers_to_its_first_heartbeat() {
+    for mode in [
+        vec![],
+        vec![("secret", Value::str("s"))],
+        vec![("secret", Value::str("s")), ("compat", Value::Bool(true))],
+    ] {
+        let mut pairs = mode.clone();
+        pairs.push(("heartbeat_max_ms", Value::Int(3_600_000)));
+        let config = gossip_config(&pairs);
+        let mut sim = Sim::new(9, SimConfig::default());
+        let members: Vec<NodeName> = (0..8)
+            .map(|i| n(&format!("m{i}@10.0.0.{}", i + 1)))
+            .collect();
+        mesh(&mut sim, &members, |_| config.clone());
+        sim.run_for(ms(10_000));
+        let newcomer = n("new@10.0.1.1");
+        mesh(&mut sim, std::slice::from_ref(&newcomer), |_| {
+            config.clone()
+        });
+        sim.run_for(ms(10_000));
+        let events = sim.events("new@10.0.1.1");
+        assert_eq!(count(events, "discovered"), 8, "{mode:?}: {events:?}");
+        assert_eq!(count(events, "connected"), 8, "{mode:?}");
+        for m in &members {
+            assert!(sim.linked(m.as_str(), "new@10.0.1.1"), "{mode:?}: {m}");
+        }
+    }
+}
+
+/// Answers are budgeted: a flood of new senders (here 500 forged names in plaintext mode)
+/// makes a node send at most one early heartbeat per 100 ms, never one per packet.
+#[test]
+fn answers_to_newcomers_are_budgeted() {
+    let config = gossip_config(&[("heartbeat_max_ms", Value::Int(3_600_000))]);
+    let mut c = Cluster::new(ClusterConfig::new().this_node(n("me@10.0.0.1")), [5; 32]);
+    c.add(Instant::ZERO, gossip_spec(config)).unwrap();
+    let mut now = Instant::ZERO;
+    let (socket, _) = drain_requests(&mut c)
+        .into_iter()
+        .find(|(_, r)| matches!(r, Request::OpenUdp(_)))
+        .unwrap();
+    c.handle_input(
+        now,
+        Input::Answer {
+            token: socket,
+            answer: Answer::Opened("0.0.0.0:45892".parse().unwrap()),
+        },
+    );
+    let mut sent = count_sends(drain_requests(&mut c));
+    assert_eq!(sent, 1, "the first heartbeat");
+    let from: SocketAddr = "10.6.6.6:45892".parse().unwrap();
+    for i in 0..500 {
+        let mut packet = Vec::new();
+        wire::write_plain(
+            &mut packet,
+            &format!("forged{i}@10.9.{}.{}", i / 250, i % 250),
+        );
+        c.handle_input(
+            now,
+            Input::Datagram {
+                socket,
+                from,
+                data: &packet,
+            },
+        );
+        sent += count_sends(drain_requests(&mut c));
+        now += ms(1);
+        while c.poll_timeout().is_some_and(|t| t <= now) {
+            c.handle_timeout(now);
+            sent += count_sends(drain_requests(&mut c));
+        }
+    }
+    // 500 ms of flood: the first heartbeat, then at most one answer per 100 ms (and its
+    // spread may push the last past the end).
+    assert!((2..=7).contains(&sent), "{sent} heartbeats sent");
+}
+
+fn drain_requests(c: &mut Cluster) -> Vec<(Token, Request)> {
+    let mut out = Vec::new();
+    while let Some(o) = c.poll_output() {
+        if let Output::Request { token, request } = o {
+            out.push((token, request));
+        }
+    }
+    out
+}
+
+fn count_sends(rs: Vec<(Token, Request)>) -> usize {
+    rs.iter()
+        .filter(|(_, r)| matches!(r, Request::SendDatagram { .. }))
+        .count()
+}

@@ -312,6 +312,10 @@ pub struct Gossip {
     reopen_at: Option<Instant>,
     reopen_delay: Duration,
     next_sweep: Option<Instant>,
+    /// An early heartbeat due, answering a newcomer, and when the last heartbeat of any kind
+    /// went.
+    answer_at: Option<Instant>,
+    sent_at: Option<Instant>,
     senders: BTreeMap<NodeName, Sender>,
     reports: BTreeMap<IpAddr, Instant>,
     send_failure_reported: Option<Instant>,
@@ -334,6 +338,14 @@ impl core::fmt::Debug for Gossip {
 const MAX_REPORTERS: usize = 1024;
 const REOPEN_FIRST: Duration = Duration::from_secs(1);
 const REOPEN_MAX: Duration = Duration::from_secs(60);
+/// At most one early heartbeat (an answer to newcomers) per this, and none this close to
+/// another heartbeat: the budget that keeps a flood of new senders, forged or not, from
+/// making this node send more than ten a second, and a gap wide enough that two heartbeats do
+/// not overtake each other on the way (secure mode refuses one older than the last).
+const ANSWER_GAP: Duration = Duration::from_millis(100);
+/// Answers are spread over this much per known member (up to half the heartbeat range), so
+/// a thousand members hearing one newcomer do not answer in the same millisecond.
+const ANSWER_SPREAD_PER_MEMBER: Duration = Duration::from_millis(2);
 
 impl Gossip {
     /// The strategy for `config`.
@@ -350,6 +362,8 @@ impl Gossip {
             reopen_at: None,
             reopen_delay: REOPEN_FIRST,
             next_sweep: None,
+            answer_at: None,
+            sent_at: None,
             senders: BTreeMap::new(),
             reports: BTreeMap::new(),
             send_failure_reported: None,
@@ -436,6 +450,34 @@ impl Gossip {
         // Every heartbeat is also a poll: reconcile against the connector's actual list, so
         // a node that dropped is reconnected even if nobody said so.
         cx.reconcile();
+        self.send_heartbeat(now, cx);
+    }
+
+    /// A sender this node did not know was heard (its packet passed every check): send our
+    /// own heartbeat soon, so that it learns this node within a round trip instead of at our
+    /// next random heartbeat. The heartbeat goes where every heartbeat goes (the group, the
+    /// peers) — never back to the packet's source, so a forged source gets nothing — and it
+    /// is the same heartbeat, no larger. One early heartbeat answers every newcomer heard
+    /// before it leaves; at most one goes per [`ANSWER_GAP`].
+    fn answer_newcomer(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if self.answer_at.is_some() || !matches!(self.socket, Socket::Open(_)) {
+            return;
+        }
+        let earliest = self.sent_at.map_or(now, |t| (t + ANSWER_GAP).max(now));
+        let cap = self.config.heartbeat_max / 2;
+        let members = u32::try_from(self.senders.len()).unwrap_or(u32::MAX);
+        let spread = ANSWER_SPREAD_PER_MEMBER.saturating_mul(members).min(cap);
+        let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+        let at = earliest + Duration::from_millis(cx.rng().range_inclusive(0, spread_ms));
+        if self.next_beat.is_some_and(|b| b <= at + ANSWER_GAP) {
+            return;
+        }
+        self.answer_at = Some(at);
+    }
+
+    /// Sends this node's heartbeat on the open socket, to the group and the peers.
+    fn send_heartbeat(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.sent_at = Some(now);
         let Socket::Open(socket) = self.socket else {
             return;
         };
@@ -558,6 +600,7 @@ impl Gossip {
         };
         cx.found(name.as_str(), None).ok();
         self.senders.insert(name, Sender { seen: now, last_ts });
+        self.answer_newcomer(now, cx);
     }
 }
 
@@ -591,7 +634,12 @@ impl Strategy for Gossip {
             self.open(cx);
         }
         if self.next_beat.is_some_and(|t| t <= now) {
+            self.answer_at = None;
             self.beat(now, cx);
+        }
+        if self.answer_at.is_some_and(|t| t <= now) {
+            self.answer_at = None;
+            self.send_heartbeat(now, cx);
         }
         if self.next_sweep.is_some_and(|t| t <= now) {
             self.sweep(now, cx);
@@ -652,6 +700,7 @@ impl Strategy for Gossip {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let t = crate::time::earliest(self.next_beat, self.reopen_at);
+        let t = crate::time::earliest(t, self.answer_at);
         crate::time::earliest(t, self.next_sweep)
     }
 
