@@ -172,8 +172,10 @@ impl Cluster {
         let dist = config
             .erlang
             .map(|c| Distribution::new(c, rng.fork(b"erlang distribution")));
+        let mut core = Reconciler::new(config.this_node, limits, rng);
+        core.set_reachable(dist.is_none());
         Cluster {
-            core: Reconciler::new(config.this_node, limits, rng),
+            core,
             strategies: Vec::new(),
             last_now: Instant::ZERO,
             dist,
@@ -431,6 +433,17 @@ impl Cluster {
                         self.core.accept_failed(reason, report)
                     }
                     DistOutput::Busy(reason) => self.core.dist_busy(reason),
+                    DistOutput::Reachable(yes) => {
+                        self.core.set_reachable(yes);
+                        if yes {
+                            // Strategies that waited to announce this node go on now.
+                            for t in 0..self.strategies.len() {
+                                self.with_strategy(t as u8, now, |s, now, cx| {
+                                    s.handle_timeout(now, cx)
+                                });
+                            }
+                        }
+                    }
                 }
                 self.core.flush(now);
                 continue;

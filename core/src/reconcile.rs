@@ -174,6 +174,8 @@ pub(crate) struct Reconciler {
     reconcile_wanted: bool,
     /// The cluster is leaving: every disconnect is for that.
     leaving: bool,
+    /// Peers can connect to this node now (an Erlang node: once EPMD has registered it).
+    reachable: bool,
 }
 
 impl Reconciler {
@@ -197,6 +199,7 @@ impl Reconciler {
             in_flight: 0,
             connected: 0,
             cursor: 0,
+            reachable: true,
             round_seq: 0,
             scratch: Vec::new(),
             refresh_wanted: false,
@@ -331,6 +334,14 @@ impl Reconciler {
 
     pub(crate) fn this_node(&self) -> Option<&NodeName> {
         self.this_node.as_ref()
+    }
+
+    pub(crate) fn is_reachable(&self) -> bool {
+        self.reachable
+    }
+
+    pub(crate) fn set_reachable(&mut self, yes: bool) {
+        self.reachable = yes;
     }
 
     pub(crate) fn rng(&mut self) -> &mut Rng {

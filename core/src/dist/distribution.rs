@@ -131,6 +131,9 @@ pub(crate) enum DistOutput {
     /// `max_handshakes` were in handshake when another came: the oldest was closed (reported
     /// once per such time).
     Busy(Rejection),
+    /// EPMD registered this node (`true`: peers can find it now) or the registration was
+    /// lost (`false`).
+    Reachable(bool),
 }
 
 enum Registration {
@@ -416,6 +419,9 @@ impl Distribution {
     }
 
     fn registration_failed(&mut self, now: Instant, why: Failure) {
+        if let Registration::Held { .. } = self.registration {
+            self.out.push_back(DistOutput::Reachable(false));
+        }
         if let Registration::Asking { stream, .. } | Registration::Held { stream } =
             self.registration
         {
@@ -668,6 +674,7 @@ impl Distribution {
                         self.creation = Some(creation);
                         self.backoff = REGISTER_BACKOFF_MIN;
                         self.registration = Registration::Held { stream };
+                        self.out.push_back(DistOutput::Reachable(true));
                         self.accept_next();
                         for (token, node, deadline) in std::mem::take(&mut self.early) {
                             self.connect(now, token, node, deadline);

@@ -122,6 +122,14 @@ impl<'a> Context<'a> {
         self.core.this_node()
     }
 
+    /// Whether peers can connect to this node now. An Erlang node is reachable once EPMD has
+    /// registered it (a peer that looked it up before would fail, and back off); other nodes
+    /// always are. A strategy that announces this node (a gossip heartbeat, a registration)
+    /// waits for it: when it becomes true, every strategy's `handle_timeout` is called.
+    pub fn is_reachable(&self) -> bool {
+        self.core.is_reachable()
+    }
+
     /// The cluster's deterministic random generator.
     pub fn rng(&mut self) -> &mut Rng {
         self.core.rng()

@@ -316,6 +316,9 @@ pub struct Gossip {
     /// went.
     answer_at: Option<Instant>,
     sent_at: Option<Instant>,
+    /// The socket is open, but peers could not connect to this node yet: the first
+    /// heartbeat waits (see [`Context::is_reachable`]).
+    unannounced: bool,
     senders: BTreeMap<NodeName, Sender>,
     reports: BTreeMap<IpAddr, Instant>,
     send_failure_reported: Option<Instant>,
@@ -364,6 +367,7 @@ impl Gossip {
             next_sweep: None,
             answer_at: None,
             sent_at: None,
+            unannounced: false,
             senders: BTreeMap::new(),
             reports: BTreeMap::new(),
             send_failure_reported: None,
@@ -633,6 +637,10 @@ impl Strategy for Gossip {
         if self.reopen_at.is_some_and(|t| t <= now) {
             self.open(cx);
         }
+        if self.unannounced && cx.is_reachable() {
+            self.unannounced = false;
+            self.beat(now, cx);
+        }
         if self.next_beat.is_some_and(|t| t <= now) {
             self.answer_at = None;
             self.beat(now, cx);
@@ -657,8 +665,12 @@ impl Strategy for Gossip {
             (Socket::Opening(s), SocketEvent::Opened(_)) if s == socket => {
                 self.socket = Socket::Open(socket);
                 self.reopen_delay = REOPEN_FIRST;
-                // The first heartbeat goes out at once, as libcluster's does.
-                self.beat(now, cx);
+                // The first heartbeat goes out at once, as libcluster's does — once peers
+                // can connect to this node: before, they would fail and back off.
+                match cx.is_reachable() {
+                    true => self.beat(now, cx),
+                    false => self.unannounced = true,
+                }
             }
             (Socket::Opening(s), SocketEvent::OpenFailed(why)) if s == socket => {
                 self.socket = Socket::Closed;
