@@ -79,6 +79,20 @@ pub enum Event {
         /// Why.
         reason: DiscoveryError,
     },
+    /// A node that no topology wants connected to this node on its own (a peer's own
+    /// discovery, libcluster's Epmd strategy, a `net_adm:ping`). If a topology discovers it
+    /// later, that topology reports it `connected` then. Its `topology()` is empty.
+    PeerConnected {
+        /// The node.
+        node: NodeName,
+    },
+    /// A node that no topology wants, connected on its own, is no longer connected.
+    PeerDisconnected {
+        /// The node.
+        node: NodeName,
+        /// Why.
+        reason: DisconnectReason,
+    },
     /// Bad input from the network was dropped (a malformed packet, an invalid node name).
     Rejected {
         /// The topology.
@@ -92,7 +106,8 @@ pub enum Event {
 
 impl Event {
     /// The event's name as the `muster` tool prints it: `discovered`, `lost`, `connected`,
-    /// `connect_failed`, `disconnected`, `disconnect_failed`, `discovery_failed`, `rejected`.
+    /// `connect_failed`, `disconnected`, `disconnect_failed`, `discovery_failed`, `rejected`,
+    /// `peer_connected`, `peer_disconnected`.
     pub fn name(&self) -> &'static str {
         match self {
             Event::Discovered { .. } => "discovered",
@@ -103,10 +118,13 @@ impl Event {
             Event::DisconnectFailed { .. } => "disconnect_failed",
             Event::DiscoveryFailed { .. } => "discovery_failed",
             Event::Rejected { .. } => "rejected",
+            Event::PeerConnected { .. } => "peer_connected",
+            Event::PeerDisconnected { .. } => "peer_disconnected",
         }
     }
 
-    /// The topology the event belongs to.
+    /// The topology the event belongs to (empty for `peer_connected` and
+    /// `peer_disconnected`: no topology wants the node).
     pub fn topology(&self) -> &str {
         match self {
             Event::Discovered { topology, .. }
@@ -117,6 +135,7 @@ impl Event {
             | Event::DisconnectFailed { topology, .. }
             | Event::DiscoveryFailed { topology, .. }
             | Event::Rejected { topology, .. } => topology,
+            Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => "",
         }
     }
 
@@ -128,7 +147,9 @@ impl Event {
             | Event::Connected { node, .. }
             | Event::ConnectFailed { node, .. }
             | Event::Disconnected { node, .. }
-            | Event::DisconnectFailed { node, .. } => Some(node),
+            | Event::DisconnectFailed { node, .. }
+            | Event::PeerConnected { node }
+            | Event::PeerDisconnected { node, .. } => Some(node),
             Event::DiscoveryFailed { .. } | Event::Rejected { .. } => None,
         }
     }
@@ -138,7 +159,9 @@ impl Event {
     pub fn reason(&self) -> Option<String> {
         let text = match self {
             Event::ConnectFailed { reason, .. } => reason.to_string(),
-            Event::Disconnected { reason, .. } => reason.to_string(),
+            Event::Disconnected { reason, .. } | Event::PeerDisconnected { reason, .. } => {
+                reason.to_string()
+            }
             Event::DisconnectFailed { reason, .. } => reason.to_string(),
             Event::DiscoveryFailed { reason, .. } => reason.to_string(),
             Event::Rejected { reason, .. } => reason.to_string(),
@@ -152,7 +175,9 @@ impl Event {
     pub fn code(&self) -> Option<&'static str> {
         match self {
             Event::ConnectFailed { reason, .. } => Some(reason.code()),
-            Event::Disconnected { reason, .. } => Some(reason.code()),
+            Event::Disconnected { reason, .. } | Event::PeerDisconnected { reason, .. } => {
+                Some(reason.code())
+            }
             Event::DisconnectFailed { reason, .. } => Some(reason.code()),
             Event::DiscoveryFailed { reason, .. } => Some(reason.code()),
             Event::Rejected { reason, .. } => Some(reason.code()),
@@ -184,8 +209,20 @@ impl fmt::Display for Event {
     /// One readable line, e.g. `[app] connect_failed b@10.0.0.2: connection refused (attempt 3,
     /// retry in 2.1s)`; control characters in a reason are escaped, so it stays one line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {}", self.topology(), self.name())?;
         let reason = self.reason().unwrap_or_default();
+        match self {
+            Event::PeerConnected { node } => {
+                return write!(
+                    f,
+                    "peer_connected {node} (it connected to us; no topology wants it)"
+                );
+            }
+            Event::PeerDisconnected { node, .. } => {
+                return write!(f, "peer_disconnected {node}: {reason}");
+            }
+            _ => {}
+        }
+        write!(f, "[{}] {}", self.topology(), self.name())?;
         match self {
             Event::Discovered { node, .. } | Event::Lost { node, .. } => write!(f, " {node}"),
             Event::Connected { node, took, .. } => write!(f, " {node} in {}", millis(*took)),
@@ -209,6 +246,7 @@ impl fmt::Display for Event {
                 Some(a) => write!(f, " from {a}: {reason}"),
                 None => write!(f, ": {reason}"),
             },
+            Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => Ok(()),
         }
     }
 }

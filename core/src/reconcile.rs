@@ -917,18 +917,31 @@ impl Reconciler {
     }
 
     pub(crate) fn node_down(&mut self, now: Instant, name: &str, reason: &Failure) {
-        if let Some(i) = self.lookup(name) {
-            self.dropped(now, i, DisconnectReason::Dropped(reason.clone()));
+        match self.lookup(name) {
+            Some(i) => self.dropped(now, i, DisconnectReason::Dropped(reason.clone())),
+            None => {
+                if let Ok(node) = NodeName::new(name) {
+                    let reason = DisconnectReason::Dropped(reason.clone());
+                    self.emit(Event::PeerDisconnected { node, reason });
+                }
+            }
         }
     }
 
     pub(crate) fn node_up(&mut self, now: Instant, name: &str) {
-        if let Some(i) = self.lookup(name)
-            && matches!(
-                self.slot(i).map(|s| s.conn()),
-                Some(Conn::Idle | Conn::Connecting(_))
-            )
-        {
+        let Some(i) = self.lookup(name) else {
+            // No topology wants it (yet): say so, rather than nothing.
+            if self.this_node.as_ref().is_none_or(|me| me.as_str() != name)
+                && let Ok(node) = NodeName::new(name)
+            {
+                self.emit(Event::PeerConnected { node });
+            }
+            return;
+        };
+        if matches!(
+            self.slot(i).map(|s| s.conn()),
+            Some(Conn::Idle | Conn::Connecting(_))
+        ) {
             self.up(now, i);
         }
     }

@@ -658,3 +658,41 @@ fn a_connect_that_waited_for_a_failed_inbound_dials() {
     let rs = answer(&mut c, now, acc, Answer::Closed);
     assert_eq!(dials(&rs), 1, "our own dial to z: {rs:?}");
 }
+
+/// A node that no topology wants, connecting to us on its own (a `net_adm:ping`, a peer's
+/// own discovery), is reported: `peer_connected`, then `peer_disconnected` when it goes —
+/// before, nothing was said of it.
+#[test]
+fn a_peer_no_topology_wants_is_reported_when_it_connects_and_goes() {
+    let now = Instant::ZERO;
+    let (mut c, rs) = dialing(&[], |d| d);
+    let acc = accept_token(&rs);
+    answer(
+        &mut c,
+        now,
+        acc,
+        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
+    );
+    let mut z = peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie");
+    let (_, events) = pump(&mut c, now, acc, &mut z);
+    assert!(z.is_up());
+    let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        lines,
+        ["peer_connected z@10.0.0.2 (it connected to us; no topology wants it)"]
+    );
+    assert_eq!(events[0].topology(), "");
+    c.handle_input(
+        now,
+        Input::Answer {
+            token: acc,
+            answer: Answer::Closed,
+        },
+    );
+    let (_, events) = drain(&mut c);
+    assert_eq!(
+        events.iter().map(|e| e.name()).collect::<Vec<_>>(),
+        ["peer_disconnected"]
+    );
+    assert_eq!(events[0].node().map(|n| n.as_str()), Some("z@10.0.0.2"));
+}

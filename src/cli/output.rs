@@ -40,7 +40,9 @@ pub fn event_line(event: &Event, format: Format, elapsed: Duration, on: Option<&
                 m.insert("on".into(), node.into());
             }
             m.insert("event".into(), event.name().into());
-            m.insert("topology".into(), event.topology().into());
+            if !event.topology().is_empty() {
+                m.insert("topology".into(), event.topology().into());
+            }
             if let Some(n) = event.node() {
                 m.insert("node".into(), n.as_str().into());
             }

@@ -115,7 +115,9 @@ impl Checker {
             | Event::ConnectFailed { .. }
             | Event::Disconnected { .. }
             | Event::DisconnectFailed { .. }
-            | Event::Rejected { .. } => {}
+            | Event::Rejected { .. }
+            | Event::PeerConnected { .. }
+            | Event::PeerDisconnected { .. } => {}
         }
         let both: Vec<String> = st.failed_now.intersection(&st.lost_now).cloned().collect();
         if let Some(t) = both.first() {
