@@ -50,6 +50,7 @@ struct Args {
     format: Format,
     nodes: Option<usize>,
     stay: bool,
+    help: bool,
     sim: SimulateOptions,
 }
 
@@ -61,6 +62,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         format: Format::Text,
         nodes: None,
         stay: false,
+        help: false,
         sim: SimulateOptions::default(),
     };
     let max_nodes = if args.command == "simulate" { 1000 } else { 64 };
@@ -79,6 +81,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--config" | "-c" => args.config = Some(value("--config")?),
             "--format" => args.format = value("--format")?.parse()?,
             "--stay" => args.stay = true,
+            "-h" | "--help" => args.help = true,
             "--nodes" => {
                 let v = value("--nodes")?;
                 let n: usize = v
@@ -130,8 +133,12 @@ fn init_logging() {
         Ok("warn") => tracing::Level::WARN,
         _ => tracing::Level::ERROR,
     };
+    // Colour only on a terminal (container logs are files), and never with NO_COLOR.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -237,6 +244,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     init_logging();
     // `run` is one node: one thread serves it, and its memory stays in one allocator arena
     // (what a flood of connections took is given back, not kept in per-thread arenas). The

@@ -403,3 +403,31 @@ fn simulate_serves_kubernetes_and_refuses_what_it_cannot_simulate() {
         "{err}"
     );
 }
+
+/// Logs written to a file or a pipe (a container's log) carry no colour codes and no empty
+/// fields.
+#[test]
+fn logs_off_a_terminal_have_no_colour_and_no_empty_fields() {
+    let path = temp_config(
+        "logs.toml",
+        "[node]\nname = \"x@127.0.0.1\"\n[topologies.a]\nstrategy = \"epmd\"\n\
+         config = { hosts = [\"b@127.0.0.9\"] }\n",
+    );
+    let mut child = muster()
+        .args(["run", "--config", &path])
+        .env("MUSTER_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut line = String::new();
+    // The first log line is the discovery, at once.
+    BufReader::new(stderr).read_line(&mut line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(line.contains("discovered b@127.0.0.9"), "{line:?}");
+    assert!(!line.contains('\u{1b}'), "no ANSI codes: {line:?}");
+    assert!(!line.contains("=\"\""), "no empty fields: {line:?}");
+}

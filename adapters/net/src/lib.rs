@@ -69,11 +69,13 @@ pub fn too_large(to: &muster_core::Endpoint, max: usize) -> muster_core::Failure
 /// name, topology, node and the machine code of its reason as fields (the line itself says
 /// the reason in words).
 pub fn log(e: &muster_core::Event) {
+    // Absent fields are left out, never printed empty.
     let node = e.node().map(|n| n.as_str());
     let code = e.code();
+    let topology = Some(e.topology()).filter(|t| !t.is_empty());
     if e.is_fault() {
-        tracing::warn!(event = e.name(), topology = e.topology(), node, code, "{e}");
+        tracing::warn!(event = e.name(), topology, node, code, "{e}");
     } else {
-        tracing::info!(event = e.name(), topology = e.topology(), node, code, "{e}");
+        tracing::info!(event = e.name(), topology, node, code, "{e}");
     }
 }
