@@ -213,20 +213,78 @@ fn convert_table(
     t: &DeTable<'_>,
     path: &str,
     lines: &mut Lines,
+    env: &Environment,
 ) -> Result<Value, (String, String)> {
     let mut out = Vec::with_capacity(t.len());
     for (k, v) in t.iter() {
         let key = join(path, k.get_ref());
         let line = lines.line_of(k.span().start);
         lines.keys.entry(key.clone()).or_insert(line);
-        out.push((k.get_ref().to_string(), convert(v.get_ref(), &key, lines)?));
+        out.push((
+            k.get_ref().to_string(),
+            convert(v.get_ref(), &key, lines, env)?,
+        ));
     }
     Ok(Value::Table(out))
 }
 
-fn convert(v: &DeValue<'_>, path: &str, lines: &mut Lines) -> Result<Value, (String, String)> {
+/// Replaces `${VAR}` and `${VAR:-default}` in a string value with the environment's values;
+/// `$${` is a literal `${`. An unset variable without a default is an error naming it.
+pub(crate) fn interpolate(s: &str, env: &Environment) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = r;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let end = body
+            .find('}')
+            .ok_or_else(|| format!("{s:?}: \"${{\" without its closing \"}}\""))?;
+        let (name, default) = match body[..end].split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (&body[..end], None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "{s:?}: {name:?} is not an environment variable's name"
+            ));
+        }
+        match (env.get(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                ));
+            }
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn convert(
+    v: &DeValue<'_>,
+    path: &str,
+    lines: &mut Lines,
+    env: &Environment,
+) -> Result<Value, (String, String)> {
     Ok(match v {
-        DeValue::String(s) => Value::Str(s.to_string()),
+        // A name given on the command line replaces the file's, unread.
+        DeValue::String(s) if path == "node.name" && env.get(NAME_VAR).is_some() => {
+            Value::Str(s.to_string())
+        }
+        DeValue::String(s) => Value::Str(interpolate(s, env).map_err(|e| (path.to_owned(), e))?),
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Integer(i) => {
             let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
@@ -254,11 +312,11 @@ fn convert(v: &DeValue<'_>, path: &str, lines: &mut Lines) -> Result<Value, (Str
                 let p = format!("{path}[{i}]");
                 let line = lines.line_of(item.span().start);
                 lines.keys.entry(p.clone()).or_insert(line);
-                out.push(convert(item.get_ref(), &p, lines)?);
+                out.push(convert(item.get_ref(), &p, lines, env)?);
             }
             Value::List(out)
         }
-        DeValue::Table(t) => convert_table(t, path, lines)?,
+        DeValue::Table(t) => convert_table(t, path, lines, env)?,
     })
 }
 
@@ -300,7 +358,7 @@ impl ConfigFile {
             key: None,
             message: format!("invalid TOML: {}", e.message()),
         })?;
-        let root = convert_table(doc.get_ref(), "", &mut lines)
+        let root = convert_table(doc.get_ref(), "", &mut lines, registry.env())
             .map_err(|(key, message)| err(&lines, key, message))?;
         let from_core = |lines: &Lines, e: ConfigError| err(lines, e.key, e.problem.to_string());
         let env = registry.env().clone();
@@ -308,11 +366,14 @@ impl ConfigFile {
             let mut o = Options::of("", &root)?;
             let (cluster, connector_kind) = match o.table("node")? {
                 Some(mut node) => {
-                    let r = node_section(&mut node)?;
+                    let r = node_section(&mut node, &env)?;
                     node.finish()?;
                     r
                 }
-                None => (ClusterConfig::new(), "none".to_owned()),
+                None => {
+                    let empty = Vec::new();
+                    node_section(&mut Options::new("node", &empty), &env)?
+                }
             };
             let empty = Vec::new();
             let mut c = o
@@ -439,11 +500,24 @@ impl ConfigFile {
     }
 }
 
-fn node_section(o: &mut Options<'_>) -> Result<(ClusterConfig, String), ConfigError> {
+fn node_section(
+    o: &mut Options<'_>,
+    env: &Environment,
+) -> Result<(ClusterConfig, String), ConfigError> {
     let mut cluster = ClusterConfig::new();
-    if let Some(name) = o.string("name")? {
-        let n = NodeName::new(name).map_err(|e| ConfigError::invalid(o.key_path("name"), e))?;
-        cluster = cluster.this_node(n);
+    let file_name = o.string("name")?;
+    // `muster run --name` and MUSTER_NODE_NAME win over the file.
+    match (env.get(NAME_VAR), file_name) {
+        (Some(name), _) => {
+            let n = NodeName::new(name)
+                .map_err(|e| ConfigError::invalid(format!("{NAME_VAR} (--name)"), e))?;
+            cluster = cluster.this_node(n);
+        }
+        (None, Some(name)) => {
+            let n = NodeName::new(name).map_err(|e| ConfigError::invalid(o.key_path("name"), e))?;
+            cluster = cluster.this_node(n);
+        }
+        (None, None) => {}
     }
     let connector = o.string("connector")?.unwrap_or("none").to_owned();
     if let Some(m) = o.u64("max_in_flight")? {
@@ -460,6 +534,9 @@ fn node_section(o: &mut Options<'_>) -> Result<(ClusterConfig, String), ConfigEr
     }
     Ok((cluster, connector))
 }
+
+/// The environment variable that names this node, over `[node] name` (`--name` sets it).
+pub const NAME_VAR: &str = "MUSTER_NODE_NAME";
 
 /// The cookie, as the issue of precedence says: the file's `cookie`, then `MUSTER_COOKIE`,
 /// then `~/.erlang.cookie` as Erlang reads it.
@@ -826,5 +903,43 @@ strategy = "local_epmd"
             error(&policy),
             "muster.toml:17: `topologies.app.connect.backoff_base`: must not be negative, got -1"
         );
+    }
+
+    fn parse_env(text: &str, env: Environment) -> Result<ConfigFile, FileError> {
+        ConfigFile::parse_with("m.toml", text, &Registry::builtin().with_env(env))
+    }
+
+    #[test]
+    fn names_and_values_come_from_the_environment() {
+        let text = "[node]\nname = \"app@${POD_IP}\"\n[topologies.k]\nstrategy = \"epmd\"\n\
+                    config = { hosts = [\"b@${PEER:-10.0.0.9}\"] }\n";
+        let env = Environment::new().set("POD_IP", "10.1.2.3");
+        let f = parse_env(text, env.clone()).unwrap();
+        assert_eq!(
+            f.cluster.this_node.as_ref().unwrap().as_str(),
+            "app@10.1.2.3"
+        );
+        assert!(f.describe().contains("b@10.0.0.9"), "the default");
+        // --name (MUSTER_NODE_NAME) wins over the file.
+        let f = parse_env(text, env.set(NAME_VAR, "other@10.9.9.9")).unwrap();
+        assert_eq!(f.cluster.this_node.unwrap().as_str(), "other@10.9.9.9");
+        // Unset, no default: the key and the variable are named.
+        let e = parse_env(text, Environment::new()).unwrap_err().to_string();
+        assert!(e.contains("node.name"), "{e}");
+        assert!(e.contains("POD_IP is not set"), "{e}");
+        assert_eq!(line_of(&e), Some(2));
+        // A literal, and nonsense.
+        let env = Environment::new();
+        assert_eq!(interpolate("a$${B}c$", &env).unwrap(), "a${B}c$");
+        assert!(interpolate("x${A", &env).unwrap_err().contains("closing"));
+        assert!(
+            interpolate("x${A B}", &env)
+                .unwrap_err()
+                .contains("not an environment")
+        );
+    }
+
+    fn line_of(e: &str) -> Option<u32> {
+        e.split(':').nth(1)?.trim().parse().ok()
     }
 }

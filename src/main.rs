@@ -20,6 +20,7 @@ use cli::demo::{self, DemoOptions};
 use cli::output::{Format, event_line};
 use cli::simulate::{SimulateOptions, parse_duration, parse_window};
 use muster::config::ConfigFile;
+use muster::core::strategy::{Environment, Registry};
 
 const USAGE: &str = "\
 muster: automatic cluster formation
@@ -28,8 +29,10 @@ usage:
   muster demo [--nodes N] [--stay] [--format text|json]
       a real Erlang-distribution cluster of N nodes (default 5) forming on this host,
       losing a node and healing; --stay keeps it running for a real erl shell to join
-  muster run --config FILE [--format text|json]
-      run the topologies of FILE until SIGINT or SIGTERM, one line per event
+  muster run --config FILE [--name NAME] [--format text|json]
+      run the topologies of FILE until SIGINT or SIGTERM, one line per event; --name (or
+      MUSTER_NODE_NAME) overrides [node] name. String values in FILE may use ${VAR} and
+      ${VAR:-default} (e.g. name = \"app@${POD_IP}\")
   muster check --config FILE
       validate FILE and print it resolved, with every default filled in
   muster simulate --config FILE [--nodes N] [--seed S] [--duration D] [--loss P]
@@ -41,7 +44,9 @@ usage:
       at AT for FOR. Durations: 500ms, 30s, 10m, 1h. Same arguments, same bytes.
 
 environment:
-  MUSTER_LOG   log level on stderr: error (default), warn, info, debug, trace
+  MUSTER_LOG        log level on stderr: error (default), warn, info, debug, trace
+  MUSTER_NODE_NAME  this node's name, over [node] name
+  NO_COLOR          no colour in logs (there is none off a terminal anyway)
 ";
 
 struct Args {
@@ -51,6 +56,7 @@ struct Args {
     nodes: Option<usize>,
     stay: bool,
     help: bool,
+    name: Option<String>,
     sim: SimulateOptions,
 }
 
@@ -63,6 +69,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         nodes: None,
         stay: false,
         help: false,
+        name: None,
         sim: SimulateOptions::default(),
     };
     let max_nodes = if args.command == "simulate" { 1000 } else { 64 };
@@ -79,6 +86,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         };
         match flag.as_str() {
             "--config" | "-c" => args.config = Some(value("--config")?),
+            "--name" => args.name = Some(value("--name")?),
             "--format" => args.format = value("--format")?.parse()?,
             "--stay" => args.stay = true,
             "-h" | "--help" => args.help = true,
@@ -151,10 +159,19 @@ fn load(args: &Args) -> Result<ConfigFile, ExitCode> {
         );
         return Err(ExitCode::from(2));
     };
-    let file = ConfigFile::load(path).map_err(|e| {
-        eprintln!("muster: {e}");
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("muster: {path}: cannot read: {e}");
         ExitCode::from(2)
     })?;
+    let mut env = Environment::from_vars(std::env::vars());
+    if let Some(name) = &args.name {
+        env = env.set(muster::config::NAME_VAR, name.clone());
+    }
+    let file =
+        ConfigFile::parse_with(path, &text, &Registry::builtin().with_env(env)).map_err(|e| {
+            eprintln!("muster: {e}");
+            ExitCode::from(2)
+        })?;
     for w in &file.warnings {
         eprintln!("muster: warning: {w}");
     }

@@ -431,3 +431,50 @@ fn logs_off_a_terminal_have_no_colour_and_no_empty_fields() {
     assert!(!line.contains('\u{1b}'), "no ANSI codes: {line:?}");
     assert!(!line.contains("=\"\""), "no empty fields: {line:?}");
 }
+
+/// The node's name from the environment (`${POD_IP}`) or from `--name`; `--help` everywhere.
+#[test]
+fn the_name_comes_from_the_environment_or_the_command_line() {
+    let path = temp_config(
+        "env.toml",
+        "[node]\nname = \"app@${POD_IP}\"\n[topologies.a]\nstrategy = \"epmd\"\n\
+         config = { hosts = [\"b@127.0.0.9\"] }\n",
+    );
+    let out = muster()
+        .args(["check", "--config", &path])
+        .env("POD_IP", "10.1.2.3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name = \"app@10.1.2.3\""));
+    let out = muster()
+        .args(["check", "--config", &path, "--name", "x@10.9.9.9"])
+        .env_remove("POD_IP")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name = \"x@10.9.9.9\""));
+    let out = muster()
+        .args(["check", "--config", &path])
+        .env_remove("POD_IP")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("POD_IP is not set"));
+    for cmd in ["run", "check", "demo", "simulate"] {
+        let out = muster().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} --help");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("usage:"),
+            "{cmd}"
+        );
+    }
+}
