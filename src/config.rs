@@ -135,7 +135,13 @@ pub struct ConfigFile {
     /// Keys that were accepted but deserve attention (deprecated aliases), located like
     /// errors.
     pub warnings: Vec<FileError>,
+    /// `[node] leave_timeout`: how long leaving may take at SIGTERM before the tool exits
+    /// anyway (default 5 s).
+    pub leave_timeout: std::time::Duration,
 }
+
+/// The default `[node] leave_timeout`.
+pub const DEFAULT_LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A configuration error, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,7 +370,7 @@ impl ConfigFile {
         let env = registry.env().clone();
         let built = (|| {
             let mut o = Options::of("", &root)?;
-            let (cluster, connector_kind) = match o.table("node")? {
+            let (cluster, connector_kind, leave_timeout) = match o.table("node")? {
                 Some(mut node) => {
                     let r = node_section(&mut node, &env)?;
                     node.finish()?;
@@ -408,9 +414,10 @@ impl ConfigFile {
             }
             warnings.extend(t.take_warnings());
             o.finish()?;
-            Ok((cluster, connector, topologies, warnings))
+            Ok((cluster, connector, topologies, warnings, leave_timeout))
         })();
-        let (cluster, connector, topologies, warnings) = built.map_err(|e| from_core(&lines, e))?;
+        let (cluster, connector, topologies, warnings, leave_timeout) =
+            built.map_err(|e| from_core(&lines, e))?;
         let warnings = warnings
             .into_iter()
             .map(|w| err(&lines, w.key, w.message))
@@ -421,6 +428,7 @@ impl ConfigFile {
             connector,
             topologies,
             warnings,
+            leave_timeout,
         })
     }
 
@@ -455,6 +463,10 @@ impl ConfigFile {
         node.push((
             "list_timeout".to_owned(),
             Value::millis(self.cluster.list_timeout),
+        ));
+        node.push((
+            "leave_timeout".to_owned(),
+            Value::millis(self.leave_timeout),
         ));
         let connector = match &self.connector {
             ConnectorConfig::None => Vec::new(),
@@ -503,7 +515,7 @@ impl ConfigFile {
 fn node_section(
     o: &mut Options<'_>,
     env: &Environment,
-) -> Result<(ClusterConfig, String), ConfigError> {
+) -> Result<(ClusterConfig, String, std::time::Duration), ConfigError> {
     let mut cluster = ClusterConfig::new();
     let file_name = o.string("name")?;
     // `muster run --name` and MUSTER_NODE_NAME win over the file.
@@ -532,7 +544,10 @@ fn node_section(
     if let Some(d) = o.positive_millis("list_timeout")? {
         cluster = cluster.list_timeout(d);
     }
-    Ok((cluster, connector))
+    let leave = o
+        .positive_millis("leave_timeout")?
+        .unwrap_or(DEFAULT_LEAVE_TIMEOUT);
+    Ok((cluster, connector, leave))
 }
 
 /// The environment variable that names this node, over `[node] name` (`--name` sets it).

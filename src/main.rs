@@ -12,7 +12,7 @@
 //! configuration file (the message names the file, the line and the key).
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod cli;
 
@@ -198,6 +198,7 @@ async fn wait_for_signal() -> std::io::Result<&'static str> {
 
 async fn run(config: ConfigFile, format: Format) -> ExitCode {
     let path = config.path.clone();
+    let leave_timeout = config.leave_timeout;
     let started = match cli::start::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -237,7 +238,39 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
             },
         }
     }
-    handle.shutdown().await;
+    // Leave as a node should: disconnect what this node connected, unregister from EPMD,
+    // close the listeners — within leave_timeout, printing what happens; a second signal
+    // exits at once.
+    let leave = handle.leave();
+    let deadline = tokio::time::sleep(leave_timeout);
+    let again = wait_for_signal();
+    tokio::pin!(leave, deadline, again);
+    loop {
+        tokio::select! {
+            _ = &mut leave => break,
+            _ = &mut deadline => {
+                eprintln!(
+                    "muster: leaving took longer than {} ms (leave_timeout): exiting",
+                    leave_timeout.as_millis()
+                );
+                break;
+            }
+            s = &mut again => {
+                if let Ok(name) = s {
+                    eprintln!("muster: {name} again: exiting at once");
+                }
+                break;
+            }
+            e = events.recv() => match e {
+                Some(e) => println!("{}", event_line(&e, format, start.elapsed(), None)),
+                None => break,
+            },
+        }
+    }
+    // What the leave said last.
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::ZERO, events.recv()).await {
+        println!("{}", event_line(&e, format, start.elapsed(), None));
+    }
     ExitCode::SUCCESS
 }
 
