@@ -223,6 +223,7 @@ fn netns() {
     // Erlang's own epmd in the namespace, for the nodes to register with (stopped below).
     let mut epmd = Command::new("ip")
         .args(["netns", "exec", &ns, "epmd", "-port", "4369"])
+        .stderr(Stdio::null())
         .spawn()
         .expect("epmd (Debian's erlang-base)");
     std::thread::sleep(Duration::from_millis(300));
