@@ -138,6 +138,35 @@ pub struct ConfigFile {
     /// `[node] leave_timeout`: how long leaving may take at SIGTERM before the tool exits
     /// anyway (default 5 s).
     pub leave_timeout: std::time::Duration,
+    /// `[admin]`: the health, readiness and metrics endpoint, if the file asks for one.
+    pub admin: Option<AdminSettings>,
+}
+
+/// `[admin]`: where `muster run` serves `/livez`, `/readyz` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdminSettings {
+    /// `listen`: the address (e.g. `127.0.0.1:9568`).
+    pub listen: std::net::SocketAddr,
+    /// `ready_min_members`: connected members, besides this node, for `/readyz` to answer
+    /// 200 (default 0: ready once running).
+    pub ready_min_members: usize,
+}
+
+fn admin_section(o: &mut Options<'_>) -> Result<AdminSettings, ConfigError> {
+    let listen = o.string("listen")?;
+    let listen = o.required("listen", listen)?;
+    let listen = listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            o.key_path("listen"),
+            format!("{listen:?} is not an address and port, such as \"127.0.0.1:9568\""),
+        )
+    })?;
+    let ready_min_members = o.u64("ready_min_members")?.unwrap_or(0);
+    Ok(AdminSettings {
+        listen,
+        ready_min_members: usize::try_from(ready_min_members).unwrap_or(usize::MAX),
+    })
 }
 
 /// The default `[node] leave_timeout`.
@@ -389,6 +418,14 @@ impl ConfigFile {
                 connector_section(&connector_kind, &mut c, &env, cluster.this_node.as_ref())?;
             let mut warnings = c.take_warnings();
             c.finish()?;
+            let admin = match o.table("admin")? {
+                Some(mut a) => {
+                    let r = admin_section(&mut a)?;
+                    a.finish()?;
+                    Some(r)
+                }
+                None => None,
+            };
             // Strategies that ask EPMD (local_epmd, erlang_hosts) default to the connector's
             // EPMD port, so one `epmd_port` configures both.
             let registry = match &connector {
@@ -414,9 +451,16 @@ impl ConfigFile {
             }
             warnings.extend(t.take_warnings());
             o.finish()?;
-            Ok((cluster, connector, topologies, warnings, leave_timeout))
+            Ok((
+                cluster,
+                connector,
+                topologies,
+                warnings,
+                leave_timeout,
+                admin,
+            ))
         })();
-        let (cluster, connector, topologies, warnings, leave_timeout) =
+        let (cluster, connector, topologies, warnings, leave_timeout, admin) =
             built.map_err(|e| from_core(&lines, e))?;
         let warnings = warnings
             .into_iter()
@@ -429,6 +473,7 @@ impl ConfigFile {
             topologies,
             warnings,
             leave_timeout,
+            admin,
         })
     }
 
@@ -501,11 +546,23 @@ impl ConfigFile {
             .iter()
             .map(|t| (t.name.clone(), t.describe()))
             .collect();
-        let root = vec![
+        let mut root = vec![
             ("node".to_owned(), Value::Table(node)),
             ("connector".to_owned(), Value::Table(connector)),
-            ("topologies".to_owned(), Value::Table(topologies)),
         ];
+        if let Some(a) = &self.admin {
+            root.push((
+                "admin".to_owned(),
+                Value::Table(vec![
+                    ("listen".to_owned(), Value::str(a.listen.to_string())),
+                    (
+                        "ready_min_members".to_owned(),
+                        Value::Int(a.ready_min_members as i64),
+                    ),
+                ]),
+            ));
+        }
+        root.push(("topologies".to_owned(), Value::Table(topologies)));
         let mut out = String::new();
         write_table(&mut out, "", &root);
         out

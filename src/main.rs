@@ -199,6 +199,7 @@ async fn wait_for_signal() -> std::io::Result<&'static str> {
 async fn run(config: ConfigFile, format: Format) -> ExitCode {
     let path = config.path.clone();
     let leave_timeout = config.leave_timeout;
+    let admin = config.admin.clone();
     let started = match cli::start::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -219,6 +220,26 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
             eprintln!("muster: {path}: {e}");
             return ExitCode::from(2);
         }
+    };
+    let _admin = match &admin {
+        Some(a) => match tokio::net::TcpListener::bind(a.listen).await {
+            Ok(l) => {
+                eprintln!(
+                    "muster: admin endpoint on http://{} (/livez, /readyz, /metrics)",
+                    a.listen
+                );
+                Some(tokio::spawn(cli::admin::serve(
+                    l,
+                    handle.clone(),
+                    a.clone(),
+                )))
+            }
+            Err(e) => {
+                eprintln!("muster: {path}: [admin] listen = {}: {e}", a.listen);
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let start = Instant::now();
     let signal = wait_for_signal();

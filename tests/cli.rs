@@ -478,3 +478,84 @@ fn the_name_comes_from_the_environment_or_the_command_line() {
         );
     }
 }
+
+/// One request to the admin endpoint: the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: muster\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+/// `[admin]`: /livez answers while the loop runs, /readyz says 503 (and why) until enough
+/// members are connected and 200 then, /metrics is Prometheus' text format — read by a
+/// Prometheus parser, not ours.
+#[test]
+fn the_admin_endpoint_answers_liveness_readiness_and_metrics() {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let free = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let path = temp_config(
+        "admin.toml",
+        &format!(
+            "[node]\nname = \"me@127.0.0.1\"\nconnector = \"tcp\"\n[connector]\nport = {port}\n\
+             [admin]\nlisten = \"{admin}\"\nready_min_members = 1\n\
+             [topologies.app]\nstrategy = \"epmd\"\n\
+             [topologies.app.config]\nhosts = [\"late@127.0.0.2\"]\ntimeout = 1000\n\
+             [topologies.app.connect]\nbackoff_base = 50\nbackoff_max = 200\n"
+        ),
+    );
+    let mut child = muster()
+        .args(["run", "--config", &path, "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut child);
+    let mut seen = Vec::new();
+    wait_for(&rx, &mut seen, |v| v["event"] == "connect_failed");
+    assert_eq!(get(&admin, "/livez"), (200, "ok\n".to_owned()));
+    let (status, why) = get(&admin, "/readyz");
+    assert_eq!(
+        (status, why.as_str()),
+        (503, "not ready: 0 of 1 members connected\n")
+    );
+    let late = TcpListener::bind(("127.0.0.2", port)).unwrap();
+    wait_for(&rx, &mut seen, |v| v["event"] == "connected");
+    assert_eq!(get(&admin, "/readyz").0, 200);
+    let (status, text) = get(&admin, "/metrics");
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert_eq!(value("muster_members"), 1.0);
+    assert!(value("muster_connected_total") >= 1.0);
+    assert!(value("muster_connect_failed_total") >= 1.0);
+    assert_eq!(value("muster_build_info"), 1.0);
+    assert!(
+        scrape.docs.contains_key("muster_connected_total"),
+        "HELP lines"
+    );
+    assert_eq!(get(&admin, "/nothing").0, 404);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(late);
+}

@@ -1,0 +1,241 @@
+//! The admin endpoint of `muster run` (`[admin] listen`): `/livez`, `/readyz` and `/metrics`
+//! in Prometheus' text format, over plain HTTP/1.1 — bounded like every other listener: at
+//! most [`MAX_CONNECTIONS`] at once, [`REQUEST_TIMEOUT`] and [`MAX_REQUEST`] bytes for a
+//! request, one request per connection.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster::config::AdminSettings;
+use muster::core::Metrics;
+use muster::tokio::ClusterHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a request may take to arrive.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request read.
+pub const MAX_REQUEST: usize = 8 * 1024;
+
+/// Serves the endpoint on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, handle: ClusterHandle, settings: AdminSettings) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors, say: wait instead of spinning.
+                tracing::warn!(reason = %e, "admin endpoint: cannot accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let handle = handle.clone();
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &handle, &settings)).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, handle: &ClusterHandle, settings: &AdminSettings) {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut len = 0;
+    let path = loop {
+        let n = match stream.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => {
+                if req.method != Some("GET") && req.method != Some("HEAD") {
+                    return respond(&mut stream, 405, "text/plain", "GET only\n").await;
+                }
+                break req.path.unwrap_or("/").to_owned();
+            }
+            Ok(httparse::Status::Partial) if len < buf.len() => {}
+            _ => return respond(&mut stream, 400, "text/plain", "bad request\n").await,
+        }
+    };
+    match path.split('?').next().unwrap_or_default() {
+        "/livez" => respond(&mut stream, 200, "text/plain", "ok\n").await,
+        "/readyz" => {
+            let members = handle.members().len();
+            let want = settings.ready_min_members;
+            if members >= want {
+                respond(&mut stream, 200, "text/plain", "ready\n").await
+            } else {
+                let why = format!("not ready: {members} of {want} members connected\n");
+                respond(&mut stream, 503, "text/plain", &why).await
+            }
+        }
+        "/metrics" => {
+            let body = exposition(&handle.metrics(), handle.members().len());
+            respond(&mut stream, 200, "text/plain; version=0.0.4", &body).await
+        }
+        _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &str) {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Every counter and gauge of `m`, the member count and the build, in Prometheus' text
+/// exposition format.
+pub fn exposition(m: &Metrics, members: usize) -> String {
+    let counters: [(&str, u64, &str); 21] = [
+        (
+            "discovered",
+            m.discovered,
+            "Nodes newly discovered by some topology.",
+        ),
+        ("lost", m.lost, "Nodes that left some topology's discovery."),
+        (
+            "discovery_failed",
+            m.discovery_failed,
+            "Discovery attempts that failed (the last good set was kept).",
+        ),
+        ("rounds", m.rounds, "Discovery rounds committed."),
+        (
+            "rejected",
+            m.rejected,
+            "Inputs from the network rejected as malformed or unauthentic.",
+        ),
+        (
+            "connects_started",
+            m.connects_started,
+            "Connect requests issued.",
+        ),
+        ("connected", m.connected, "Connects that succeeded."),
+        (
+            "connect_failed",
+            m.connect_failed,
+            "Connects that failed, were ignored or timed out.",
+        ),
+        (
+            "connect_timeouts",
+            m.connect_timeouts,
+            "Connects that passed their deadline.",
+        ),
+        (
+            "disconnects_started",
+            m.disconnects_started,
+            "Disconnect requests issued.",
+        ),
+        (
+            "disconnected",
+            m.disconnected,
+            "Disconnects that succeeded or found the node gone.",
+        ),
+        (
+            "disconnect_failed",
+            m.disconnect_failed,
+            "Disconnects that failed.",
+        ),
+        (
+            "dropped",
+            m.dropped,
+            "Connections that went away without our asking.",
+        ),
+        (
+            "list_requests",
+            m.list_requests,
+            "List requests issued to the connector.",
+        ),
+        (
+            "list_failed",
+            m.list_failed,
+            "List requests that failed or timed out.",
+        ),
+        ("reconciles", m.reconciles, "Reconcile passes run."),
+        (
+            "self_skipped",
+            m.self_skipped,
+            "Times a strategy named this node itself.",
+        ),
+        (
+            "stale_answers",
+            m.stale_answers,
+            "Answers nobody waited for any more.",
+        ),
+        (
+            "events_dropped",
+            m.events_dropped,
+            "Events dropped because the event queue was full.",
+        ),
+        (
+            "inbound_failed",
+            m.inbound_failed,
+            "Inbound Erlang distribution connections that failed their handshake.",
+        ),
+        (
+            "accept_failed",
+            m.accept_failed,
+            "Accepts of Erlang distribution connections that failed.",
+        ),
+    ];
+    let gauges: [(&str, u64, &str); 5] = [
+        ("known_nodes", m.known_nodes, "Nodes the core tracks."),
+        (
+            "connected_nodes",
+            m.connected_nodes,
+            "Nodes connected, as far as the core knows.",
+        ),
+        (
+            "in_flight",
+            m.in_flight,
+            "Connect and disconnect requests in flight.",
+        ),
+        ("sockets", m.sockets, "UDP sockets open for strategies."),
+        (
+            "members",
+            members as u64,
+            "Connected members besides this node.",
+        ),
+    ];
+    let mut out = String::with_capacity(4096);
+    for (name, v, help) in counters {
+        let _ = writeln!(out, "# HELP muster_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE muster_{name}_total counter");
+        let _ = writeln!(out, "muster_{name}_total {v}");
+    }
+    for (name, v, help) in gauges {
+        let _ = writeln!(out, "# HELP muster_{name} {help}");
+        let _ = writeln!(out, "# TYPE muster_{name} gauge");
+        let _ = writeln!(out, "muster_{name} {v}");
+    }
+    let _ = writeln!(out, "# HELP muster_build_info The muster tool's version.");
+    let _ = writeln!(out, "# TYPE muster_build_info gauge");
+    let _ = writeln!(
+        out,
+        "muster_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    out
+}
