@@ -11,9 +11,11 @@
 //!   port and 3,000 to its EPMD, and after they leave — at a descriptor limit of 1,024 and of
 //!   256;
 //! - `mesh`: `disconnected` and `connect_failed` events over 100 twelve-node meshes formed
-//!   all at once (both should be 0).
+//!   all at once (both should be 0);
+//! - `startup`: process start of `muster run` (Epmd strategy, Erlang connector) to its first
+//!   `connected` event and to all five, against five real `erl` nodes (libcluster: 313 ms).
 //!
-//! `cargo bench --bench erlang [-- handshake|epmd|footprint|demo|flood|mesh]`. Prints
+//! `cargo bench --bench erlang [-- handshake|epmd|footprint|demo|flood|mesh|startup]`. Prints
 //! figures; asserts nothing about speed.
 
 #![allow(clippy::unwrap_used)] // a benchmark unwraps what it set up itself
@@ -370,6 +372,62 @@ async fn mesh_rounds() {
     );
 }
 
+fn startup() {
+    use std::io::{BufRead, BufReader};
+    let port = free_port();
+    let _epmd = epmd(port);
+    let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    let _erls: Vec<Proc> = names.iter().map(|n| erl(port, n, "c", None)).collect();
+    wait_registered(port, &names);
+    let dir = std::env::temp_dir().join(format!("muster-startup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.toml");
+    let hosts: Vec<String> = names.iter().map(|n| format!("\"{n}@127.0.0.1\"")).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nname = \"m@127.0.0.1\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\n\
+             epmd_port = {port}\nembedded_epmd = \"never\"\n[topologies.s]\nstrategy = \"epmd\"\n\
+             config = {{ hosts = [{}] }}\n",
+            hosts.join(", ")
+        ),
+    )
+    .unwrap();
+    let (mut first, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..21 {
+        let t0 = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+            .args(["run", "--format", "json", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut n = 0;
+        for line in out.lines().map_while(Result::ok) {
+            if line.contains("\"connected\"") {
+                n += 1;
+                if n == 1 {
+                    first.push(t0.elapsed());
+                }
+                if n == 5 {
+                    all.push(t0.elapsed());
+                    break;
+                }
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!(
+        "  muster run start -> first connected: median {:.1} ms; -> all 5 erl nodes connected: median {:.1} ms (21 runs; libcluster 313 ms)",
+        median(first).as_secs_f64() * 1000.0,
+        median(all).as_secs_f64() * 1000.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::main]
 async fn main() {
     let which: Vec<String> = std::env::args()
@@ -395,5 +453,8 @@ async fn main() {
     }
     if want("mesh") {
         mesh_rounds().await;
+    }
+    if want("startup") {
+        tokio::task::spawn_blocking(startup).await.unwrap();
     }
 }
