@@ -520,8 +520,8 @@ impl ConfigFile {
             }
             ConnectorConfig::Erlang(e) => vec![
                 (
-                    "cookie".to_owned(),
-                    Value::str(format!("******** (from {})", e.cookie_source)),
+                    "#cookie".to_owned(),
+                    Value::str(format!("from {} (not shown)", e.cookie_source)),
                 ),
                 ("epmd_port".to_owned(), Value::Int(i64::from(e.epmd_port))),
                 ("listen".to_owned(), Value::str(e.listen.to_string())),
@@ -788,7 +788,14 @@ fn scalar(v: &Value) -> String {
 /// TOML for `table` at `path`: its scalars first, then each sub-table under its own header.
 fn write_table(out: &mut String, path: &str, table: &[(String, Value)]) {
     for (k, v) in table {
-        if !matches!(v, Value::Table(_)) {
+        // A key starting with '#' is a comment: a secret's source, a value read at run time.
+        if let Some(name) = k.strip_prefix('#') {
+            let text = match v {
+                Value::Str(s) => s.clone(),
+                other => scalar(other),
+            };
+            out.push_str(&format!("# {name}: {}\n", text.replace('\n', " ")));
+        } else if !matches!(v, Value::Table(_)) {
             out.push_str(&format!("{} = {}\n", key_text(k), scalar(v)));
         }
     }
@@ -1013,5 +1020,60 @@ strategy = "local_epmd"
 
     fn line_of(e: &str) -> Option<u32> {
         e.split(':').nth(1)?.trim().parse().ok()
+    }
+
+    /// `muster check`'s output is itself a valid configuration, and checking it again gives
+    /// the same output — for every strategy and connector.
+    #[test]
+    fn check_round_trips_every_strategy() {
+        let env = Environment::new()
+            .set("MUSTER_COOKIE", "from-env")
+            .set("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+            .set("KUBERNETES_SERVICE_PORT", "443");
+        let topologies = [
+            "strategy = \"epmd\"\nconfig = { hosts = [\"b@10.0.0.2\"] }",
+            "strategy = \"local_epmd\"",
+            "strategy = \"erlang_hosts\"",
+            "strategy = \"gossip\"",
+            "strategy = \"gossip\"\nconfig = { multicast_addr = \"ff12::1\", multicast_if = \"lo\" }",
+            "strategy = \"kubernetes\"\nconfig = { kubernetes_node_basename = \"app\", kubernetes_selector = \"app=x\" }",
+            "strategy = \"kubernetes\"\nconfig = { kubernetes_node_basename = \"app\", kubernetes_service_name = \"svc\", kubernetes_namespace = \"prod\", mode = \"hostname\" }",
+            "strategy = \"kubernetes_dns\"\nconfig = { service = \"svc\", application_name = \"app\" }",
+            "strategy = \"kubernetes_dns_srv\"\nconfig = { service = \"svc\", namespace = \"ns\", application_name = \"app\" }",
+            "strategy = \"dns_poll\"\nconfig = { query = \"app.test\", node_basename = \"app\" }",
+            "strategy = \"rancher\"\nconfig = { node_basename = \"web\" }",
+        ];
+        let connectors = [
+            "connector = \"none\"\n",
+            "connector = \"tcp\"\n[connector]\nport = 7000\n",
+            "connector = \"erlang\"\n",
+        ];
+        for t in topologies {
+            for c in connectors {
+                let text = format!(
+                    "[node]\nname = \"a@10.0.0.1\"\n{c}[admin]\nlisten = \"127.0.0.1:9568\"\n[topologies.t]\n{t}\n"
+                );
+                let first = parse_env(&text, env.clone())
+                    .unwrap_or_else(|e| panic!("{text}\n{e}"))
+                    .describe();
+                let second = parse_env(&first, env.clone())
+                    .unwrap_or_else(|e| panic!("check's own output is refused: {e}\n{first}"))
+                    .describe();
+                assert_eq!(first, second, "{t}");
+                assert!(
+                    !first.contains("= \"("),
+                    "no placeholder as a value: {first}"
+                );
+                assert!(!first.contains("from-env"), "no secret: {first}");
+            }
+        }
+        let text = "[node]\nname = \"a@h\"\n[topologies.g]\nstrategy = \"gossip\"\n\
+                    config = { secret = \"hush-hush\" }\n";
+        let out = parse_env(text, env).unwrap().describe();
+        assert!(!out.contains("hush-hush"), "{out}");
+        assert!(
+            out.contains("# secret: set in the configuration (not shown)"),
+            "{out}"
+        );
     }
 }

@@ -743,7 +743,10 @@ impl Strategy for Gossip {
             ("broadcast_only".into(), Value::Bool(c.broadcast_only)),
         ]);
         if c.secret.is_some() {
-            v.push(("secret".into(), Value::str("********")));
+            v.push((
+                "#secret".into(),
+                Value::str("set in the configuration (not shown)"),
+            ));
         }
         v.extend([
             ("compat".into(), Value::Bool(c.compat)),

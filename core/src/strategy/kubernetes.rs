@@ -571,27 +571,43 @@ impl Strategy for Kubernetes {
 
     fn describe(&self) -> Vec<(String, Value)> {
         let c = &self.config;
-        let opt = |v: &Option<String>| Value::str(v.as_deref().unwrap_or("(none)"));
-        vec![
-            ("kubernetes_node_basename".into(), Value::str(&c.basename)),
-            ("kubernetes_selector".into(), opt(&c.selector)),
-            ("kubernetes_service_name".into(), opt(&c.service_name)),
-            (
-                "kubernetes_namespace".into(),
-                Value::str(
-                    c.namespace
-                        .clone()
-                        .unwrap_or_else(|| format!("(from {}/namespace)", c.service_account_path)),
-                ),
-            ),
+        // Keys starting with '#' are comments: what is derived, or read at run time, is said
+        // without becoming a value that would read back differently.
+        let mut v = vec![("kubernetes_node_basename".into(), Value::str(&c.basename))];
+        if let Some(s) = &c.selector {
+            v.push(("kubernetes_selector".into(), Value::str(s)));
+        }
+        if let Some(s) = &c.service_name {
+            v.push(("kubernetes_service_name".into(), Value::str(s)));
+        }
+        match &c.namespace {
+            Some(n) => v.push(("kubernetes_namespace".into(), Value::str(n))),
+            None => v.push((
+                "#kubernetes_namespace".into(),
+                Value::str(format!(
+                    "read from {}/namespace at every poll",
+                    c.service_account_path
+                )),
+            )),
+        }
+        v.extend([
             (
                 "kubernetes_ip_lookup_mode".into(),
                 Value::str(c.lookup.name()),
             ),
             ("mode".into(), Value::str(c.naming.name())),
-            ("cluster_domain".into(), Value::str(&c.cluster_domain)),
+            (
+                "#cluster domain".into(),
+                Value::str(format!(
+                    "{} (kubernetes_cluster_name, or CLUSTER_DOMAIN)",
+                    c.cluster_domain
+                )),
+            ),
             ("kubernetes_master".into(), Value::str(&c.api.authority)),
-            ("tls_server_name".into(), Value::str(&c.api.server_name)),
+            (
+                "#TLS server name".into(),
+                Value::str(format!("{} (from kubernetes_master)", c.api.server_name)),
+            ),
             (
                 "kubernetes_service_account_path".into(),
                 Value::str(&c.service_account_path),
@@ -600,7 +616,6 @@ impl Strategy for Kubernetes {
                 "kubernetes_use_cached_resources".into(),
                 Value::Bool(c.use_cached_resources),
             ),
-            ("kubernetes_field_selector".into(), opt(&c.field_selector)),
             ("include_not_ready".into(), Value::Bool(c.include_not_ready)),
             (
                 "insecure_skip_tls_verify".into(),
@@ -612,6 +627,10 @@ impl Strategy for Kubernetes {
                 "max_response_bytes".into(),
                 Value::Int(c.max_response_bytes as i64),
             ),
-        ]
+        ]);
+        if let Some(f) = &c.field_selector {
+            v.push(("kubernetes_field_selector".into(), Value::str(f)));
+        }
+        v
     }
 }

@@ -142,8 +142,8 @@ impl KubernetesDnsSrv {
                 Value::str(&self.config.application_name),
             ),
             (
-                "cluster_domain".into(),
-                Value::str(&self.config.cluster_domain),
+                "#cluster domain".into(),
+                Value::str(format!("{} (CLUSTER_DOMAIN)", self.config.cluster_domain)),
             ),
         ]
     }
