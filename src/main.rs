@@ -242,6 +242,7 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
         None => None,
     };
     let start = Instant::now();
+    let mut missed = 0;
     let signal = wait_for_signal();
     tokio::pin!(signal);
     loop {
@@ -283,7 +284,10 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
                 break;
             }
             e = events.recv() => match e {
-                Some(e) => println!("{}", event_line(&e, format, start.elapsed(), None)),
+                Some(e) => {
+                    report_missed(&events, &mut missed, format, start.elapsed());
+                    println!("{}", event_line(&e, format, start.elapsed(), None));
+                }
                 None => break,
             },
         }
@@ -293,6 +297,25 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
         println!("{}", event_line(&e, format, start.elapsed(), None));
     }
     ExitCode::SUCCESS
+}
+
+/// Says how many events the output missed since it last said so: a `missed` line.
+fn report_missed(events: &muster::tokio::Events, said: &mut u64, format: Format, t: Duration) {
+    let now = events.missed();
+    if now > *said {
+        let n = now - *said;
+        *said = now;
+        match format {
+            Format::Text => println!(
+                "{:>9.3}s missed {n} events (the output fell behind; they are counted in the metrics)",
+                t.as_secs_f64()
+            ),
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({"t": t.as_secs_f64(), "event": "missed", "count": n})
+            ),
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -559,3 +559,41 @@ fn the_admin_endpoint_answers_liveness_readiness_and_metrics() {
     child.wait().unwrap();
     drop(late);
 }
+
+/// A discovery that brings a hundred thousand nodes at once is printed whole: the tool holds
+/// the events instead of dropping all but a few thousand (and would say `missed` if it could
+/// not).
+#[test]
+fn a_hundred_thousand_nodes_at_once_are_all_printed() {
+    const N: usize = 100_000;
+    let hosts: Vec<String> = (0..N)
+        .map(|i| format!("\"n{i}@10.{}.{}.{}\"", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let path = temp_config(
+        "many.toml",
+        &format!(
+            "[node]\nname = \"me@127.0.0.1\"\n[topologies.big]\nstrategy = \"epmd\"\n\
+             [topologies.big.config]\nhosts = [{}]\n",
+            hosts.join(", ")
+        ),
+    );
+    let mut child = muster()
+        .args(["run", "--config", &path, "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut child);
+    let mut discovered = 0;
+    while discovered < N {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("only {discovered} of {N} discovered lines"));
+        assert!(!line.contains("\"missed\""), "{line}");
+        if line.contains("\"discovered\"") {
+            discovered += 1;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

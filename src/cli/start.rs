@@ -4,6 +4,9 @@
 use muster::config::{ConfigFile, ConnectorConfig, EmbeddedEpmd};
 use muster::tokio::{Builder, EpmdHandle, NoneConnector, TcpConnector};
 
+/// Events the tool's cluster and its output channel hold before any is dropped.
+pub(crate) const EVENTS: usize = 262_144;
+
 /// The cluster, ready to spawn, and muster's own EPMD when it runs one (it stops when this is
 /// dropped).
 pub(crate) struct Started {
@@ -48,9 +51,12 @@ pub(crate) async fn start(file: ConfigFile) -> std::io::Result<Started> {
             return Err(std::io::Error::other(why));
         }
     };
-    let builder = file
-        .topologies
-        .into_iter()
-        .fold(builder.config(file.cluster), Builder::topology);
+    // A poll may bring a hundred thousand endpoints at once: the tool holds their events
+    // rather than drop them (what it still cannot hold, it says it missed).
+    let cluster = file.cluster.max_queued_events(EVENTS);
+    let builder = file.topologies.into_iter().fold(
+        builder.config(cluster).event_capacity(EVENTS),
+        Builder::topology,
+    );
     Ok(Started { builder, epmd })
 }
