@@ -122,6 +122,11 @@ impl<'a> Context<'a> {
         self.core.this_node()
     }
 
+    /// Whether the cluster holds a connection to `name` now.
+    pub fn is_connected(&self, name: &str) -> bool {
+        self.core.is_connected(name)
+    }
+
     /// Whether peers can connect to this node now. An Erlang node is reachable once EPMD has
     /// registered it (a peer that looked it up before would fail, and back off); other nodes
     /// always are. A strategy that announces this node (a gossip heartbeat, a registration)

@@ -15,7 +15,8 @@
 //! | `compat` | `false` | with a secret: libcluster's own encrypted format instead of muster's secure one |
 //! | `heartbeat_max_ms` | `5000` | heartbeats go out at start, then after a uniform 1..this ms |
 //! | `peers` | `[]` | `host:port` destinations heartbeats also go to (networks without multicast) |
-//! | `expire_after` | none | lose a node not heard from for this long (ms); by default gossip never loses a node |
+//! | `expire_after` | none | lose a node not heard from for this long (ms), connected or not |
+//! | `forget_after` | three `heartbeat_max_ms` | lose a node not heard from for this long (ms) once its connection is gone, so a node that stopped is not retried for ever |
 //! | `replay_window` | `30000` | secure mode: how far a heartbeat's timestamp may be from this node's clock (ms) |
 //! | `max_nodes` | `1024` | the most distinct senders remembered; more are rejected |
 //! | `report_interval` | `60000` | rejections from one sender address are reported at most once per this (ms); all are counted |
@@ -83,6 +84,9 @@ pub struct GossipConfig {
     pub peers: Vec<Endpoint>,
     /// `expire_after`.
     pub expire_after: Option<Duration>,
+    /// `forget_after`: a node not heard from for this long whose connection is gone is lost
+    /// (so it is no longer retried); `None` is three times `heartbeat_max`.
+    pub forget_after: Option<Duration>,
     /// `replay_window`.
     pub replay_window: Duration,
     /// `max_nodes`.
@@ -105,6 +109,7 @@ impl Default for GossipConfig {
             heartbeat_max: Duration::from_millis(5000),
             peers: Vec::new(),
             expire_after: None,
+            forget_after: None,
             replay_window: Duration::from_secs(30),
             max_nodes: 1024,
             report_interval: Duration::from_secs(60),
@@ -229,6 +234,7 @@ impl GossipConfig {
             peers.push(parse_endpoint(s).map_err(|e| ConfigError::invalid(path, e))?);
         }
         let expire_after = o.positive_millis("expire_after")?;
+        let forget_after = o.positive_millis("forget_after")?;
         let replay_window = o
             .positive_millis("replay_window")?
             .unwrap_or(d.replay_window);
@@ -257,6 +263,7 @@ impl GossipConfig {
             heartbeat_max,
             peers,
             expire_after,
+            forget_after,
             replay_window,
             max_nodes,
             report_interval,
@@ -496,21 +503,43 @@ impl Gossip {
         }
     }
 
-    fn sweep(&mut self, now: Instant, cx: &mut Context<'_>) {
-        let Some(ttl) = self.config.expire_after else {
-            return;
+    /// How long a node may go unheard, once its connection is gone, before it is lost.
+    fn forget_after(&self) -> Duration {
+        self.config
+            .forget_after
+            .unwrap_or(self.config.heartbeat_max.saturating_mul(3))
+    }
+
+    /// How often senders are swept.
+    fn sweep_every(&self) -> Duration {
+        let t = match self.config.expire_after {
+            Some(ttl) => ttl.min(self.forget_after()),
+            None => self.forget_after(),
         };
+        (t / 4).max(Duration::from_millis(10))
+    }
+
+    /// Loses the senders gone quiet: after `expire_after` whatever their connection, and
+    /// after `forget_after` once their connection is gone (a node that stopped, in a rolling
+    /// deploy, is not retried for ever; a connected node is never lost this way).
+    fn sweep(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let forget = self.forget_after();
+        let expire = self.config.expire_after;
         let stale: Vec<NodeName> = self
             .senders
             .iter()
-            .filter(|(_, s)| now.saturating_duration_since(s.seen) >= ttl)
+            .filter(|(n, s)| {
+                let quiet = now.saturating_duration_since(s.seen);
+                expire.is_some_and(|ttl| quiet >= ttl)
+                    || (quiet >= forget && !cx.is_connected(n.as_str()))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in stale {
             self.senders.remove(&name);
             cx.lose(name.as_str());
         }
-        self.next_sweep = Some(now + ttl / 4);
+        self.next_sweep = Some(now + self.sweep_every());
     }
 
     /// Counts a rejection, and reports it unless this sender was reported recently.
@@ -628,9 +657,7 @@ impl Strategy for Gossip {
 
     fn start(&mut self, now: Instant, cx: &mut Context<'_>) {
         self.open(cx);
-        if let Some(ttl) = self.config.expire_after {
-            self.next_sweep = Some(now + ttl / 4);
-        }
+        self.next_sweep = Some(now + self.sweep_every());
     }
 
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
@@ -756,6 +783,9 @@ impl Strategy for Gossip {
                 Value::List(c.peers.iter().map(|p| Value::str(p.to_string())).collect()),
             ),
         ]);
+        if let Some(f) = c.forget_after {
+            v.push(("forget_after".into(), Value::millis(f)));
+        }
         if let Some(e) = c.expire_after {
             v.push(("expire_after".into(), Value::millis(e)));
         }
