@@ -129,14 +129,16 @@ fn an_erlang_cluster_replays_byte_for_byte() {
 }
 
 /// Gossip announces an Erlang node only once EPMD has registered it: a peer that heard it
-/// earlier would look it up, fail ("not registered") and back off. Started together, eight
-/// nodes mesh with no failed connect at all.
+/// earlier would look it up, fail ("not registered") and back off — and that holds for its
+/// answers to newcomers too. Started together, eight (and forty) nodes mesh with no failed
+/// connect at all.
 #[test]
 fn gossip_announces_an_erlang_node_only_once_it_is_registered() {
     use muster_core::TopologySpec;
     use muster_core::strategy::gossip::{Gossip, GossipConfig};
-    for seed in 0..16 {
-        let all = names(8);
+    // Many nodes hear many newcomers before they are registered: their answers must wait too.
+    for (seed, k) in (0..16).map(|s| (s, 8)).chain((16..20).map(|s| (s, 40))) {
+        let all = names(k);
         let mut sim = Sim::new(seed, SimConfig::default());
         for me in &all {
             let config = ClusterConfig::new().erlang(DistConfig::new(me.clone(), "cookie"));

@@ -471,7 +471,8 @@ impl Gossip {
     /// is the same heartbeat, no larger. One early heartbeat answers every newcomer heard
     /// before it leaves; at most one goes per [`ANSWER_GAP`].
     fn answer_newcomer(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if self.answer_at.is_some() || !matches!(self.socket, Socket::Open(_)) {
+        // Not before this node may be announced: its first heartbeat will answer then.
+        if self.answer_at.is_some() || self.unannounced || !matches!(self.socket, Socket::Open(_)) {
             return;
         }
         let earliest = self.sent_at.map_or(now, |t| (t + ANSWER_GAP).max(now));
