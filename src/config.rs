@@ -6,7 +6,7 @@
 //! ```toml
 //! [node]
 //! name = "app@127.0.0.1"      # this node; never connected to
-//! connector = "tcp"           # none | tcp
+//! connector = "tcp"           # none | tcp | erlang
 //!
 //! [connector]
 //! port = 7000                 # tcp: the port each node's service listens on
@@ -1074,6 +1074,41 @@ strategy = "local_epmd"
         assert!(
             out.contains("# secret: set in the configuration (not shown)"),
             "{out}"
+        );
+    }
+
+    /// The docs name every strategy the registry knows, in the error sample and the table.
+    #[test]
+    fn the_docs_list_every_strategy() {
+        let doc = include_str!("../docs/configuration.md");
+        let known: Vec<&str> = Registry::builtin().names().collect();
+        assert!(
+            doc.contains(&format!("(known: {})", known.join(", "))),
+            "the error sample"
+        );
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with("| `strategy` | required |"))
+            .unwrap();
+        for k in &known {
+            assert!(row.contains(&format!("`{k}`")), "{k} in {row}");
+        }
+    }
+
+    /// libcluster's module names and `timeout = "infinity"` read as libcluster means them.
+    #[test]
+    fn libcluster_names_are_aliases() {
+        let text = "[topologies.t]\nstrategy = \"Cluster.Strategy.Epmd\"\n\
+                    config = { hosts = [\"b@h\"], timeout = \"infinity\" }\n";
+        let f = parse_env(text, Environment::new()).unwrap();
+        assert!(f.describe().contains("strategy = \"epmd\""));
+        assert!(!f.describe().contains("\ntimeout = "), "never reconnects");
+        assert!(
+            f.warnings
+                .iter()
+                .any(|w| w.to_string().contains("libcluster's name")),
+            "{:?}",
+            f.warnings
         );
     }
 }

@@ -81,7 +81,18 @@ impl TopologySpec {
         registry: &Registry,
     ) -> Result<TopologySpec, ConfigError> {
         let kind = o.string("strategy")?;
-        let kind = o.required("strategy", kind)?;
+        let written = o.required("strategy", kind)?;
+        // libcluster's module names are accepted, and said to be aliases.
+        let kind = match crate::strategy::libcluster_alias(written) {
+            Some(k) => {
+                o.warn(
+                    "strategy",
+                    format!("{written:?} is libcluster's name; muster calls it {k:?}"),
+                );
+                k
+            }
+            None => written,
+        };
         let empty = Vec::new();
         let config_path = o.key_path("config");
         let mut config = o

@@ -51,7 +51,12 @@ impl EpmdConfig {
             let name = NodeName::new(s).map_err(|e| ConfigError::invalid(path, e))?;
             hosts.push(Node::new(name));
         }
-        let timeout = o.positive_millis("timeout")?;
+        // libcluster's `timeout: :infinity` (never reconnect) is written "infinity".
+        let timeout = match o.get("timeout") {
+            Some(Value::Str(s)) if s == "infinity" => None,
+            Some(_) => o.positive_millis("timeout")?,
+            None => None,
+        };
         Ok(EpmdConfig { hosts, timeout })
     }
 }

@@ -99,7 +99,7 @@ use std::net::SocketAddr;
 
 pub use context::{Context, ExchangeId, READ_TIMEOUT, ReadId, Reply, Round, SocketEvent, SocketId};
 pub use periodic::Periodic;
-pub use registry::{Builder, Environment, Registry};
+pub use registry::{Builder, Environment, Registry, libcluster_alias};
 
 use crate::config::Value;
 use crate::reason::Failure;

@@ -58,6 +58,24 @@ impl core::fmt::Debug for Registry {
     }
 }
 
+/// muster's name of the strategy libcluster's module `name` is (`Cluster.Strategy.Gossip`,
+/// with or without `Elixir.`), if it is one.
+pub fn libcluster_alias(name: &str) -> Option<&'static str> {
+    let module = name.strip_prefix("Elixir.").unwrap_or(name);
+    Some(match module.strip_prefix("Cluster.Strategy.")? {
+        "Epmd" => "epmd",
+        "LocalEpmd" => "local_epmd",
+        "ErlangHosts" => "erlang_hosts",
+        "Gossip" => "gossip",
+        "DNSPoll" => "dns_poll",
+        "Kubernetes" => "kubernetes",
+        "Kubernetes.DNS" => "kubernetes_dns",
+        "Kubernetes.DNSSRV" => "kubernetes_dns_srv",
+        "Rancher" => "rancher",
+        _ => return None,
+    })
+}
+
 impl Default for Registry {
     fn default() -> Self {
         Registry::builtin()
