@@ -176,6 +176,11 @@ impl<'a> Options<'a> {
         &self.path
     }
 
+    /// Whether `key` is present, without reading it.
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|(k, _)| k == key)
+    }
+
     /// The raw value of `key`, marking it read.
     pub fn get(&mut self, key: &'static str) -> Option<&'a Value> {
         self.known.push(key);

@@ -83,7 +83,8 @@ impl TopologySpec {
         let kind = o.string("strategy")?;
         let written = o.required("strategy", kind)?;
         // libcluster's module names are accepted, and said to be aliases.
-        let kind = match crate::strategy::libcluster_alias(written) {
+        let alias = crate::strategy::libcluster_alias(written);
+        let kind = match alias {
             Some(k) => {
                 o.warn(
                     "strategy",
@@ -105,6 +106,15 @@ impl TopologySpec {
             }
             Err(e) => return Err(e),
         };
+        // A libcluster topology moved over with its secret would switch to muster's secure
+        // format, which libcluster nodes cannot read: say so.
+        if alias == Some("gossip") && config.has("secret") && !config.has("compat") {
+            config.warn(
+                "secret",
+                "a secret without compat = true is muster's secure format, which libcluster \
+                 nodes cannot read; add compat = true to talk to them",
+            );
+        }
         o.absorb_warnings(&mut config);
         config.finish()?;
         let policy = match o.table("connect")? {
