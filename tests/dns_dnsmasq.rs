@@ -386,3 +386,41 @@ fn answer_a(query: &[u8], ip: [u8; 4]) -> Option<Vec<u8>> {
     r.extend_from_slice(&ip);
     Some(r)
 }
+
+/// A server that answers A but refuses AAAA (dnsmasq with no upstream, for a name outside
+/// its local domains) still gives the A records' nodes: the refused half is said, not made
+/// a failed discovery of the whole.
+#[tokio::test]
+async fn a_refused_aaaa_beside_good_a_records_discovers_the_a_records() {
+    let port = free_port();
+    let _dns = Dnsmasq::start(
+        port,
+        &[
+            host("app.example", "127.0.0.2"),
+            host("app.example", "127.0.0.3"),
+        ],
+    );
+    let server: SocketAddr = ([127, 0, 0, 1], port).into();
+    let dns_opts = DnsOptions::default()
+        .nameservers([server])
+        .polling_interval(Duration::from_millis(500));
+    let (h, mut events) = start(
+        RecordingConnector::new(),
+        spec(
+            Box::new(DnsPoll::new(
+                DnsPollConfig::new("app.example", "node").with_dns(dns_opts),
+            )),
+            ConnectPolicy::default(),
+        ),
+    );
+    members(&h, &names(&["node@127.0.0.2", "node@127.0.0.3"])).await;
+    let e = next_where(&mut events, "the refused AAAA", |e| {
+        e.name() == "discovery_failed"
+    })
+    .await;
+    let why = e.reason().unwrap();
+    assert!(
+        why.contains("AAAA") && why.contains("used what the other lookups found"),
+        "{why}"
+    );
+}

@@ -143,6 +143,9 @@ pub enum PollResult {
     Found(Vec<Found>),
     /// Why the poll failed; the strategy keeps its last good set.
     Failed(Failure),
+    /// Some lookups found records and others failed (an AAAA lookup refused beside a good A
+    /// lookup, say): what was found is added, nothing is removed, and the failure is said.
+    Partial(Vec<Found>, Failure),
 }
 
 /// The poll cycle; see the module documentation.
@@ -257,7 +260,13 @@ impl Poller {
                 .into_iter()
                 .map(|(why, whats)| format!("{}: {why}", whats.join(", ")))
                 .collect();
-            return Some(PollResult::Failed(Failure::new(kind, parts.join("; "))));
+            let why = Failure::new(kind, parts.join("; "));
+            if !found.is_empty() {
+                found.sort_unstable();
+                found.dedup();
+                return Some(PollResult::Partial(found, why));
+            }
+            return Some(PollResult::Failed(why));
         }
         if nxdomain == self.questions.len() {
             let mut names: Vec<&str> = self.questions.iter().map(|(n, _)| n.as_str()).collect();

@@ -15,7 +15,9 @@
 //! (`node@2a09:8280:1:a270:b8f5:b9f7:8891:f3`). Unlike libcluster, which cannot tell a DNS
 //! failure from an empty answer and disconnects the cluster on either, a failed or NXDOMAIN
 //! lookup keeps the last good set and reports `discovery_failed`; only an empty NOERROR
-//! answer empties the set (and with `prune = false` not even that disconnects).
+//! answer empties the set (and with `prune = false` not even that disconnects). When one
+//! family's lookup fails and the other's finds records (a server that refuses AAAA, say), the
+//! records found are added, nothing is removed, and the failed half is reported.
 
 use super::dns::{DnsOptions, PollResult, Poller, polled_strategy};
 use super::{Context, Environment, Strategy};
@@ -137,6 +139,20 @@ pub(crate) fn report_ips(
     match result {
         None => {}
         Some(PollResult::Failed(why)) => {
+            cx.discovery_failed(DiscoveryError::request(format!("lookup of {query}"), why))
+        }
+        Some(PollResult::Partial(found, why)) => {
+            // What was found is added (nothing removed: the failed half may still hold
+            // nodes), and the failure is said.
+            let mut name = String::with_capacity(basename.len() + 40);
+            for f in &found {
+                if let Found::Ip(ip) = f {
+                    name.clear();
+                    let _ = write!(name, "{basename}@{ip}");
+                    cx.found(&name, None).ok();
+                }
+            }
+            let why = why.context("used what the other lookups found; failed");
             cx.discovery_failed(DiscoveryError::request(format!("lookup of {query}"), why))
         }
         Some(PollResult::Found(found)) => {

@@ -152,10 +152,10 @@ impl KubernetesDnsSrv {
         let app = &self.config.application_name;
         match result {
             None => {}
-            Some(PollResult::Failed(why)) => cx.discovery_failed(DiscoveryError::request(
-                format!("lookup of {}", self.query),
-                why,
-            )),
+            // One question: a poll is found or failed, never partly.
+            Some(PollResult::Failed(why) | PollResult::Partial(_, why)) => cx.discovery_failed(
+                DiscoveryError::request(format!("lookup of {}", self.query), why),
+            ),
             Some(PollResult::Found(found)) => {
                 let mut name = String::with_capacity(app.len() + 64);
                 let mut round = cx.round();
