@@ -1,9 +1,9 @@
 //! The `muster` command-line tool.
 //!
 //! ```text
-//! muster demo [--nodes N] [--format text|json]
-//! muster run --config FILE [--format text|json]
-//! muster check --config FILE
+//! muster demo [--nodes N] [--stay] [--format text|json]
+//! muster run --config FILE [--name NAME] [--format text|json]
+//! muster check --config FILE [--name NAME]
 //! muster simulate --config FILE [--nodes N] [--seed S] [--duration D] [--loss P]
 //!                 [--partition AT:FOR] [--crash AT:FOR] [--format text|json]
 //! ```
@@ -16,121 +16,102 @@ use std::time::{Duration, Instant};
 
 mod cli;
 
+use clap::{Parser, Subcommand};
 use cli::demo::{self, DemoOptions};
 use cli::output::{Format, event_line};
 use cli::simulate::{SimulateOptions, parse_duration, parse_window};
 use muster::config::ConfigFile;
 use muster::core::strategy::{Environment, Registry};
 
-const USAGE: &str = "\
-muster: automatic cluster formation
-
-usage:
-  muster demo [--nodes N] [--stay] [--format text|json]
-      a real Erlang-distribution cluster of N nodes (default 5) forming on this host,
-      losing a node and healing; --stay keeps it running for a real erl shell to join
-  muster run --config FILE [--name NAME] [--format text|json]
-      run the topologies of FILE until SIGINT or SIGTERM, one line per event; --name (or
-      MUSTER_NODE_NAME) overrides [node] name. String values in FILE may use ${VAR} and
-      ${VAR:-default} (e.g. name = \"app@${POD_IP}\")
-  muster check --config FILE
-      validate FILE and print it resolved, with every default filled in
-  muster simulate --config FILE [--nodes N] [--seed S] [--duration D] [--loss P]
-                  [--partition AT:FOR] [--crash AT:FOR] [--format text|json]
-      run N nodes (default 5) of FILE in virtual time (default 60s, seed 0) over a
-      simulated network and simulated discovery services; print their events and a
-      summary (exit 1 if an invariant was violated). --loss: datagram loss (0..1);
-      --partition: split the nodes in halves at AT for FOR; --crash: the last node down
-      at AT for FOR. Durations: 500ms, 30s, 10m, 1h. Same arguments, same bytes.
-
+const AFTER_HELP: &str = "\
 environment:
   MUSTER_LOG        log level on stderr: error (default), warn, info, debug, trace
   MUSTER_NODE_NAME  this node's name, over [node] name
   NO_COLOR          no colour in logs (there is none off a terminal anyway)
-";
 
-struct Args {
-    command: String,
-    config: Option<String>,
-    format: Format,
-    nodes: Option<usize>,
-    stay: bool,
-    help: bool,
-    name: Option<String>,
-    sim: SimulateOptions,
+exit status: 0 on success, 1 on a runtime failure (or a violated invariant in simulate),
+2 on a bad command line or a bad configuration file";
+
+/// muster: automatic cluster formation
+#[derive(Debug, Parser)]
+#[command(name = "muster", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let command = it.next().ok_or("no command given")?;
-    let mut args = Args {
-        command,
-        config: None,
-        format: Format::Text,
-        nodes: None,
-        stay: false,
-        help: false,
-        name: None,
-        sim: SimulateOptions::default(),
-    };
-    let max_nodes = if args.command == "simulate" { 1000 } else { 64 };
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--config" | "-c" => args.config = Some(value("--config")?),
-            "--name" => args.name = Some(value("--name")?),
-            "--format" => args.format = value("--format")?.parse()?,
-            "--stay" => args.stay = true,
-            "-h" | "--help" => args.help = true,
-            "--nodes" => {
-                let v = value("--nodes")?;
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("--nodes: {v:?} is not a number"))?;
-                if !(2..=max_nodes).contains(&n) {
-                    return Err(format!("--nodes: {n} is not between 2 and {max_nodes}"));
-                }
-                args.nodes = Some(n);
-            }
-            "--seed" => {
-                let v = value("--seed")?;
-                args.sim.seed = v
-                    .parse()
-                    .map_err(|_| format!("--seed: {v:?} is not a number"))?;
-            }
-            "--duration" => {
-                let v = value("--duration")?;
-                args.sim.duration = parse_duration(&v).map_err(|e| format!("--duration: {e}"))?;
-            }
-            "--loss" => {
-                let v = value("--loss")?;
-                args.sim.loss = v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|p| (0.0..=1.0).contains(p))
-                    .ok_or_else(|| format!("--loss: {v:?} is not a probability (0 to 1)"))?;
-            }
-            "--partition" => {
-                let v = value("--partition")?;
-                args.sim.partition =
-                    Some(parse_window(&v).map_err(|e| format!("--partition: {e}"))?);
-            }
-            "--crash" => {
-                let v = value("--crash")?;
-                args.sim.crash = Some(parse_window(&v).map_err(|e| format!("--crash: {e}"))?);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(args)
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A real Erlang-distribution cluster forming on this host, losing a node and healing
+    Demo {
+        /// Nodes in the cluster
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=64))]
+        nodes: u16,
+        /// Keep it running, for a real erl shell to join
+        #[arg(long)]
+        stay: bool,
+        /// text or json
+        #[arg(long, default_value = "text")]
+        format: Format,
+    },
+    /// Run the topologies of FILE until SIGINT or SIGTERM (which leave), one line per event.
+    /// String values in FILE may use ${VAR} and ${VAR:-default} (name = "app@${POD_IP}")
+    Run {
+        /// The configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: String,
+        /// This node's name, over [node] name (also MUSTER_NODE_NAME)
+        #[arg(long)]
+        name: Option<String>,
+        /// text or json
+        #[arg(long, default_value = "text")]
+        format: Format,
+    },
+    /// Validate FILE and print it resolved, with every default filled in (itself a valid
+    /// configuration)
+    Check {
+        /// The configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: String,
+        /// This node's name, over [node] name (also MUSTER_NODE_NAME)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run N nodes of FILE in virtual time over a simulated network and simulated discovery
+    /// services; print their events and a summary. Same arguments, same bytes
+    Simulate {
+        /// The configuration file
+        #[arg(short, long, value_name = "FILE")]
+        config: String,
+        /// Nodes to simulate
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=1000))]
+        nodes: u16,
+        /// The seed of every random choice
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Virtual time to run: 500ms, 30s, 10m, 1h
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Probability that a datagram is lost (0 to 1)
+        #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+        loss: f64,
+        /// Split the nodes in halves at AT for FOR (e.g. 20s:10s)
+        #[arg(long, value_name = "AT:FOR", value_parser = parse_window)]
+        partition: Option<(Duration, Duration)>,
+        /// Take the last node down at AT for FOR
+        #[arg(long, value_name = "AT:FOR", value_parser = parse_window)]
+        crash: Option<(Duration, Duration)>,
+        /// text or json
+        #[arg(long, default_value = "text")]
+        format: Format,
+    },
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| format!("{s:?} is not a probability (0 to 1)"))
 }
 
 fn init_logging() {
@@ -151,21 +132,14 @@ fn init_logging() {
         .init();
 }
 
-fn load(args: &Args) -> Result<ConfigFile, ExitCode> {
-    let Some(path) = &args.config else {
-        eprintln!(
-            "muster {}: --config FILE is required\n\n{USAGE}",
-            args.command
-        );
-        return Err(ExitCode::from(2));
-    };
+fn load(path: &str, name: Option<&str>) -> Result<ConfigFile, ExitCode> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         eprintln!("muster: {path}: cannot read: {e}");
         ExitCode::from(2)
     })?;
     let mut env = Environment::from_vars(std::env::vars());
-    if let Some(name) = &args.name {
-        env = env.set(muster::config::NAME_VAR, name.clone());
+    if let Some(name) = name {
+        env = env.set(muster::config::NAME_VAR, name);
     }
     let file =
         ConfigFile::parse_with(path, &text, &Registry::builtin().with_env(env)).map_err(|e| {
@@ -319,34 +293,12 @@ fn report_missed(events: &muster::tokio::Events, said: &mut u64, format: Format,
 }
 
 fn main() -> ExitCode {
-    let mut raw = std::env::args().skip(1).peekable();
-    match raw.peek().map(String::as_str) {
-        None | Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Some("-V" | "--version") => {
-            println!("muster {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let args = match parse_args(raw) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("muster: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.help {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
+    let cli = Cli::parse();
     init_logging();
     // `run` is one node: one thread serves it, and its memory stays in one allocator arena
     // (what a flood of connections took is given back, not kept in per-thread arenas). The
     // demo runs many nodes and uses every core.
-    let mut builder = if args.command == "run" {
+    let mut builder = if matches!(cli.command, Command::Run { .. }) {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
@@ -358,23 +310,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match args.command.as_str() {
-        "check" => match load(&args) {
+    match cli.command {
+        Command::Check { config, name } => match load(&config, name.as_deref()) {
             Ok(c) => {
                 print!("{}", c.describe());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        "run" => match load(&args) {
-            Ok(c) => runtime.block_on(run(c, args.format)),
+        Command::Run {
+            config,
+            name,
+            format,
+        } => match load(&config, name.as_deref()) {
+            Ok(c) => runtime.block_on(run(c, format)),
             Err(code) => code,
         },
-        "demo" => {
+        Command::Demo {
+            nodes,
+            stay,
+            format,
+        } => {
             let opts = DemoOptions {
-                nodes: args.nodes.unwrap_or(5),
-                format: args.format,
-                stay: args.stay,
+                nodes: usize::from(nodes),
+                format,
+                stay,
                 ..DemoOptions::default()
             };
             match runtime.block_on(demo::run(opts)) {
@@ -385,16 +345,25 @@ fn main() -> ExitCode {
                 }
             }
         }
-        "simulate" => {
-            let Some(config) = args.config.clone() else {
-                eprintln!("muster simulate: --config FILE is required\n\n{USAGE}");
-                return ExitCode::from(2);
-            };
+        Command::Simulate {
+            config,
+            nodes,
+            seed,
+            duration,
+            loss,
+            partition,
+            crash,
+            format,
+        } => {
             let opts = SimulateOptions {
                 config,
-                nodes: args.nodes.unwrap_or(5),
-                format: args.format,
-                ..args.sim.clone()
+                nodes: usize::from(nodes),
+                seed,
+                duration,
+                loss,
+                partition,
+                crash,
+                format,
             };
             match cli::simulate::run(&opts) {
                 Ok(code) => ExitCode::from(code),
@@ -403,10 +372,6 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
-        }
-        other => {
-            eprintln!("muster: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
         }
     }
 }

@@ -473,7 +473,7 @@ fn the_name_comes_from_the_environment_or_the_command_line() {
         let out = muster().args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success(), "{cmd} --help");
         assert!(
-            String::from_utf8_lossy(&out.stdout).contains("usage:"),
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
             "{cmd}"
         );
     }
