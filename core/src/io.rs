@@ -158,6 +158,10 @@ pub struct UdpOptions {
     pub broadcast: bool,
     /// Multicast membership and sending options, if any.
     pub multicast: Option<Multicast>,
+    /// Connect the socket to this peer after binding: it then receives only the peer's
+    /// datagrams, and an ICMP port-unreachable from the peer surfaces as a failure on the
+    /// socket's token (kind `Refused`) instead of silence until a deadline.
+    pub connect: Option<SocketAddr>,
 }
 
 impl UdpOptions {
@@ -168,7 +172,14 @@ impl UdpOptions {
             reuse: true,
             broadcast: false,
             multicast: None,
+            connect: None,
         }
+    }
+
+    /// Connects the socket to `peer`; see [`UdpOptions::connect`].
+    pub fn connected_to(mut self, peer: SocketAddr) -> Self {
+        self.connect = Some(peer);
+        self
     }
 
     /// Sets `SO_BROADCAST`.

@@ -95,8 +95,9 @@ struct Lookup {
 pub struct Resolver {
     conf: ResolvConf,
     servers: Vec<SocketAddr>,
-    v4: Sock,
-    v6: Sock,
+    /// One connected socket per server (so a server's ICMP port-unreachable is heard, and
+    /// only its datagrams arrive), in the order first used.
+    socks: Vec<(SocketAddr, Sock)>,
     lookups: Vec<Lookup>,
     done: VecDeque<(LookupId, Outcome)>,
     next: u64,
@@ -111,8 +112,7 @@ impl Resolver {
         Resolver {
             conf,
             servers,
-            v4: Sock::Closed,
-            v6: Sock::Closed,
+            socks: Vec::new(),
             lookups: Vec::new(),
             done: VecDeque::new(),
             next: 0,
@@ -205,16 +205,47 @@ impl Resolver {
     }
 
     fn socket_for(&mut self, addr: &SocketAddr, cx: &mut Context<'_>) -> Sock {
-        let (slot, any) = match addr.ip() {
-            IpAddr::V4(_) => (&mut self.v4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            IpAddr::V6(_) => (&mut self.v6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-        };
-        if *slot == Sock::Closed {
-            let mut opts = UdpOptions::new(SocketAddr::new(any, 0));
-            opts.reuse = false;
-            *slot = Sock::Opening(cx.open_udp(opts));
+        if let Some((_, sock)) = self.socks.iter().find(|(a, _)| a == addr)
+            && *sock != Sock::Closed
+        {
+            return *sock;
         }
-        *slot
+        let any = match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let mut opts = UdpOptions::new(SocketAddr::new(any, 0)).connected_to(*addr);
+        opts.reuse = false;
+        let sock = Sock::Opening(cx.open_udp(opts));
+        match self.socks.iter_mut().find(|(a, _)| a == addr) {
+            Some((_, s)) => *s = sock,
+            None => self.socks.push((*addr, sock)),
+        }
+        sock
+    }
+
+    /// The server whose socket `socket` is.
+    fn server_of_socket(&self, socket: SocketId) -> Option<(SocketAddr, Sock)> {
+        self.socks
+            .iter()
+            .find(|(_, s)| matches!(s, Sock::Opening(x) | Sock::Open(x) if *x == socket))
+            .copied()
+    }
+
+    /// Every lookup waiting on `server` (over UDP, queued or sent) fails over to its next
+    /// server with `why`.
+    fn fail_over(&mut self, now: Instant, server: SocketAddr, why: &Failure, cx: &mut Context<'_>) {
+        let waiting: Vec<usize> = (0..self.lookups.len())
+            .filter(|&i| {
+                matches!(self.lookups[i].transport, Transport::Udp)
+                    && self.server_of(&self.lookups[i]) == server
+            })
+            .collect();
+        for i in waiting.into_iter().rev() {
+            let mut l = self.lookups.swap_remove(i);
+            l.queued = None;
+            self.next_server(now, l, why.clone(), cx);
+        }
     }
 
     /// Sends the query for the lookup's current name to its current server.
@@ -372,7 +403,7 @@ impl Resolver {
         data: &[u8],
         cx: &mut Context<'_>,
     ) -> bool {
-        if self.v4 != Sock::Open(socket) && self.v6 != Sock::Open(socket) {
+        if !matches!(self.server_of_socket(socket), Some((_, Sock::Open(_)))) {
             return false;
         }
         let id = dns::id_of(data);
@@ -412,46 +443,41 @@ impl Resolver {
         event: SocketEvent<'_>,
         cx: &mut Context<'_>,
     ) -> bool {
-        for v4 in [true, false] {
-            let slot = if v4 { &mut self.v4 } else { &mut self.v6 };
-            match (*slot, event) {
-                (Sock::Opening(s), SocketEvent::Opened(_)) if s == socket => {
-                    *slot = Sock::Open(socket);
-                    for l in &mut self.lookups {
-                        if let Some(packet) = l.queued.take() {
-                            let to = server_at(&self.servers, l);
-                            if to.is_ipv4() == v4 {
-                                cx.send_datagram(socket, Endpoint::Addr(to), Bytes::from(packet));
-                            } else {
-                                l.queued = Some(packet);
-                            }
-                        }
-                    }
-                    return true;
+        let Some((server, sock)) = self.server_of_socket(socket) else {
+            return false;
+        };
+        match (sock, event) {
+            (Sock::Opening(_), SocketEvent::Opened(_)) => {
+                if let Some((_, s)) = self.socks.iter_mut().find(|(a, _)| *a == server) {
+                    *s = Sock::Open(socket);
                 }
-                (Sock::Opening(s), SocketEvent::OpenFailed(why)) if s == socket => {
-                    *slot = Sock::Closed;
-                    // Every lookup waiting for this socket fails over to the next server.
-                    let waiting: Vec<usize> = (0..self.lookups.len())
-                        .filter(|&i| {
-                            self.lookups[i].queued.is_some()
-                                && self.server_of(&self.lookups[i]).is_ipv4() == v4
-                        })
-                        .collect();
-                    for i in waiting.into_iter().rev() {
-                        let mut l = self.lookups.swap_remove(i);
-                        l.queued = None;
-                        let why = why.clone().context("cannot open a UDP socket");
-                        self.next_server(now, l, why, cx);
+                for l in &mut self.lookups {
+                    if server_at(&self.servers, l) == server
+                        && let Some(packet) = l.queued.take()
+                    {
+                        cx.send_datagram(socket, Endpoint::Addr(server), Bytes::from(packet));
                     }
-                    return true;
                 }
-                // A send on the socket failed (no route, say): the lookups on it time out.
-                (Sock::Open(s), _) | (Sock::Opening(s), _) if s == socket => return true,
-                _ => {}
             }
+            (Sock::Opening(_), SocketEvent::OpenFailed(why)) => {
+                if let Some((_, s)) = self.socks.iter_mut().find(|(a, _)| *a == server) {
+                    *s = Sock::Closed;
+                }
+                // Every lookup waiting for this socket fails over to the next server.
+                let why = why.clone().context("cannot open a UDP socket");
+                self.fail_over(now, server, &why, cx);
+            }
+            // The server's port is closed (ICMP port unreachable on the connected socket):
+            // the lookups asking it move to the next server at once, as glibc's do, instead
+            // of waiting out their time-out.
+            (Sock::Open(_), SocketEvent::SendFailed(why)) if why.kind() == FailureKind::Refused => {
+                let why = why.clone().context(server);
+                self.fail_over(now, server, &why, cx);
+            }
+            // Another failed send (no route, say): the lookups on it time out.
+            _ => {}
         }
-        false
+        true
     }
 
     /// What came back on one of the resolver's TCP exchanges; returns whether it was the

@@ -27,6 +27,11 @@ impl Scratch {
         Scratch(p)
     }
 
+    /// A file named `name` in the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
     /// A resolv.conf pointing at `port` on loopback, with one quick attempt per poll.
     pub fn resolv_conf(&self, port: u16) -> String {
         let path = self.0.join("resolv.conf");

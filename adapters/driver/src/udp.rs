@@ -87,8 +87,14 @@ impl<R: Runtime> Sockets<R> {
                             Err(async_channel::TrySendError::Closed(_)) => return,
                         }
                     }
-                    // ICMP errors from earlier sends surface here on some systems; the
-                    // socket is still good.
+                    // A connected socket's peer answered an earlier send with ICMP
+                    // port-unreachable: said on the socket's token, so a resolver moves to
+                    // its next server at once. Other errors: the socket is still good.
+                    Step::Received(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        let why =
+                            Failure::io("the peer's port is closed (ICMP port unreachable)", &e);
+                        let _ = tx.try_send(Inbox::Answer(token, OwnedAnswer::Failed(why)));
+                    }
                     Step::Received(Err(e)) => tracing::debug!(%e, "UDP receive error"),
                     Step::Send(Some((to, data))) => {
                         if let Err(why) = send::<R>(&runtime, &io, &to, &data).await {

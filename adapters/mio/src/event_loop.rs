@@ -379,7 +379,12 @@ impl Driver {
 
     fn readable_udp(&mut self, token: Token) {
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some((n, from)) = self.udp.get(&token).and_then(|u| u.recv(&mut buf)) {
+        let mut refused = None;
+        while let Some((n, from)) = self
+            .udp
+            .get(&token)
+            .and_then(|u| u.recv(&mut buf, &mut refused))
+        {
             let now = self.tick();
             self.cluster.handle_input(
                 now,
@@ -391,6 +396,9 @@ impl Driver {
             );
         }
         self.buf = buf;
+        if let Some(why) = refused {
+            self.answer(token, OwnedAnswer::Failed(why));
+        }
         let errors = self.udp.get_mut(&token).map(Udp::flush).unwrap_or_default();
         for e in errors {
             self.answer(token, OwnedAnswer::Failed(e));

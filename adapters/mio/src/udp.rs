@@ -76,14 +76,26 @@ impl Udp {
         errors
     }
 
-    /// The next datagram into `buf`, or `None` when none is waiting.
-    pub(crate) fn recv(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-        // ICMP errors from earlier sends surface here on some systems; the socket is still
+    /// The next datagram into `buf`, or `None` when none is waiting. A connected socket's
+    /// peer that answered with ICMP port-unreachable is noted in `refused`, for the caller to
+    /// say on the socket's token.
+    pub(crate) fn recv(
+        &self,
+        buf: &mut [u8],
+        refused: &mut Option<Failure>,
+    ) -> Option<(usize, SocketAddr)> {
+        // Other errors from earlier sends surface here on some systems; the socket is still
         // good. A socket that only errs is left until its next event.
         for _ in 0..16 {
             match self.socket.recv_from(buf) {
                 Ok(r) => return Some(r),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    *refused = Some(Failure::io(
+                        "the peer's port is closed (ICMP port unreachable)",
+                        &e,
+                    ));
+                }
                 Err(e) => tracing::debug!(%e, "UDP receive error"),
             }
         }

@@ -82,5 +82,11 @@ pub fn open(opts: &UdpOptions) -> Result<std::net::UdpSocket, Failure> {
             Failure::io(what, &e)
         })?;
     }
+    if let Some(peer) = opts.connect {
+        // Connected, the socket hears the peer's ICMP port-unreachable as ECONNREFUSED.
+        socket
+            .connect(&peer.into())
+            .map_err(|e| Failure::io(format_args!("cannot connect UDP {bind} to {peer}"), &e))?;
+    }
     Ok(socket.into())
 }
