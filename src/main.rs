@@ -195,6 +195,7 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let observed = std::sync::Arc::new(cli::admin::Observed::default());
     let _admin = match &admin {
         Some(a) => match tokio::net::TcpListener::bind(a.listen).await {
             Ok(l) => {
@@ -202,11 +203,8 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
                     "muster: admin endpoint on http://{} (/livez, /readyz, /metrics)",
                     a.listen
                 );
-                Some(tokio::spawn(cli::admin::serve(
-                    l,
-                    handle.clone(),
-                    a.clone(),
-                )))
+                let serve = cli::admin::serve(l, handle.clone(), a.clone(), observed.clone());
+                Some(tokio::spawn(serve))
             }
             Err(e) => {
                 eprintln!("muster: {path}: [admin] listen = {}: {e}", a.listen);
@@ -229,7 +227,7 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
                 break;
             }
             e = events.recv() => match e {
-                Some(e) => println!("{}", event_line(&e, format, start.elapsed(), None)),
+                Some(e) => print_event(&e, &events, &mut missed, &observed, format, start),
                 None => break,
             },
         }
@@ -258,19 +256,31 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
                 break;
             }
             e = events.recv() => match e {
-                Some(e) => {
-                    report_missed(&events, &mut missed, format, start.elapsed());
-                    println!("{}", event_line(&e, format, start.elapsed(), None));
-                }
+                Some(e) => print_event(&e, &events, &mut missed, &observed, format, start),
                 None => break,
             },
         }
     }
     // What the leave said last.
     while let Ok(Some(e)) = tokio::time::timeout(Duration::ZERO, events.recv()).await {
-        println!("{}", event_line(&e, format, start.elapsed(), None));
+        print_event(&e, &events, &mut missed, &observed, format, start);
     }
     ExitCode::SUCCESS
+}
+
+/// Prints `e` (after a `missed` line if events were missed before it) and counts it.
+fn print_event(
+    e: &muster::core::Event,
+    events: &muster::tokio::Events,
+    missed: &mut u64,
+    observed: &cli::admin::Observed,
+    format: Format,
+    start: Instant,
+) {
+    report_missed(events, missed, format, start.elapsed());
+    observed.set_missed(*missed);
+    observed.observe(e);
+    println!("{}", event_line(e, format, start.elapsed(), None));
 }
 
 /// Says how many events the output missed since it last said so: a `missed` line.

@@ -554,6 +554,28 @@ fn the_admin_endpoint_answers_liveness_readiness_and_metrics() {
         scrape.docs.contains_key("muster_connected_total"),
         "HELP lines"
     );
+    // Per topology and kind, and the connect latency as a histogram.
+    let connected = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "muster_events_total"
+                && s.labels.get("topology") == Some("app")
+                && s.labels.get("event") == Some("connected")
+        })
+        .unwrap_or_else(|| panic!("per-topology connected in {text}"));
+    assert!(matches!(connected.value, prometheus_parse::Value::Counter(v) if v == 1.0));
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "muster_connect_seconds")
+        .unwrap_or_else(|| panic!("the histogram in {text}"));
+    match &histogram.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            assert_eq!(buckets.last().map(|b| b.count), Some(1.0), "{text}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(get(&admin, "/nothing").0, 404);
     child.kill().unwrap();
     child.wait().unwrap();

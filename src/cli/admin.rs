@@ -3,12 +3,13 @@
 //! most [`MAX_CONNECTIONS`] at once, [`REQUEST_TIMEOUT`] and [`MAX_REQUEST`] bytes for a
 //! request, one request per connection.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use muster::config::AdminSettings;
-use muster::core::Metrics;
+use muster::core::{Event, Metrics};
 use muster::tokio::ClusterHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,8 +22,102 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request read.
 pub const MAX_REQUEST: usize = 8 * 1024;
 
+/// The upper bounds of the connect-latency histogram, in seconds.
+const BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+
+/// What the tool saw go by: events per topology and kind, connect latencies, events missed.
+#[derive(Debug, Default)]
+pub struct Observed {
+    inner: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    events: BTreeMap<(String, &'static str), u64>,
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+    missed: u64,
+}
+
+impl Observed {
+    /// Counts `e`.
+    pub fn observe(&self, e: &Event) {
+        let Ok(mut s) = self.inner.lock() else { return };
+        *s.events
+            .entry((e.topology().to_owned(), e.name()))
+            .or_default() += 1;
+        if let Event::Connected { took, .. } = e {
+            let t = took.as_secs_f64();
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if t <= *b {
+                    s.buckets[i] += 1;
+                }
+            }
+            s.sum += t;
+            s.count += 1;
+        }
+    }
+
+    /// Sets how many events the output missed so far.
+    pub fn set_missed(&self, n: u64) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.missed = n;
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        let Ok(s) = self.inner.lock() else { return };
+        let _ = writeln!(
+            out,
+            "# HELP muster_events_total Events, per topology and kind."
+        );
+        let _ = writeln!(out, "# TYPE muster_events_total counter");
+        for ((topology, kind), n) in &s.events {
+            let _ = writeln!(
+                out,
+                "muster_events_total{{topology=\"{}\",event=\"{kind}\"}} {n}",
+                label(topology)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP muster_connect_seconds Time from a connect request to its success."
+        );
+        let _ = writeln!(out, "# TYPE muster_connect_seconds histogram");
+        for (b, n) in BUCKETS.iter().zip(s.buckets) {
+            let _ = writeln!(out, "muster_connect_seconds_bucket{{le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "muster_connect_seconds_bucket{{le=\"+Inf\"}} {}",
+            s.count
+        );
+        let _ = writeln!(out, "muster_connect_seconds_sum {}", s.sum);
+        let _ = writeln!(out, "muster_connect_seconds_count {}", s.count);
+        let _ = writeln!(
+            out,
+            "# HELP muster_events_missed_total Events the output fell too far behind to print."
+        );
+        let _ = writeln!(out, "# TYPE muster_events_missed_total counter");
+        let _ = writeln!(out, "muster_events_missed_total {}", s.missed);
+    }
+}
+
+/// A label value as the text format wants it.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Serves the endpoint on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, handle: ClusterHandle, settings: AdminSettings) {
+pub async fn serve(
+    listener: TcpListener,
+    handle: ClusterHandle,
+    settings: AdminSettings,
+    observed: Arc<Observed>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = match listener.accept().await {
@@ -40,14 +135,21 @@ pub async fn serve(listener: TcpListener, handle: ClusterHandle, settings: Admin
         };
         let handle = handle.clone();
         let settings = settings.clone();
+        let observed = observed.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &handle, &settings)).await;
+            let reply = answer(stream, &handle, &settings, &observed);
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, reply).await;
             drop(permit);
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, handle: &ClusterHandle, settings: &AdminSettings) {
+async fn answer(
+    mut stream: TcpStream,
+    handle: &ClusterHandle,
+    settings: &AdminSettings,
+    observed: &Observed,
+) {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
     let path = loop {
@@ -82,7 +184,8 @@ async fn answer(mut stream: TcpStream, handle: &ClusterHandle, settings: &AdminS
             }
         }
         "/metrics" => {
-            let body = exposition(&handle.metrics(), handle.members().len());
+            let mut body = exposition(&handle.metrics(), handle.members().len());
+            observed.write(&mut body);
             respond(&mut stream, 200, "text/plain; version=0.0.4", &body).await
         }
         _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
