@@ -370,7 +370,12 @@ impl ConfigFile {
     /// Validates `text`, naming `path` in errors, with the built-in strategies and this
     /// process's environment.
     pub fn parse(path: &str, text: &str) -> Result<ConfigFile, FileError> {
-        let env = Environment::from_vars(std::env::vars());
+        let env = Environment::from_vars(std::env::vars_os().map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        }));
         ConfigFile::parse_with(path, text, &Registry::builtin().with_env(env))
     }
 

@@ -137,7 +137,12 @@ fn load(path: &str, name: Option<&str>) -> Result<ConfigFile, ExitCode> {
         eprintln!("muster: {path}: cannot read: {e}");
         ExitCode::from(2)
     })?;
-    let mut env = Environment::from_vars(std::env::vars());
+    let mut env = Environment::from_vars(std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    }));
     if let Some(name) = name {
         env = env.set(muster::config::NAME_VAR, name);
     }
@@ -280,25 +285,34 @@ fn print_event(
     report_missed(events, missed, format, start.elapsed());
     observed.set_missed(*missed);
     observed.observe(e);
-    println!("{}", event_line(e, format, start.elapsed(), None));
+    // A closed or failing stdout must not take the node down (nor cut its leave short).
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}",
+        event_line(e, format, start.elapsed(), None)
+    );
 }
 
 /// Says how many events the output missed since it last said so: a `missed` line.
 fn report_missed(events: &muster::tokio::Events, said: &mut u64, format: Format, t: Duration) {
+    use std::io::Write as _;
     let now = events.missed();
     if now > *said {
         let n = now - *said;
         *said = now;
-        match format {
-            Format::Text => println!(
-                "{:>9.3}s missed {n} events (the output fell behind; they are counted in the metrics)",
+        let _ = match format {
+            Format::Text => writeln!(
+                std::io::stdout(),
+                "{:>9.3}s missed {n} events (the output fell behind; see muster_events_missed_total)",
                 t.as_secs_f64()
             ),
-            Format::Json => println!(
+            Format::Json => writeln!(
+                std::io::stdout(),
                 "{}",
                 serde_json::json!({"t": t.as_secs_f64(), "event": "missed", "count": n})
             ),
-        }
+        };
     }
 }
 

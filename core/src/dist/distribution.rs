@@ -913,10 +913,13 @@ impl Distribution {
                 self.answer(c, OwnedAnswer::Connected);
             }
             None => match (self.awaiting.remove(&peer), self.deferred.remove(&peer)) {
-                (Some((c, _)), _) | (None, Some((c, _, _))) => {
-                    self.answer(c, OwnedAnswer::Connected)
-                }
                 (None, None) => self.out.push_back(DistOutput::Up(peer)),
+                // Both may wait: each is answered.
+                (a, d) => {
+                    for c in a.map(|(c, _)| c).into_iter().chain(d.map(|(c, _, _)| c)) {
+                        self.answer(c, OwnedAnswer::Connected);
+                    }
+                }
             },
         }
         if inbound {
