@@ -1,6 +1,6 @@
 //! The admin endpoint of `muster run` (`[admin] listen`): `/livez`, `/readyz` and `/metrics`
 //! in Prometheus' text format, over plain HTTP/1.1 — bounded like every other listener: at
-//! most [`MAX_CONNECTIONS`] at once, [`REQUEST_TIMEOUT`] and [`MAX_REQUEST`] bytes for a
+//! most [`MAX_CONNECTIONS`] at once (one more closes the oldest), [`REQUEST_TIMEOUT`] and [`MAX_REQUEST`] bytes for a
 //! request, one request per connection.
 
 use std::collections::BTreeMap;
@@ -13,9 +13,8 @@ use muster::core::{Event, Metrics};
 use muster::tokio::ClusterHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
-/// Connections served at once; more are closed at once.
+/// Connections served at once; one more closes the oldest.
 pub const MAX_CONNECTIONS: usize = 32;
 /// How long a request may take to arrive.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,7 +117,9 @@ pub async fn serve(
     settings: AdminSettings,
     observed: Arc<Observed>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // In flight, oldest first: one more than MAX_CONNECTIONS closes the oldest, so idle
+    // connections cannot keep a probe out (as the EPMD and the Erlang node do).
+    let mut live: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
@@ -129,18 +130,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
+        live.retain(|h| !h.is_finished());
+        if live.len() >= MAX_CONNECTIONS
+            && let Some(oldest) = live.pop_front()
+        {
+            oldest.abort();
+        }
         let handle = handle.clone();
         let settings = settings.clone();
         let observed = observed.clone();
-        tokio::spawn(async move {
+        live.push_back(tokio::spawn(async move {
             let reply = answer(stream, &handle, &settings, &observed);
             let _ = tokio::time::timeout(REQUEST_TIMEOUT, reply).await;
-            drop(permit);
-        });
+        }));
     }
 }
 
