@@ -559,6 +559,20 @@ fn a_link_asked_alive_gives_way_when_told_to() {
     assert!(ours.lost_race(), "its connection stays, and counts");
 }
 
+/// A cluster with no topology that accepted a connection from z@10.0.0.2; returns it, the
+/// accepted stream and z's side of the link (nothing sent yet).
+fn z_connects_to_us(now: Instant) -> (Cluster, Token, Link) {
+    let (mut c, rs) = dialing(&[], |d| d);
+    let acc = accept_token(&rs);
+    answer(
+        &mut c,
+        now,
+        acc,
+        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
+    );
+    (c, acc, peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie"))
+}
+
 /// Feeds the peer's pending bytes to the cluster once; returns what the cluster did.
 fn feed(
     c: &mut Cluster,
@@ -590,15 +604,7 @@ fn dials(rs: &[(Token, Request)]) -> usize {
 #[test]
 fn a_connect_while_the_peer_connects_to_us_waits_for_its_link() {
     let now = Instant::ZERO;
-    let (mut c, rs) = dialing(&[], |d| d);
-    let acc = accept_token(&rs);
-    answer(
-        &mut c,
-        now,
-        acc,
-        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
-    );
-    let mut z = peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie");
+    let (mut c, acc, mut z) = z_connects_to_us(now);
     // z's name arrives and is admitted; its handshake is under way.
     let (rs, _) = feed(&mut c, now, acc, &mut z);
     for (_, r) in &rs {
@@ -635,15 +641,7 @@ fn a_connect_while_the_peer_connects_to_us_waits_for_its_link() {
 #[test]
 fn a_connect_that_waited_for_a_failed_inbound_dials() {
     let now = Instant::ZERO;
-    let (mut c, rs) = dialing(&[], |d| d);
-    let acc = accept_token(&rs);
-    answer(
-        &mut c,
-        now,
-        acc,
-        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
-    );
-    let mut z = peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie");
+    let (mut c, acc, mut z) = z_connects_to_us(now);
     feed(&mut c, now, acc, &mut z);
     c.add(
         now,
@@ -665,15 +663,7 @@ fn a_connect_that_waited_for_a_failed_inbound_dials() {
 #[test]
 fn a_peer_no_topology_wants_is_reported_when_it_connects_and_goes() {
     let now = Instant::ZERO;
-    let (mut c, rs) = dialing(&[], |d| d);
-    let acc = accept_token(&rs);
-    answer(
-        &mut c,
-        now,
-        acc,
-        Answer::Accepted("10.0.0.2:5555".parse().unwrap()),
-    );
-    let mut z = peer_link("z@10.0.0.2", "rust@127.0.0.1", "cookie");
+    let (mut c, acc, mut z) = z_connects_to_us(now);
     let (_, events) = pump(&mut c, now, acc, &mut z);
     assert!(z.is_up());
     let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
