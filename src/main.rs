@@ -19,7 +19,7 @@ mod cli;
 use clap::{Parser, Subcommand};
 use cli::demo::{self, DemoOptions};
 use cli::output::{Format, event_line};
-use cli::simulate::{SimulateOptions, parse_duration, parse_window};
+use cli::simulate::SimulateOptions;
 use muster::config::ConfigFile;
 use muster::core::strategy::{Environment, Registry};
 
@@ -79,39 +79,7 @@ enum Command {
     },
     /// Run N nodes of FILE in virtual time over a simulated network and simulated discovery
     /// services; print their events and a summary. Same arguments, same bytes
-    Simulate {
-        /// The configuration file
-        #[arg(short, long, value_name = "FILE")]
-        config: String,
-        /// Nodes to simulate
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=1000))]
-        nodes: u16,
-        /// The seed of every random choice
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Virtual time to run: 500ms, 30s, 10m, 1h
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Probability that a datagram is lost (0 to 1)
-        #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
-        loss: f64,
-        /// Split the nodes in halves at AT for FOR (e.g. 20s:10s)
-        #[arg(long, value_name = "AT:FOR", value_parser = parse_window)]
-        partition: Option<(Duration, Duration)>,
-        /// Take the last node down at AT for FOR
-        #[arg(long, value_name = "AT:FOR", value_parser = parse_window)]
-        crash: Option<(Duration, Duration)>,
-        /// text or json
-        #[arg(long, default_value = "text")]
-        format: Format,
-    },
-}
-
-fn parse_probability(s: &str) -> Result<f64, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|p| (0.0..=1.0).contains(p))
-        .ok_or_else(|| format!("{s:?} is not a probability (0 to 1)"))
+    Simulate(SimulateOptions),
 }
 
 fn init_logging() {
@@ -369,33 +337,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Simulate {
-            config,
-            nodes,
-            seed,
-            duration,
-            loss,
-            partition,
-            crash,
-            format,
-        } => {
-            let opts = SimulateOptions {
-                config,
-                nodes: usize::from(nodes),
-                seed,
-                duration,
-                loss,
-                partition,
-                crash,
-                format,
-            };
-            match cli::simulate::run(&opts) {
-                Ok(code) => ExitCode::from(code),
-                Err(e) => {
-                    eprintln!("muster simulate: {e}");
-                    ExitCode::from(2)
-                }
+        Command::Simulate(opts) => match cli::simulate::run(&opts) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("muster simulate: {e}");
+                ExitCode::from(2)
             }
-        }
+        },
     }
 }

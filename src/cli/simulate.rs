@@ -13,40 +13,47 @@ use muster::core::{ClusterConfig, Instant, NodeName, Value};
 
 use super::output::{Format, event_line};
 
-/// What `muster simulate` was asked.
-#[derive(Debug, Clone)]
+/// What `muster simulate` was asked: its command-line arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct SimulateOptions {
-    /// The configuration file.
+    /// The configuration file
+    #[arg(short, long, value_name = "FILE")]
     pub config: String,
-    /// How many nodes.
+    /// Nodes to simulate
+    #[arg(long, default_value_t = 5, value_parser = parse_nodes)]
     pub nodes: usize,
-    /// The seed.
+    /// The seed of every random choice
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Virtual time to run.
+    /// Virtual time to run: 500ms, 30s, 10m, 1h
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Probability that a datagram is lost.
+    /// Probability that a datagram is lost (0 to 1)
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
     pub loss: f64,
-    /// Split the nodes in two halves at this time, for this long.
+    /// Split the nodes in halves at AT for FOR (e.g. 20s:10s)
+    #[arg(long, value_name = "AT:FOR", value_parser = parse_window)]
     pub partition: Option<(Duration, Duration)>,
-    /// Crash the last node at this time, for this long.
+    /// Take the last node down at AT for FOR
+    #[arg(long, value_name = "AT:FOR", value_parser = parse_window)]
     pub crash: Option<(Duration, Duration)>,
-    /// Output format.
+    /// text or json
+    #[arg(long, default_value = "text")]
     pub format: Format,
 }
 
-impl Default for SimulateOptions {
-    fn default() -> Self {
-        SimulateOptions {
-            config: String::new(),
-            nodes: 5,
-            seed: 0,
-            duration: Duration::from_secs(60),
-            loss: 0.0,
-            partition: None,
-            crash: None,
-            format: Format::Text,
-        }
-    }
+fn parse_nodes(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (2..=1000).contains(n))
+        .ok_or_else(|| format!("{s:?} is not a number of nodes from 2 to 1000"))
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| format!("{s:?} is not a probability (0 to 1)"))
 }
 
 /// Parses `500ms`, `30s`, `10m`, `1h`, or a number of seconds.
