@@ -19,8 +19,21 @@ const MAX_CHUNK_LINE: usize = 1024;
 /// A GET request for `path` (with its query) on `host` (as the `Host` header writes it:
 /// `name`, `name:port`, `[v6]:port`), with extra `headers`.
 pub fn get(host: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut r = Vec::with_capacity(128 + path.len());
-    r.extend_from_slice(b"GET ");
+    request("GET", host, path, headers, &[])
+}
+
+/// A `method` request for `path` on `host`, with extra `headers` and `body` (sent with its
+/// `Content-Length` unless the body is empty and the method is `GET` or `HEAD`).
+pub fn request(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut r = Vec::with_capacity(160 + path.len() + body.len());
+    r.extend_from_slice(method.as_bytes());
+    r.push(b' ');
     r.extend_from_slice(path.as_bytes());
     r.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     r.extend_from_slice(host.as_bytes());
@@ -33,7 +46,11 @@ pub fn get(host: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
         r.extend_from_slice(v.as_bytes());
         r.extend_from_slice(b"\r\n");
     }
+    if !(body.is_empty() && matches!(method, "GET" | "HEAD")) {
+        r.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
     r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(body);
     r
 }
 
@@ -486,6 +503,10 @@ mod tests {
         ));
         assert!(text.contains("\r\nConnection: close\r\n"));
         assert!(text.ends_with("Authorization: Bearer t\r\nAccept: application/json\r\n\r\n"));
+        let post = request("POST", "etcd:2379", "/v3/kv/range", &[], b"{}");
+        let post = String::from_utf8(post).unwrap();
+        assert!(post.starts_with("POST /v3/kv/range HTTP/1.1\r\nHost: etcd:2379\r\n"));
+        assert!(post.ends_with("Content-Length: 2\r\n\r\n{}"));
         assert_eq!(
             encode_query_value("app=myapp,tier in (a b)"),
             "app%3Dmyapp%2Ctier%20in%20%28a%20b%29"
