@@ -205,6 +205,44 @@ impl ResponseReader {
         matches!(self.state, State::Done | State::Failed(_))
     }
 
+    /// The status code, once the head has been read.
+    pub fn status(&self) -> Option<u16> {
+        match self.state {
+            State::Head => None,
+            State::Failed(_) if self.status == 0 => None,
+            _ => Some(self.status),
+        }
+    }
+
+    /// Whether the body ended as its framing says (the last chunk, or all of its
+    /// `Content-Length`): the stream was not cut short.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Hands each complete line of the body received so far (without its `\n`, nor a `\r`
+    /// before it) to `each`, and forgets them: a streaming response (a watch) is read line by
+    /// line, and `max_body` then bounds only what waits for its end of line.
+    pub fn drain_lines(&mut self, mut each: impl FnMut(&[u8])) {
+        let mut start = 0;
+        while let Some(n) = self.body[start..].iter().position(|b| *b == b'\n') {
+            let line = &self.body[start..start + n];
+            each(line.strip_suffix(b"\r").unwrap_or(line));
+            start += n + 1;
+        }
+        if start > 0 {
+            self.body.drain(..start);
+        }
+    }
+
+    /// The error that ended the response, if one did.
+    pub fn error(&self) -> Option<&HttpError> {
+        match &self.state {
+            State::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Feeds the next bytes of the stream. Bytes after the end of the response are ignored.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
@@ -515,6 +553,28 @@ mod tests {
             encode_query_value("kubernetes.io/service-name=x"),
             "kubernetes.io%2Fservice-name%3Dx"
         );
+    }
+
+    #[test]
+    fn a_streamed_body_is_read_line_by_line_within_its_limit() {
+        let mut r = ResponseReader::new(DEFAULT_MAX_HEAD, 16);
+        assert_eq!(r.status(), None);
+        r.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.status(), Some(200));
+        let mut lines = Vec::new();
+        // Twice the limit in all, but never more than the limit waiting for its newline.
+        for piece in [&b"6\r\nabc\nde\r\n"[..], b"7\r\nf\r\nghij\r\n", b"4\r\nklm\n\r\n"] {
+            r.feed(piece);
+            r.drain_lines(|l| lines.push(String::from_utf8_lossy(l).into_owned()));
+        }
+        assert_eq!(lines, ["abc", "def", "ghijklm"]);
+        assert!(!r.is_done());
+        r.feed(b"0\r\n\r\n");
+        assert!(r.is_complete());
+        // A line longer than the limit fails the stream.
+        let mut r = ResponseReader::new(DEFAULT_MAX_HEAD, 4);
+        r.feed(b"HTTP/1.1 200 OK\r\n\r\nabcdef");
+        assert_eq!(r.error(), Some(&HttpError::BodyTooLarge(4)));
     }
 
     #[test]

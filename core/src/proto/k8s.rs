@@ -153,6 +153,8 @@ struct Meta<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "deletionTimestamp")]
     deletion_timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "resourceVersion")]
+    resource_version: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -262,7 +264,7 @@ fn decode<'a, T: Deserialize<'a>>(
     body: &'a [u8],
     mode: LookupMode,
     each: impl FnMut(T),
-) -> Result<(), K8sError> {
+) -> Result<Option<String>, K8sError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut wrong = None;
     let read = ListSeed {
@@ -280,14 +282,20 @@ fn decode<'a, T: Deserialize<'a>>(
             got,
         });
     }
-    let kind = read.map_err(|e| K8sError::Json(e.to_string()))?;
+    let (kind, version) = read.map_err(|e| K8sError::Json(e.to_string()))?;
     match kind {
         Some(kind) if kind != mode.kind() => Err(K8sError::Kind {
             expected: mode.kind(),
             got: kind.into_owned(),
         }),
-        _ => Ok(()),
+        _ => Ok(version),
     }
+}
+
+#[derive(Deserialize)]
+struct ListMeta<'a> {
+    #[serde(borrow, default, rename = "resourceVersion")]
+    resource_version: Option<Cow<'a, str>>,
 }
 
 /// A list object: its `kind`, and its `items` (which may be null or absent) handed to `each`.
@@ -299,8 +307,11 @@ struct ListSeed<'w, T, F> {
     wrong: &'w mut Option<String>,
 }
 
+/// A list's `kind` and `metadata.resourceVersion`.
+type ListHead<'de> = (Option<Cow<'de, str>>, Option<String>);
+
 impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for ListSeed<'_, T, F> {
-    type Value = Option<Cow<'de, str>>;
+    type Value = ListHead<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -308,7 +319,7 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for ListSeed<'_
 }
 
 impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> {
-    type Value = Option<Cow<'de, str>>;
+    type Value = ListHead<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a list object")
@@ -316,6 +327,7 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> 
 
     fn visit_map<M: MapAccess<'de>>(mut self, mut map: M) -> Result<Self::Value, M::Error> {
         let mut kind = None;
+        let mut version = None;
         let mut items_seen = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
@@ -327,6 +339,12 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> 
                         *self.wrong = Some(k.to_owned());
                         return Err(serde::de::Error::custom("another kind of list"));
                     }
+                }
+                "metadata" => {
+                    let meta = map.next_value::<Option<ListMeta<'de>>>()?;
+                    version = meta
+                        .and_then(|m| m.resource_version)
+                        .map(Cow::into_owned);
                 }
                 "items" => {
                     items_seen = true;
@@ -340,7 +358,7 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> 
                 }
             }
         }
-        Ok(kind)
+        Ok((kind, version))
     }
 }
 
@@ -385,6 +403,212 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for Items<'_, T, F> {
     }
 }
 
+/// One API object of a list or a watch event: who it is, and the addresses it names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Object<'a> {
+    /// `namespace/name`, which a watch's later events about the object carry too.
+    pub key: String,
+    /// The object's `resourceVersion`, if it says.
+    pub resource_version: Option<String>,
+    /// The addresses it names, and what it left out.
+    pub parsed: Parsed<'a>,
+}
+
+/// A list read object by object, for a watch to continue from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct List<'a> {
+    /// The list's `metadata.resourceVersion`: where a watch starts.
+    pub resource_version: Option<String>,
+    /// Its objects, in the list's order.
+    pub objects: Vec<Object<'a>>,
+}
+
+fn key(meta: Option<&Meta<'_>>) -> String {
+    let (ns, name) = meta.map_or(("", ""), |m| {
+        (
+            m.namespace.as_deref().unwrap_or(""),
+            m.name.as_deref().unwrap_or(""),
+        )
+    });
+    format!("{ns}/{name}")
+}
+
+fn slice_object<'a>(slice: Slice<'a>, include_not_ready: bool) -> Object<'a> {
+    let mut out = Parsed::default();
+    let family = slice.address_type;
+    let (key, rv) = (key(slice.metadata.as_ref()), version(slice.metadata.as_ref()));
+    let slice_ns = slice.metadata.and_then(|m| m.namespace);
+    for ep in slice.endpoints.unwrap_or_default() {
+        let c = ep.conditions.unwrap_or_default();
+        if c.terminating == Some(true) {
+            out.skipped.terminating += 1;
+            continue;
+        }
+        // A condition the API leaves out means ready (its documentation says so).
+        if !include_not_ready && !c.ready.or(c.serving).unwrap_or(true) {
+            out.skipped.not_ready += 1;
+            continue;
+        }
+        // Every address of an endpoint is the same pod: the first one names it.
+        let Some(addr) = ep.addresses.into_iter().next() else {
+            out.skipped.bad_address += 1;
+            continue;
+        };
+        let address = if family == "FQDN" {
+            Address::Fqdn(addr)
+        } else {
+            match addr.parse::<IpAddr>() {
+                Ok(ip) if (family == "IPv4") == ip.is_ipv4() => Address::Ip(ip),
+                _ => {
+                    out.skipped.bad_address += 1;
+                    continue;
+                }
+            }
+        };
+        let (namespace, pod) = match ep.target_ref {
+            Some(r) => (r.namespace.or_else(|| slice_ns.clone()), r.name),
+            None => (slice_ns.clone(), None),
+        };
+        out.targets.push(Target {
+            address,
+            namespace,
+            hostname: ep.hostname,
+            pod,
+        });
+    }
+    Object {
+        key,
+        resource_version: rv,
+        parsed: out,
+    }
+}
+
+fn endpoints_object<'a>(item: Endpoints<'a>, include_not_ready: bool) -> Object<'a> {
+    let mut out = Parsed::default();
+    let (key, rv) = (key(item.metadata.as_ref()), version(item.metadata.as_ref()));
+    let item_ns = item.metadata.and_then(|m| m.namespace);
+    for subset in item.subsets.unwrap_or_default() {
+        let not_ready = subset.not_ready.unwrap_or_default();
+        if !include_not_ready {
+            out.skipped.not_ready += not_ready.len();
+        }
+        let ready = subset.addresses.unwrap_or_default();
+        let taken = if include_not_ready {
+            ready.into_iter().chain(not_ready).collect::<Vec<_>>()
+        } else {
+            ready
+        };
+        for a in taken {
+            let Ok(ip) = a.ip.parse::<IpAddr>() else {
+                out.skipped.bad_address += 1;
+                continue;
+            };
+            let (namespace, pod) = match a.target_ref {
+                Some(r) => (r.namespace.or_else(|| item_ns.clone()), r.name),
+                None => (item_ns.clone(), None),
+            };
+            out.targets.push(Target {
+                address: Address::Ip(ip),
+                namespace,
+                hostname: a.hostname,
+                pod,
+            });
+        }
+    }
+    Object {
+        key,
+        resource_version: rv,
+        parsed: out,
+    }
+}
+
+fn pod_object<'a>(pod: Pod<'a>, include_not_ready: bool) -> Object<'a> {
+    let mut object = Object {
+        key: key(Some(&pod.metadata)),
+        resource_version: version(Some(&pod.metadata)),
+        parsed: Parsed::default(),
+    };
+    let out = &mut object.parsed;
+    let status = pod.status;
+    let phase = status.as_ref().and_then(|s| s.phase.as_deref());
+    if pod.metadata.deletion_timestamp.is_some() || phase != Some("Running") {
+        out.skipped.terminating += 1;
+        return object;
+    }
+    let Some(status) = status else { return object };
+    let ready = status.conditions.as_ref().is_none_or(|cs| {
+        cs.iter()
+            .find(|c| c.kind == "Ready")
+            .is_none_or(|c| c.status == "True")
+    });
+    if !include_not_ready && !ready {
+        out.skipped.not_ready += 1;
+        return object;
+    }
+    let Some(ip) = status.pod_ip else {
+        out.skipped.no_ip += 1;
+        return object;
+    };
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        out.skipped.bad_address += 1;
+        return object;
+    };
+    out.targets.push(Target {
+        address: Address::Ip(ip),
+        namespace: pod.metadata.namespace,
+        hostname: pod.spec.and_then(|s| s.hostname),
+        pod: pod.metadata.name,
+    });
+    object
+}
+
+fn version(meta: Option<&Meta<'_>>) -> Option<String> {
+    meta.and_then(|m| m.resource_version.as_deref())
+        .map(str::to_owned)
+}
+
+/// Reads a list of `mode`'s kind object by object, with its `resourceVersion`. Not-ready
+/// addresses are left out unless `include_not_ready`; terminating addresses, and pods being
+/// deleted or not running, always. Addresses are not yet de-duplicated across objects:
+/// [`merge`] does that.
+pub fn parse_list(
+    body: &[u8],
+    mode: LookupMode,
+    include_not_ready: bool,
+) -> Result<List<'_>, K8sError> {
+    let mut objects = Vec::new();
+    let inr = include_not_ready;
+    let resource_version = match mode {
+        LookupMode::EndpointSlices => {
+            decode::<Slice<'_>>(body, mode, |o| objects.push(slice_object(o, inr)))?
+        }
+        LookupMode::Endpoints => {
+            decode::<Endpoints<'_>>(body, mode, |o| objects.push(endpoints_object(o, inr)))?
+        }
+        LookupMode::Pods => decode::<Pod<'_>>(body, mode, |o| objects.push(pod_object(o, inr)))?,
+    };
+    Ok(List {
+        resource_version,
+        objects,
+    })
+}
+
+/// Every object's addresses as one list, one address per pod (a dual-stack pod is listed
+/// once per family, in two objects).
+pub fn merge<'a>(objects: impl IntoIterator<Item = Object<'a>>) -> Parsed<'a> {
+    let mut out = Parsed::default();
+    for o in objects {
+        out.targets.extend(o.parsed.targets);
+        let (s, t) = (&mut out.skipped, &o.parsed.skipped);
+        s.not_ready += t.not_ready;
+        s.terminating += t.terminating;
+        s.no_ip += t.no_ip;
+        s.bad_address += t.bad_address;
+    }
+    dedupe(&mut out);
+    out
+}
+
 /// Reads a list of `mode`'s kind. Not-ready addresses are left out unless
 /// `include_not_ready`; terminating addresses, and pods being deleted or not running, always.
 pub fn parse(
@@ -392,122 +616,141 @@ pub fn parse(
     mode: LookupMode,
     include_not_ready: bool,
 ) -> Result<Parsed<'_>, K8sError> {
-    let mut out = Parsed::default();
-    match mode {
-        LookupMode::EndpointSlices => {
-            decode::<Slice<'_>>(body, mode, |slice| {
-                let family = slice.address_type;
-                let slice_ns = slice.metadata.and_then(|m| m.namespace);
-                for ep in slice.endpoints.unwrap_or_default() {
-                    let c = ep.conditions.unwrap_or_default();
-                    if c.terminating == Some(true) {
-                        out.skipped.terminating += 1;
-                        continue;
-                    }
-                    // A condition the API leaves out means ready (its documentation says so).
-                    if !include_not_ready && !c.ready.or(c.serving).unwrap_or(true) {
-                        out.skipped.not_ready += 1;
-                        continue;
-                    }
-                    // Every address of an endpoint is the same pod: the first one names it.
-                    let Some(addr) = ep.addresses.into_iter().next() else {
-                        out.skipped.bad_address += 1;
-                        continue;
-                    };
-                    let address = if family == "FQDN" {
-                        Address::Fqdn(addr)
-                    } else {
-                        match addr.parse::<IpAddr>() {
-                            Ok(ip) if (family == "IPv4") == ip.is_ipv4() => Address::Ip(ip),
-                            _ => {
-                                out.skipped.bad_address += 1;
-                                continue;
-                            }
-                        }
-                    };
-                    let (namespace, pod) = match ep.target_ref {
-                        Some(r) => (r.namespace.or_else(|| slice_ns.clone()), r.name),
-                        None => (slice_ns.clone(), None),
-                    };
-                    out.targets.push(Target {
-                        address,
-                        namespace,
-                        hostname: ep.hostname,
-                        pod,
-                    });
-                }
-            })?;
+    Ok(merge(parse_list(body, mode, include_not_ready)?.objects))
+}
+
+/// One event of a watch stream (a line of JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchEvent {
+    /// `ADDED` or `MODIFIED`: the object as it is now.
+    Upsert(Object<'static>),
+    /// `DELETED`: the object is gone.
+    Deleted {
+        /// Its `namespace/name`.
+        key: String,
+        /// The `resourceVersion` of the deletion.
+        resource_version: Option<String>,
+    },
+    /// `BOOKMARK`: nothing changed up to this `resourceVersion`.
+    Bookmark {
+        /// Where a watch may resume.
+        resource_version: Option<String>,
+    },
+    /// `ERROR`: the watch is over; `410` means its `resourceVersion` is too old to resume
+    /// from, and the list must be read again.
+    Error {
+        /// The Status object's `code`.
+        code: u16,
+        /// Its `message`, escaped.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    object: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct StatusObject {
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MetaOnly<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<Meta<'a>>,
+}
+
+/// Reads one event of a watch of `mode`'s objects.
+pub fn parse_watch_event(
+    line: &[u8],
+    mode: LookupMode,
+    include_not_ready: bool,
+) -> Result<WatchEvent, K8sError> {
+    let json = |e: serde_json::Error| K8sError::Json(e.to_string());
+    let raw: RawEvent = serde_json::from_slice(line).map_err(json)?;
+    let upsert = match raw.kind.as_str() {
+        "ADDED" | "MODIFIED" => true,
+        "DELETED" => false,
+        "BOOKMARK" => {
+            let m = MetaOnly::deserialize(&raw.object).map_err(json)?;
+            return Ok(WatchEvent::Bookmark {
+                resource_version: version(m.metadata.as_ref()),
+            });
         }
+        "ERROR" => {
+            let s = StatusObject::deserialize(&raw.object).map_err(json)?;
+            return Ok(WatchEvent::Error {
+                code: s.code.unwrap_or(0),
+                message: crate::reason::escape(s.message.as_deref().unwrap_or("")).into_owned(),
+            });
+        }
+        other => {
+            return Err(K8sError::Json(format!(
+                "unknown watch event type {:?}",
+                crate::reason::escape(other)
+            )));
+        }
+    };
+    let inr = include_not_ready;
+    let object = match mode {
+        LookupMode::EndpointSlices => slice_object(Slice::deserialize(&raw.object).map_err(json)?, inr),
         LookupMode::Endpoints => {
-            decode::<Endpoints<'_>>(body, mode, |item| {
-                let item_ns = item.metadata.and_then(|m| m.namespace);
-                for subset in item.subsets.unwrap_or_default() {
-                    let not_ready = subset.not_ready.unwrap_or_default();
-                    if !include_not_ready {
-                        out.skipped.not_ready += not_ready.len();
-                    }
-                    let ready = subset.addresses.unwrap_or_default();
-                    let taken = if include_not_ready {
-                        ready.into_iter().chain(not_ready).collect::<Vec<_>>()
-                    } else {
-                        ready
-                    };
-                    for a in taken {
-                        let Ok(ip) = a.ip.parse::<IpAddr>() else {
-                            out.skipped.bad_address += 1;
-                            continue;
-                        };
-                        let (namespace, pod) = match a.target_ref {
-                            Some(r) => (r.namespace.or_else(|| item_ns.clone()), r.name),
-                            None => (item_ns.clone(), None),
-                        };
-                        out.targets.push(Target {
-                            address: Address::Ip(ip),
-                            namespace,
-                            hostname: a.hostname,
-                            pod,
-                        });
-                    }
-                }
-            })?;
+            endpoints_object(Endpoints::deserialize(&raw.object).map_err(json)?, inr)
         }
-        LookupMode::Pods => {
-            decode::<Pod<'_>>(body, mode, |pod| {
-                let status = pod.status;
-                let phase = status.as_ref().and_then(|s| s.phase.as_deref());
-                if pod.metadata.deletion_timestamp.is_some() || phase != Some("Running") {
-                    out.skipped.terminating += 1;
-                    return;
-                }
-                let Some(status) = status else { return };
-                let ready = status.conditions.as_ref().is_none_or(|cs| {
-                    cs.iter()
-                        .find(|c| c.kind == "Ready")
-                        .is_none_or(|c| c.status == "True")
-                });
-                if !include_not_ready && !ready {
-                    out.skipped.not_ready += 1;
-                    return;
-                }
-                let Some(ip) = status.pod_ip else {
-                    out.skipped.no_ip += 1;
-                    return;
-                };
-                let Ok(ip) = ip.parse::<IpAddr>() else {
-                    out.skipped.bad_address += 1;
-                    return;
-                };
-                out.targets.push(Target {
-                    address: Address::Ip(ip),
-                    namespace: pod.metadata.namespace,
-                    hostname: pod.spec.and_then(|s| s.hostname),
-                    pod: pod.metadata.name,
-                });
-            })?;
+        LookupMode::Pods => pod_object(Pod::deserialize(&raw.object).map_err(json)?, inr),
+    };
+    Ok(if upsert {
+        WatchEvent::Upsert(object.into_owned())
+    } else {
+        WatchEvent::Deleted {
+            key: object.key,
+            resource_version: object.resource_version,
+        }
+    })
+}
+
+impl Object<'_> {
+    /// The object, owning what it borrowed.
+    pub fn into_owned(self) -> Object<'static> {
+        Object {
+            key: self.key,
+            resource_version: self.resource_version,
+            parsed: Parsed {
+                targets: self
+                    .parsed
+                    .targets
+                    .into_iter()
+                    .map(Target::into_owned)
+                    .collect(),
+                skipped: self.parsed.skipped,
+            },
         }
     }
-    dedupe(&mut out);
-    Ok(out)
+}
+
+impl Target<'_> {
+    /// The target, owning what it borrowed.
+    pub fn into_owned(self) -> Target<'static> {
+        let own = |c: Option<Cow<'_, str>>| c.map(|c| Cow::Owned(c.into_owned()));
+        Target {
+            address: match self.address {
+                Address::Ip(ip) => Address::Ip(ip),
+                Address::Fqdn(n) => Address::Fqdn(Cow::Owned(n.into_owned())),
+            },
+            namespace: own(self.namespace),
+            hostname: own(self.hostname),
+            pod: own(self.pod),
+        }
+    }
 }
 
 /// Keeps one address per pod: a dual-stack pod is listed once per family.
@@ -754,6 +997,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(host, "fd00::e");
+    }
+
+    #[test]
+    fn a_list_is_read_object_by_object_with_its_version() {
+        let l = parse_list(SLICES.as_bytes(), LookupMode::EndpointSlices, false).unwrap();
+        assert_eq!(l.resource_version.as_deref(), Some("9"));
+        let keys: Vec<&str> = l.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["default/myapp-x1", "default/myapp-x2", "default/myapp-x3"]);
+        // Dual stack across two objects: merged, one address per pod.
+        assert_eq!(merge(l.objects).targets.len(), 3);
+    }
+
+    #[test]
+    fn watch_events_of_every_type() {
+        let mode = LookupMode::EndpointSlices;
+        let added = br#"{"type":"ADDED","object":{"kind":"EndpointSlice","metadata":{"name":"s1","namespace":"ns","resourceVersion":"12"},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.7"],"conditions":{"ready":true}}]}}"#;
+        let WatchEvent::Upsert(o) = parse_watch_event(added, mode, false).unwrap() else {
+            panic!("not an upsert")
+        };
+        assert_eq!((o.key.as_str(), o.resource_version.as_deref()), ("ns/s1", Some("12")));
+        assert_eq!(o.parsed.targets.len(), 1);
+        let deleted = br#"{"type":"DELETED","object":{"metadata":{"name":"s1","namespace":"ns","resourceVersion":"13"},"addressType":"IPv4"}}"#;
+        assert_eq!(
+            parse_watch_event(deleted, mode, false).unwrap(),
+            WatchEvent::Deleted {
+                key: "ns/s1".into(),
+                resource_version: Some("13".into())
+            }
+        );
+        let bookmark = br#"{"type":"BOOKMARK","object":{"kind":"EndpointSlice","metadata":{"resourceVersion":"20"}}}"#;
+        assert_eq!(
+            parse_watch_event(bookmark, mode, false).unwrap(),
+            WatchEvent::Bookmark {
+                resource_version: Some("20".into())
+            }
+        );
+        let gone = br#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 1 (20)\u001b[2J","reason":"Expired","code":410}}"#;
+        let WatchEvent::Error { code, message } = parse_watch_event(gone, mode, false).unwrap()
+        else {
+            panic!("not an error")
+        };
+        assert_eq!(code, 410);
+        assert!(message.starts_with("too old resource version") && !message.contains('\x1b'));
+        let pod = br#"{"type":"MODIFIED","object":{"metadata":{"name":"p","namespace":"ns"},"status":{"phase":"Running","podIP":"10.0.0.9"}}}"#;
+        assert!(matches!(
+            parse_watch_event(pod, LookupMode::Pods, false),
+            Ok(WatchEvent::Upsert(o)) if o.parsed.targets.len() == 1
+        ));
+        assert!(parse_watch_event(br#"{"type":"EXPLODED","object":{}}"#, mode, false).is_err());
+        assert!(parse_watch_event(b"{\"type\":", mode, false).is_err());
+        assert!(parse_watch_event(br#"{"type":"ADDED","object":{"endpoints":[]}}"#, mode, false).is_err());
     }
 
     #[test]
