@@ -238,7 +238,10 @@ impl ApiFault {
 
 /// A simulated Kubernetes API server: the pods of one service, each a simulated host, ready
 /// while that host is up. It answers lists of EndpointSlices, Endpoints and Pods in the
-/// namespace (whichever the strategy asks for), chunked or not at random.
+/// namespace (whichever the strategy asks for), chunked or not at random, and watches of
+/// them: the changes since the watch's `resourceVersion` (the objects as they are now), a
+/// bookmark, and the end of the watch — as a server whose watches time out at once, so a
+/// watching strategy is exercised without holding virtual streams open.
 #[derive(Debug, Clone)]
 pub struct KubernetesApi {
     namespace: String,
@@ -246,6 +249,9 @@ pub struct KubernetesApi {
     pods: Vec<NodeName>,
     fault: ApiFault,
     requests: u64,
+    /// The `resourceVersion`: bumped whenever the pods' state changes.
+    version: u64,
+    last: Vec<(usize, IpAddr, bool)>,
 }
 
 impl KubernetesApi {
@@ -257,6 +263,8 @@ impl KubernetesApi {
             pods: Vec::new(),
             fault: ApiFault::None,
             requests: 0,
+            version: 1,
+            last: Vec::new(),
         }
     }
 
@@ -274,7 +282,56 @@ impl KubernetesApi {
             .collect()
     }
 
-    fn slices(&self, world: &World<'_>) -> String {
+    /// The objects of a lookup mode, as JSON.
+    fn objects(&self, world: &World<'_>, kind: &str) -> Vec<String> {
+        match kind {
+            "EndpointSliceList" => vec![self.slice(world)],
+            "EndpointsList" => vec![self.endpoints(world)],
+            _ => self.pods_json(world),
+        }
+    }
+
+    fn list(&self, world: &World<'_>, kind: &str) -> String {
+        let api = if kind == "EndpointSliceList" {
+            "discovery.k8s.io/v1"
+        } else {
+            "v1"
+        };
+        format!(
+            r#"{{"kind":"{kind}","apiVersion":"{api}","metadata":{{"resourceVersion":"{}"}},"items":[{}]}}"#,
+            self.version,
+            self.objects(world, kind).join(",")
+        )
+    }
+
+    /// A watch from `from`: what changed since, then a bookmark; `410 Gone` as an event for
+    /// a version this server never had.
+    fn watch(&self, world: &World<'_>, kind: &str, from: Option<u64>) -> String {
+        let mut out = String::new();
+        match from {
+            Some(v) if v <= self.version => {
+                if v < self.version {
+                    for o in self.objects(world, kind) {
+                        let _ = writeln!(out, r#"{{"type":"MODIFIED","object":{o}}}"#);
+                    }
+                }
+                let _ = writeln!(
+                    out,
+                    r#"{{"type":"BOOKMARK","object":{{"metadata":{{"resourceVersion":"{}"}}}}}}"#,
+                    self.version
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    r#"{{"type":"ERROR","object":{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410}}}}"#
+                );
+            }
+        }
+        out
+    }
+
+    fn slice(&self, world: &World<'_>) -> String {
         let (ns, svc) = (&self.namespace, &self.service);
         let eps: Vec<String> = self
             .items(world)
@@ -286,7 +343,8 @@ impl KubernetesApi {
             })
             .collect();
         format!(
-            r#"{{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{{"resourceVersion":"1"}},"items":[{{"metadata":{{"name":"{svc}-x","namespace":"{ns}","labels":{{"kubernetes.io/service-name":"{svc}"}}}},"addressType":"IPv4","endpoints":[{}]}}]}}"#,
+            r#"{{"metadata":{{"name":"{svc}-x","namespace":"{ns}","resourceVersion":"{}","labels":{{"kubernetes.io/service-name":"{svc}"}}}},"addressType":"IPv4","endpoints":[{}]}}"#,
+            self.version,
             eps.join(",")
         )
     }
@@ -302,46 +360,62 @@ impl KubernetesApi {
         let ready: Vec<String> = items.iter().filter(|x| x.2).map(addr).collect();
         let not_ready: Vec<String> = items.iter().filter(|x| !x.2).map(addr).collect();
         format!(
-            r#"{{"kind":"EndpointsList","apiVersion":"v1","items":[{{"metadata":{{"name":"{svc}","namespace":"{ns}"}},"subsets":[{{"addresses":[{}],"notReadyAddresses":[{}],"ports":[{{"port":4369}}]}}]}}]}}"#,
+            r#"{{"metadata":{{"name":"{svc}","namespace":"{ns}","resourceVersion":"{}"}},"subsets":[{{"addresses":[{}],"notReadyAddresses":[{}],"ports":[{{"port":4369}}]}}]}}"#,
+            self.version,
             ready.join(","),
             not_ready.join(",")
         )
     }
 
-    fn pod_list(&self, world: &World<'_>) -> String {
+    fn pods_json(&self, world: &World<'_>) -> Vec<String> {
         let (ns, svc) = (&self.namespace, &self.service);
-        let pods: Vec<String> = self
-            .items(world)
+        self.items(world)
             .into_iter()
             .map(|(i, ip, ready)| {
                 let status = if ready { "True" } else { "False" };
                 format!(
-                    r#"{{"metadata":{{"name":"{svc}-{i}","namespace":"{ns}"}},"spec":{{"hostname":"{svc}-{i}"}},"status":{{"phase":"Running","podIP":"{ip}","conditions":[{{"type":"Ready","status":"{status}"}}]}}}}"#
+                    r#"{{"metadata":{{"name":"{svc}-{i}","namespace":"{ns}","resourceVersion":"{}"}},"spec":{{"hostname":"{svc}-{i}"}},"status":{{"phase":"Running","podIP":"{ip}","conditions":[{{"type":"Ready","status":"{status}"}}]}}}}"#,
+                    self.version
                 )
             })
-            .collect();
-        format!(
-            r#"{{"kind":"PodList","apiVersion":"v1","items":[{}]}}"#,
-            pods.join(",")
-        )
+            .collect()
     }
 }
 
 impl HttpService for KubernetesApi {
     fn respond(&mut self, _now: Instant, request: &HttpRequest, world: &World<'_>) -> HttpReply {
         self.requests += 1;
-        let path = request.path.split('?').next().unwrap_or_default();
+        let items = self.items(world);
+        if items != self.last {
+            self.version += 1;
+            self.last = items;
+        }
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
         let ns = &self.namespace;
-        let body = if path == format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices") {
-            self.slices(world)
+        let kind = if path == format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices") {
+            "EndpointSliceList"
         } else if path == format!("/api/v1/namespaces/{ns}/endpoints") {
-            self.endpoints(world)
+            "EndpointsList"
         } else if path == format!("/api/v1/namespaces/{ns}/pods") {
-            self.pod_list(world)
+            "PodList"
         } else {
             let body = r#"{"kind":"Status","status":"Failure","message":"the server could not find the requested resource","code":404}"#;
             return HttpReply::status(404, body);
         };
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        if param("watch").is_some_and(|w| w == "1" || w == "true") {
+            let from = param("resourceVersion").and_then(|v| v.parse().ok());
+            return self.fault.reply(HttpReply::Response {
+                status: 200,
+                body: self.watch(world, kind, from).into_bytes(),
+                chunked: true,
+            });
+        }
+        let body = self.list(world, kind);
         let chunked = self.requests.is_multiple_of(2);
         self.fault.reply(HttpReply::Response {
             status: 200,

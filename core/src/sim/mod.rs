@@ -1262,7 +1262,14 @@ impl Sim {
     /// Whether nothing is in transit and every up node has a link to every node it wants and
     /// can reach.
     pub fn is_quiescent(&self) -> bool {
-        if !self.transit.is_empty() {
+        // What is meant for a process that went down or restarted is never delivered.
+        let pending = self.transit.iter().any(|Reverse(t)| match t.to {
+            Target::Node { index, life } => {
+                self.node_up(index) && self.nodes[index].restarts == life
+            }
+            Target::Epmd(_) => true,
+        });
+        if pending {
             return false;
         }
         self.nodes.iter().enumerate().all(|(i, n)| {

@@ -3,6 +3,7 @@
 //! (so every framing path runs), refused connections, partitions and hosts going down. Every
 //! host runs an EPMD (the core's own state machine) on the configured port.
 
+use std::cmp::Reverse;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -249,6 +250,15 @@ impl Sim {
                 l.accepts.retain(|t| *t != token);
             }
         }
+        // A cancelled exchange or read: what was still coming for it never comes (a stalled
+        // watch would otherwise sit in transit until its deadline, minutes away).
+        self.transit.retain(|Reverse(t)| {
+            !matches!(
+                (&t.to, &t.what),
+                (Target::Node { index: i, .. }, Delivery::Answer { token: k, .. })
+                    if *i == index && *k == token
+            )
+        });
     }
 
     /// Side `side` closes `id`: the other side hears it after what was sent before.

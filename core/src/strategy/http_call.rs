@@ -120,7 +120,7 @@ impl HttpCall {
 }
 
 /// A response that could not be read, as a failure.
-fn http_failure(e: HttpError) -> Failure {
+pub(crate) fn http_failure(e: HttpError) -> Failure {
     let kind = match e {
         HttpError::HeadTooLarge(_) | HttpError::BodyTooLarge(_) => FailureKind::TooLarge,
         HttpError::Truncated { .. } => FailureKind::Closed,

@@ -1,7 +1,14 @@
 //! The Kubernetes strategy: the pods behind a Service, from the Kubernetes API (libcluster's
 //! `Cluster.Strategy.Kubernetes`, with EndpointSlices).
 //!
-//! Every poll reads the service account's token (so a rotated token is used at once), its
+//! With `watch = true` (the default) the strategy lists once, then watches the objects from
+//! the list's `resourceVersion` (with `allowWatchBookmarks`), applying each change as it
+//! comes: the API server's load is proportional to changes, not to the cluster's size times
+//! the poll rate. A watch the server ends is opened again from the last version seen; a `410
+//! Gone` or a broken stream lists again; a watch the role may not make (403) falls back to
+//! polling, and says so once.
+//!
+//! Every poll (and every watch) reads the service account's token (so a rotated token is used at once), its
 //! `ca.crt` and, unless `kubernetes_namespace` is set, its `namespace`; then makes one
 //! request: a list of EndpointSlices (the default), Endpoints or Pods, over TLS verified
 //! against `ca.crt`. Without a CA the token is never sent: the poll fails and says why,
@@ -24,7 +31,9 @@
 //! | `kubernetes_field_selector` | none | a field selector, e.g. `status.phase=Running` |
 //! | `include_not_ready` | `false` | also addresses and pods that are not ready |
 //! | `insecure_skip_tls_verify` | `false` | connect without verifying the API server's certificate |
-//! | `polling_interval` | `5000` | ms between polls |
+//! | `watch` | `true` | after the first list, watch for changes (`false`: poll, as libcluster does) |
+//! | `watch_timeout` | `300000` | ms a watch lasts before it is opened again (the server's `timeoutSeconds`) |
+//! | `polling_interval` | `5000` | ms between polls (and at least between two watches, or a list after a broken watch) |
 //! | `request_timeout` | `15000` | ms a request may take |
 //! | `max_response_bytes` | `33554432` | the largest response body accepted |
 
@@ -33,12 +42,15 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
+use std::collections::BTreeMap;
+
 use super::http_call::{HttpCall, authority, host_port};
+use super::http_stream::{HttpStream, StreamEnd};
 use super::{Context, Environment, ExchangeId, Periodic, ReadId, Reply, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::io::{Endpoint, Exchange, Tls};
 use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
-use crate::proto::k8s;
+use crate::proto::k8s::{self, WatchEvent};
 
 pub use crate::proto::k8s::{LookupMode, NameMode};
 use crate::reason::{DiscoveryError, Failure, Rejection, escape};
@@ -113,6 +125,10 @@ pub struct KubernetesConfig {
     pub include_not_ready: bool,
     /// `insecure_skip_tls_verify`.
     pub insecure_skip_tls_verify: bool,
+    /// `watch`.
+    pub watch: bool,
+    /// `watch_timeout`.
+    pub watch_timeout: Duration,
     /// `polling_interval`.
     pub polling_interval: Duration,
     /// `request_timeout`.
@@ -235,6 +251,16 @@ impl KubernetesConfig {
             field_selector: non_empty(o, "kubernetes_field_selector")?,
             include_not_ready: o.bool("include_not_ready")?.unwrap_or(false),
             insecure_skip_tls_verify: o.bool("insecure_skip_tls_verify")?.unwrap_or(false),
+            watch: o.bool("watch")?.unwrap_or(true),
+            watch_timeout: match o.positive_millis("watch_timeout")? {
+                Some(t) if t < Duration::from_secs(1) => {
+                    return Err(ConfigError::invalid(
+                        o.key_path("watch_timeout"),
+                        "must be at least 1000 ms (the server counts it in seconds)",
+                    ));
+                }
+                t => t.unwrap_or(Duration::from_secs(300)),
+            },
             polling_interval: o
                 .positive_millis("polling_interval")?
                 .unwrap_or(Duration::from_millis(5000)),
@@ -251,6 +277,24 @@ impl KubernetesConfig {
         if self.use_cached_resources {
             q.push("resourceVersion=0".to_owned());
         }
+        self.path_with(namespace, q)
+    }
+
+    /// The path and query of a watch in `namespace` from `resource_version`.
+    pub fn watch_path(&self, namespace: &str, resource_version: &str) -> String {
+        let q = vec![
+            "watch=1".to_owned(),
+            format!(
+                "resourceVersion={}",
+                http::encode_query_value(resource_version)
+            ),
+            "allowWatchBookmarks=true".to_owned(),
+            format!("timeoutSeconds={}", self.watch_timeout.as_secs().max(1)),
+        ];
+        self.path_with(namespace, q)
+    }
+
+    fn path_with(&self, namespace: &str, mut q: Vec<String>) -> String {
         let selector = match (&self.lookup, &self.service_name, &self.selector) {
             (LookupMode::EndpointSlices, Some(svc), _) => {
                 Some(format!("kubernetes.io/service-name={svc}"))
@@ -302,6 +346,14 @@ pub struct Kubernetes {
     namespace: Option<String>,
     namespace_error: Option<String>,
     call: HttpCall,
+    /// The watch, while one is open.
+    stream: HttpStream,
+    /// The objects listed and watched, by `namespace/name` (kept only to watch).
+    objects: BTreeMap<String, k8s::Object<'static>>,
+    /// Where the next watch starts; `None` lists first.
+    version: Option<String>,
+    /// The server refused to let us watch: poll.
+    watch_refused: bool,
     /// How many addresses could not be named at the last poll (reported when it changes).
     unnamed: usize,
     name: String,
@@ -320,6 +372,10 @@ impl Kubernetes {
             namespace: config.namespace.clone(),
             namespace_error: None,
             call: HttpCall::default(),
+            stream: HttpStream::default(),
+            objects: BTreeMap::new(),
+            version: None,
+            watch_refused: false,
             unnamed: 0,
             name: String::new(),
             config,
@@ -359,7 +415,12 @@ impl Kubernetes {
     }
 
     fn busy(&self) -> bool {
-        !self.reading.is_empty() || self.call.busy()
+        !self.reading.is_empty() || self.call.busy() || self.stream.busy()
+    }
+
+    /// Whether the next request is a watch.
+    fn watching(&self) -> bool {
+        self.config.watch && !self.watch_refused && self.version.is_some()
     }
 
     /// A file arrived (or could not be read): keep what is good, remember why not.
@@ -426,6 +487,25 @@ impl Kubernetes {
             bearer = format!("Bearer {t}");
             headers.push(("Authorization", &bearer));
         }
+        if let (true, Some(version)) = (self.watching(), &self.version) {
+            let path = self.config.watch_path(&namespace, version);
+            let request = http::get(&self.config.api.authority, &path, &headers);
+            let x =
+                Exchange::tcp(self.config.api.endpoint.clone(), Bytes::from(request), now).tls(tls);
+            let c = &self.config;
+            // The server ends the watch at timeoutSeconds; a stream still open well after
+            // that is stuck, or trickling.
+            let lasting = c.watch_timeout + c.request_timeout;
+            self.stream.start(
+                now,
+                c.request_timeout,
+                lasting,
+                c.max_response_bytes,
+                x,
+                cx,
+            );
+            return;
+        }
         let request = http::get(
             &self.config.api.authority,
             &self.config.path(&namespace),
@@ -449,33 +529,60 @@ impl Kubernetes {
         )
     }
 
-    fn response(&mut self, r: Result<Response, Failure>, cx: &mut Context<'_>) {
+    /// A refusal from the API server, with what it said and what may help.
+    fn status_failure(&self, source: String, r: &Response) -> DiscoveryError {
+        let message = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| {
+                let m = v.get("message").and_then(|m| m.as_str())?;
+                Some(escape(m).into_owned())
+            })
+            .unwrap_or_else(|| r.body_excerpt(200));
+        let mut why = format!("{}: {message}", escape(&r.reason));
+        if matches!(r.status, 401 | 403) {
+            if let Some(e) = &self.token_error {
+                why.push_str(&format!(" (the token could not be read: {e})"));
+            } else if r.status == 403 {
+                why.push_str(" (the service account needs the RBAC permission to list them)");
+            }
+        }
+        DiscoveryError::Status {
+            source,
+            status: r.status,
+            message: why,
+        }
+    }
+
+    fn response(&mut self, now: Instant, r: Result<Response, Failure>, cx: &mut Context<'_>) {
         let source = format!("listing {}", self.what());
         let r = match r {
             Ok(r) => r,
             Err(e) => return cx.discovery_failed(DiscoveryError::request(source, e)),
         };
         if r.status != 200 {
-            let message = serde_json::from_slice::<serde_json::Value>(&r.body)
-                .ok()
-                .and_then(|v| {
-                    let m = v.get("message").and_then(|m| m.as_str())?;
-                    Some(escape(m).into_owned())
-                })
-                .unwrap_or_else(|| r.body_excerpt(200));
-            let mut why = format!("{}: {message}", escape(&r.reason));
-            if matches!(r.status, 401 | 403) {
-                if let Some(e) = &self.token_error {
-                    why.push_str(&format!(" (the token could not be read: {e})"));
-                } else if r.status == 403 {
-                    why.push_str(" (the service account needs the RBAC permission to list them)");
+            return cx.discovery_failed(self.status_failure(source, &r));
+        }
+        if self.config.watch && !self.watch_refused {
+            let list = match k8s::parse_list(&r.body, self.config.lookup, self.config.include_not_ready)
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    let why = format!("invalid response: {e}");
+                    return cx.discovery_failed(DiscoveryError::invalid(source, why));
                 }
+            };
+            self.objects = list
+                .objects
+                .into_iter()
+                .map(|o| (o.key.clone(), o.into_owned()))
+                .collect();
+            self.version = list.resource_version.filter(|v| !v.is_empty());
+            self.commit_objects(cx);
+            // Watch from here at once, with the files just read.
+            if self.version.is_some() {
+                self.request(now, cx);
             }
-            return cx.discovery_failed(DiscoveryError::Status {
-                source,
-                status: r.status,
-                message: why,
-            });
+            return;
         }
         let parsed = match k8s::parse(&r.body, self.config.lookup, self.config.include_not_ready) {
             Ok(p) => p,
@@ -484,6 +591,104 @@ impl Kubernetes {
                 return cx.discovery_failed(DiscoveryError::invalid(source, why));
             }
         };
+        self.commit(&parsed, cx);
+    }
+
+    /// The watched objects' addresses become the discovered set.
+    fn commit_objects(&mut self, cx: &mut Context<'_>) {
+        let parsed = k8s::merge(self.objects.values().cloned());
+        self.commit(&parsed, cx);
+    }
+
+    /// Watch events arrived (`lines`), or the watch ended (`end`).
+    fn watched(&mut self, lines: Vec<Vec<u8>>, end: Option<StreamEnd>, cx: &mut Context<'_>) {
+        let source = format!("watching {}", self.what());
+        let mut changed = false;
+        let mut broken = None;
+        for line in lines.iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+            match k8s::parse_watch_event(line, self.config.lookup, self.config.include_not_ready) {
+                Ok(WatchEvent::Upsert(o)) => {
+                    if o.resource_version.is_some() {
+                        self.version.clone_from(&o.resource_version);
+                    }
+                    self.objects.insert(o.key.clone(), o);
+                    changed = true;
+                }
+                Ok(WatchEvent::Deleted {
+                    key,
+                    resource_version,
+                }) => {
+                    if resource_version.is_some() {
+                        self.version = resource_version;
+                    }
+                    changed |= self.objects.remove(&key).is_some();
+                }
+                Ok(WatchEvent::Bookmark { resource_version }) => {
+                    if resource_version.is_some() {
+                        self.version = resource_version;
+                    }
+                }
+                Ok(WatchEvent::Error { code, message }) => {
+                    // 410: the version is too old to resume from. Either way the watch is
+                    // over: list again.
+                    broken = Some(if code == 410 {
+                        None
+                    } else {
+                        Some(DiscoveryError::Status {
+                            source: source.clone(),
+                            status: code,
+                            message,
+                        })
+                    });
+                    break;
+                }
+                Err(e) => {
+                    let why = format!("invalid watch event: {e}");
+                    broken = Some(Some(DiscoveryError::invalid(source.clone(), why)));
+                    break;
+                }
+            }
+        }
+        if changed {
+            self.commit_objects(cx);
+        }
+        if let Some(why) = broken {
+            self.stream.stop(cx);
+            self.version = None;
+            if let Some(why) = why {
+                cx.discovery_failed(why);
+            }
+            return;
+        }
+        match end {
+            None | Some(StreamEnd::Ended) => {}
+            Some(StreamEnd::Status(r)) if matches!(r.status, 403 | 405) => {
+                // Listing is allowed (it just worked) but watching is not: poll.
+                self.watch_refused = true;
+                let mut why = self.status_failure(source.clone(), &r);
+                if let DiscoveryError::Status { message, .. } = &mut why {
+                    *message = format!(
+                        "{message}; polling every {} ms instead (grant the `watch` verb to watch)",
+                        self.config.polling_interval.as_millis()
+                    );
+                }
+                cx.discovery_failed(why);
+            }
+            Some(StreamEnd::Status(r)) => {
+                self.version = None;
+                if r.status != 410 {
+                    cx.discovery_failed(self.status_failure(source.clone(), &r));
+                }
+            }
+            Some(StreamEnd::Broken(f)) => {
+                self.version = None;
+                cx.discovery_failed(DiscoveryError::request(source, f));
+            }
+        }
+    }
+
+    /// `parsed` becomes the discovered set.
+    fn commit(&mut self, parsed: &k8s::Parsed<'_>, cx: &mut Context<'_>) {
         let service = self.config.service_name.as_deref().unwrap_or("");
         let mut host = String::new();
         let mut unnamed: Vec<(String, String)> = Vec::new();
@@ -529,7 +734,10 @@ impl Strategy for Kubernetes {
 
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
         if let Some(r) = self.call.handle_timeout(now, cx) {
-            self.response(r, cx);
+            self.response(now, r, cx);
+        }
+        if let Some(end) = self.stream.handle_timeout(now, cx) {
+            self.watched(Vec::new(), Some(end), cx);
         }
         if !self.busy() && self.every.fire(now) {
             self.poll(cx);
@@ -554,19 +762,27 @@ impl Strategy for Kubernetes {
 
     fn handle_exchange(
         &mut self,
-        _now: Instant,
+        now: Instant,
         exchange: ExchangeId,
         reply: Reply<'_>,
         cx: &mut Context<'_>,
     ) {
         if let Some(r) = self.call.handle_exchange(exchange, reply, cx) {
-            self.response(r, cx);
+            return self.response(now, r, cx);
+        }
+        let mut lines = Vec::new();
+        let end = self
+            .stream
+            .handle_exchange(exchange, reply, cx, |l| lines.push(l.to_vec()));
+        if !lines.is_empty() || end.is_some() {
+            self.watched(lines, end, cx);
         }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         let next = if self.busy() { None } else { self.every.next() };
-        crate::time::earliest(next, self.call.poll_timeout())
+        let call = crate::time::earliest(self.call.poll_timeout(), self.stream.poll_timeout());
+        crate::time::earliest(next, call)
     }
 
     fn describe(&self) -> Vec<(String, Value)> {
@@ -621,6 +837,8 @@ impl Strategy for Kubernetes {
                 "insecure_skip_tls_verify".into(),
                 Value::Bool(c.insecure_skip_tls_verify),
             ),
+            ("watch".into(), Value::Bool(c.watch)),
+            ("watch_timeout".into(), Value::millis(c.watch_timeout)),
             ("polling_interval".into(), Value::millis(c.polling_interval)),
             ("request_timeout".into(), Value::millis(c.request_timeout)),
             (

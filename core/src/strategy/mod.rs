@@ -87,6 +87,7 @@ mod epmd_names;
 pub mod erlang_hosts;
 pub mod gossip;
 mod http_call;
+mod http_stream;
 pub mod kubernetes;
 pub mod kubernetes_dns;
 pub mod kubernetes_dns_srv;
