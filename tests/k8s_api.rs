@@ -16,7 +16,8 @@ use tokio::io::AsyncBufReadExt;
 
 mod support;
 use support::k8s::{
-    Behaviour, Dir, Fake, endpoints, json, make_certs, pods, service_account, slices,
+    Behaviour, Dir, Fake, WatchMode, WatchMsg, endpoints, json, make_certs, pods, service_account,
+    slice_event, slices, slices_at,
 };
 
 fn env_for(fake: &Fake) -> Environment {
@@ -52,8 +53,44 @@ fn k8s(sa: &Dir, extra: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)
         ("polling_interval", Value::Int(200)),
         ("request_timeout", Value::Int(1000)),
     ];
+    // Polling, as libcluster does, unless the test watches.
+    if !extra.iter().any(|(k, _)| *k == "watch") {
+        e.push(("watch", Value::Bool(false)));
+    }
     e.extend(extra);
     e
+}
+
+fn is_watch(r: &support::k8s::Recorded) -> bool {
+    r.request_line.contains("watch=1")
+}
+
+fn is_list(r: &support::k8s::Recorded) -> bool {
+    !is_watch(r)
+}
+
+/// Starts a watching Kubernetes topology against a fake listing `ips` at version 123, and
+/// waits for its members and its first watch.
+async fn watching(
+    tag: &str,
+    ips: &[&str],
+    extra: Vec<(&'static str, Value)>,
+) -> (Dir, Dir, Fake, ClusterHandle, Events) {
+    let dir = Dir::new(tag);
+    make_certs(&dir, "api");
+    let sa = service_account(&dir, Some("api"));
+    let fake = Fake::start(&dir, Some("api"), json(slices(ips)));
+    let mut extra = extra;
+    extra.push(("watch", Value::Bool(true)));
+    let (h, events) = start("kubernetes", k8s(&sa, extra), env_for(&fake));
+    let want: Vec<String> = ips.iter().map(|ip| format!("app@{ip}")).collect();
+    members(
+        &h,
+        &names(&want.iter().map(String::as_str).collect::<Vec<_>>()),
+    )
+    .await;
+    fake.wait_for(1, is_watch).await;
+    (dir, sa, fake, h, events)
 }
 
 fn names(v: &[&str]) -> Vec<NodeName> {
@@ -346,4 +383,181 @@ async fn muster_run_discovers_from_the_api() {
         fake.requests()[0].authorization.as_deref(),
         Some("Bearer tok-1")
     );
+}
+
+#[tokio::test]
+async fn a_watch_applies_each_change_without_polling_and_resumes_from_its_bookmark() {
+    let (_dir, _sa, fake, h, _events) = watching("watch", &["10.1.0.1", "10.1.0.2"], vec![]).await;
+    let w = &fake.wait_for(1, is_watch).await[0];
+    assert_eq!(
+        w.request_line,
+        "GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices?watch=1&resourceVersion=123&allowWatchBookmarks=true&timeoutSeconds=300&labelSelector=kubernetes.io%2Fservice-name%3Dmyapp HTTP/1.1"
+    );
+    assert_eq!(w.authorization.as_deref(), Some("Bearer tok-1"));
+
+    // A second slice appears, the first loses a pod, the second goes.
+    assert_eq!(
+        fake.watch(WatchMsg::Event(slice_event(
+            "ADDED",
+            "myapp-extra",
+            124,
+            &["10.1.0.3"]
+        ))),
+        1
+    );
+    members(
+        &h,
+        &names(&["app@10.1.0.1", "app@10.1.0.2", "app@10.1.0.3"]),
+    )
+    .await;
+    fake.watch(WatchMsg::Event(slice_event(
+        "MODIFIED",
+        "myapp-7x2kq",
+        125,
+        &["10.1.0.1"],
+    )));
+    members(&h, &names(&["app@10.1.0.1", "app@10.1.0.3"])).await;
+    // An event split over many chunks is applied once whole.
+    fake.watch(WatchMsg::Trickle(slice_event(
+        "DELETED",
+        "myapp-extra",
+        126,
+        &[],
+    )));
+    members(&h, &names(&["app@10.1.0.1"])).await;
+
+    // The server ends the watch after a bookmark: the next watch starts from it, no list.
+    fake.watch(WatchMsg::Event(
+        r#"{"type":"BOOKMARK","object":{"kind":"EndpointSlice","metadata":{"resourceVersion":"200"}}}"#.into(),
+    ));
+    fake.watch(WatchMsg::End);
+    let watches = fake.wait_for(2, is_watch).await;
+    assert!(
+        watches[1].request_line.contains("resourceVersion=200&"),
+        "{:?}",
+        watches[1]
+    );
+    assert_eq!(
+        fake.requests().iter().filter(|r| is_list(r)).count(),
+        1,
+        "listed once"
+    );
+    // Two pods left: each lost (and disconnected, as a polling strategy's nodes are).
+    let m = h.metrics();
+    assert_eq!((m.discovery_failed, m.lost), (0, 2));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_410_or_a_broken_stream_lists_again_and_keeps_the_set_meanwhile() {
+    let (_dir, _sa, fake, h, mut events) =
+        watching("relist", &["10.1.0.1", "10.1.0.2"], vec![]).await;
+
+    // 410 as an event (the API server's way): list again, watch from the new list.
+    fake.set(json(slices_at(200, &["10.1.0.1", "10.1.0.2", "10.1.0.3"])));
+    fake.watch(WatchMsg::Event(
+        r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 123 (199)","reason":"Expired","code":410}}"#.into(),
+    ));
+    members(
+        &h,
+        &names(&["app@10.1.0.1", "app@10.1.0.2", "app@10.1.0.3"]),
+    )
+    .await;
+    let watches = fake.wait_for(2, is_watch).await;
+    assert!(
+        watches[1].request_line.contains("resourceVersion=200&"),
+        "{:?}",
+        watches[1]
+    );
+
+    // A stream cut mid-way: said, the set kept, listed again.
+    fake.set(json(slices_at(300, &["10.1.0.1"])));
+    fake.watch(WatchMsg::Drop);
+    let reason = next_failure(&mut events).await;
+    assert!(reason.contains("watching endpointslices"), "{reason}");
+    members(&h, &names(&["app@10.1.0.1"])).await;
+    let watches = fake.wait_for(3, is_watch).await;
+    assert!(
+        watches[2].request_line.contains("resourceVersion=300&"),
+        "{:?}",
+        watches[2]
+    );
+
+    // 410 as the answer to the watch itself.
+    fake.set(json(slices_at(400, &["10.1.0.2"])));
+    fake.set_watch(WatchMode::Status(
+        410,
+        r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410}"#.into(),
+    ));
+    fake.watch(WatchMsg::End);
+    members(&h, &names(&["app@10.1.0.2"])).await;
+    assert_eq!(fake.requests().iter().filter(|r| is_list(r)).count(), 4);
+    let m = h.metrics();
+    assert_eq!(m.discovery_failed, 1, "only the broken stream is a failure");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_trickling_watch_is_cut_at_its_deadline_and_an_oversized_event_breaks_it() {
+    let (_dir, _sa, fake, h, mut events) = watching(
+        "trickle",
+        &["10.1.0.1"],
+        vec![
+            ("watch_timeout", Value::Int(1000)),
+            ("max_response_bytes", Value::Int(4096)),
+        ],
+    )
+    .await;
+    // Bytes that never make a line: the stream ends at watch_timeout + request_timeout.
+    fake.watch(WatchMsg::TrickleForever);
+    let reason = next_failure(&mut events).await;
+    assert!(reason.contains("still open after 2000 ms"), "{reason}");
+    fake.wait_for(2, is_watch).await;
+    assert_eq!(fake.requests().iter().filter(|r| is_list(r)).count(), 2);
+
+    // One event larger than max_response_bytes: the stream fails, the set stays.
+    let many: Vec<String> = (0..200)
+        .map(|i| format!("10.2.{}.{}", i / 250, i % 250))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    fake.watch(WatchMsg::Event(slice_event("ADDED", "huge", 500, &many)));
+    let reason = next_failure(&mut events).await;
+    assert!(reason.contains("larger than 4096 bytes"), "{reason}");
+    assert_eq!(h.members(), names(&["app@10.1.0.1"]));
+    fake.wait_for(3, is_watch).await;
+    let m = h.metrics();
+    assert_eq!((m.lost, m.disconnects_started), (0, 0));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_watch_falls_back_to_polling_and_says_so_once() {
+    let dir = Dir::new("nowatch");
+    make_certs(&dir, "api");
+    let sa = service_account(&dir, Some("api"));
+    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1"])));
+    fake.set_watch(WatchMode::Status(
+        403,
+        r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"endpointslices.discovery.k8s.io is forbidden: cannot watch","reason":"Forbidden","code":403}"#.into(),
+    ));
+    let (h, mut events) = start(
+        "kubernetes",
+        k8s(&sa, vec![("watch", Value::Bool(true))]),
+        env_for(&fake),
+    );
+    let reason = next_failure(&mut events).await;
+    assert!(
+        reason.contains("cannot watch") && reason.contains("polling every 200 ms"),
+        "{reason}"
+    );
+    fake.set(json(slices(&["10.1.0.2"])));
+    members(&h, &names(&["app@10.1.0.2"])).await;
+    fake.wait_for(4, is_list).await;
+    assert_eq!(
+        fake.requests().iter().filter(|r| is_watch(r)).count(),
+        1,
+        "never asked again"
+    );
+    assert_eq!(h.metrics().discovery_failed, 1);
+    h.shutdown().await;
 }

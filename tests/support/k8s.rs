@@ -103,6 +103,30 @@ pub enum Behaviour {
     Stall,
 }
 
+/// What the fake answers a watch (`?watch=1`) with.
+#[derive(Clone, Debug)]
+pub enum WatchMode {
+    /// A 200 chunked stream that carries what [`Fake::watch`] sends, until told to end.
+    Stream,
+    /// This status and body, as a refusal.
+    Status(u16, String),
+}
+
+/// Something for the open watch streams to do.
+#[derive(Clone, Debug)]
+pub enum WatchMsg {
+    /// One event: the line (a newline is added), in one chunk.
+    Event(String),
+    /// One event, one byte per chunk, each chunk written on its own.
+    Trickle(String),
+    /// A space every 20 ms, never a newline, until the client goes.
+    TrickleForever,
+    /// Close without the last chunk: a broken stream.
+    Drop,
+    /// The last chunk: the server ends the watch, as at its timeoutSeconds.
+    End,
+}
+
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub request_line: String,
@@ -120,6 +144,10 @@ pub struct Fake {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    watch_mode: Arc<Mutex<WatchMode>>,
+    watch_tx: tokio::sync::broadcast::Sender<WatchMsg>,
+    /// Signalled at every recorded request.
+    recorded: Arc<tokio::sync::Notify>,
     /// TLS handshakes that failed (a client refusing the certificate).
     handshake_failures: Arc<(Mutex<u32>, std::sync::Condvar)>,
     /// Dropping the last clone stops the server's runtime.
@@ -145,6 +173,9 @@ impl Fake {
             addr: std_listener.local_addr().unwrap(),
             requests: Arc::default(),
             behaviour: Arc::new(Mutex::new(behaviour)),
+            watch_mode: Arc::new(Mutex::new(WatchMode::Stream)),
+            watch_tx: tokio::sync::broadcast::channel(64).0,
+            recorded: Arc::default(),
             handshake_failures: Arc::default(),
             _stop: Arc::new(StopOnDrop(Mutex::new(Some(stop_tx)))),
         };
@@ -241,6 +272,44 @@ impl Fake {
         self.requests.lock().unwrap().clone()
     }
 
+    /// How watch requests are answered from now on.
+    pub fn set_watch(&self, mode: WatchMode) {
+        *self.watch_mode.lock().unwrap() = mode;
+    }
+
+    /// Sends `msg` to every open watch stream; returns how many got it.
+    pub fn watch(&self, msg: WatchMsg) -> usize {
+        self.watch_tx.send(msg).unwrap_or(0)
+    }
+
+    /// Waits (up to 20 s) until `n` recorded requests satisfy `pred`; returns them.
+    pub async fn wait_for(&self, n: usize, pred: impl Fn(&Recorded) -> bool) -> Vec<Recorded> {
+        let matching = || -> Vec<Recorded> {
+            let r = self.requests.lock().unwrap();
+            r.iter().filter(|r| pred(r)).cloned().collect()
+        };
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                let notified = self.recorded.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if matching().len() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        let m = matching();
+        assert!(
+            waited.is_ok(),
+            "{} of {n} requests came: {:?}",
+            m.len(),
+            self.requests()
+        );
+        m
+    }
+
     async fn serve(&self, mut s: impl AsyncRead + AsyncWrite + Unpin, resumed: bool) {
         let mut head = Vec::new();
         let mut buf = [0u8; 4096];
@@ -253,6 +322,10 @@ impl Fake {
         let text = String::from_utf8_lossy(&head).into_owned();
         let mut lines = text.lines();
         let request_line = lines.next().unwrap_or("").to_owned();
+        let is_watch = request_line.contains("watch=1");
+        // Subscribed before the request is recorded: whatever a test sends once it has seen
+        // the request reaches this stream.
+        let watch_rx = self.watch_tx.subscribe();
         let header = |name: &str| {
             text.lines().find_map(|l| {
                 l.split_once(": ")
@@ -266,6 +339,22 @@ impl Fake {
             host: header("host"),
             resumed,
         });
+        self.recorded.notify_waiters();
+        if is_watch {
+            let mode = self.watch_mode.lock().unwrap().clone();
+            match mode {
+                WatchMode::Stream => return self.stream_watch(s, watch_rx).await,
+                WatchMode::Status(status, body) => {
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                    return;
+                }
+            }
+        }
         let behaviour = self.behaviour.lock().unwrap().clone();
         let reply = match behaviour {
             Behaviour::Stall => {
@@ -295,6 +384,79 @@ impl Fake {
     }
 }
 
+impl Fake {
+    async fn stream_watch(
+        &self,
+        mut s: impl AsyncRead + AsyncWrite + Unpin,
+        mut rx: tokio::sync::broadcast::Receiver<WatchMsg>,
+    ) {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if s.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = |data: &[u8]| {
+            let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+            out
+        };
+        let mut buf = [0u8; 1024];
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m { Ok(m) => m, Err(_) => return },
+                // The client closed (or sent something): the stream is over.
+                _ = s.read(&mut buf) => return,
+            };
+            match msg {
+                WatchMsg::Event(line) => {
+                    if s.write_all(&chunk(format!("{line}\n").as_bytes()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                WatchMsg::Trickle(line) => {
+                    for b in format!("{line}\n").bytes() {
+                        if s.write_all(&chunk(&[b])).await.is_err() || s.flush().await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
+                WatchMsg::TrickleForever => loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                        _ = s.read(&mut buf) => return,
+                    }
+                    if s.write_all(&chunk(b" ")).await.is_err() || s.flush().await.is_err() {
+                        return;
+                    }
+                },
+                WatchMsg::Drop => return,
+                WatchMsg::End => {
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                    let _ = s.shutdown().await;
+                    return;
+                }
+            }
+            let _ = s.flush().await;
+        }
+    }
+}
+
+/// A watch event of `kind` for an EndpointSlice `name` with these addresses.
+pub fn slice_event(kind: &str, name: &str, version: u32, ips: &[&str]) -> String {
+    let eps: Vec<String> = ips
+        .iter()
+        .map(|ip| format!(r#"{{"addresses":["{ip}"],"conditions":{{"ready":true}}}}"#))
+        .collect();
+    format!(
+        r#"{{"type":"{kind}","object":{{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{{"name":"{name}","namespace":"default","resourceVersion":"{version}","labels":{{"kubernetes.io/service-name":"myapp"}}}},"addressType":"IPv4","endpoints":[{}]}}}}"#,
+        eps.join(",")
+    )
+}
+
 pub fn json(body: String) -> Behaviour {
     Behaviour::Json {
         status: 200,
@@ -304,6 +466,11 @@ pub fn json(body: String) -> Behaviour {
 }
 
 pub fn slices(ips: &[&str]) -> String {
+    slices_at(123, ips)
+}
+
+/// [`slices`] at `resourceVersion` `version`.
+pub fn slices_at(version: u32, ips: &[&str]) -> String {
     let eps: Vec<String> = ips
         .iter()
         .enumerate()
@@ -314,7 +481,7 @@ pub fn slices(ips: &[&str]) -> String {
         })
         .collect();
     format!(
-        r#"{{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{{"resourceVersion":"123"}},"items":[{{"metadata":{{"name":"myapp-7x2kq","generateName":"myapp-","namespace":"default","labels":{{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io","kubernetes.io/service-name":"myapp"}}}},"addressType":"IPv4","endpoints":[{}],"ports":[{{"name":"epmd","protocol":"TCP","port":4369}}]}}]}}"#,
+        r#"{{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{{"resourceVersion":"{version}"}},"items":[{{"metadata":{{"name":"myapp-7x2kq","generateName":"myapp-","namespace":"default","labels":{{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io","kubernetes.io/service-name":"myapp"}}}},"addressType":"IPv4","endpoints":[{}],"ports":[{{"name":"epmd","protocol":"TCP","port":4369}}]}}]}}"#,
         eps.join(",")
     )
 }
