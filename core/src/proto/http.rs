@@ -563,7 +563,11 @@ mod tests {
         assert_eq!(r.status(), Some(200));
         let mut lines = Vec::new();
         // Twice the limit in all, but never more than the limit waiting for its newline.
-        for piece in [&b"6\r\nabc\nde\r\n"[..], b"7\r\nf\r\nghij\r\n", b"4\r\nklm\n\r\n"] {
+        for piece in [
+            &b"6\r\nabc\nde\r\n"[..],
+            b"7\r\nf\r\nghij\r\n",
+            b"4\r\nklm\n\r\n",
+        ] {
             r.feed(piece);
             r.drain_lines(|l| lines.push(String::from_utf8_lossy(l).into_owned()));
         }

@@ -342,9 +342,7 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for ListSeed<'_, T, F> 
                 }
                 "metadata" => {
                     let meta = map.next_value::<Option<ListMeta<'de>>>()?;
-                    version = meta
-                        .and_then(|m| m.resource_version)
-                        .map(Cow::into_owned);
+                    version = meta.and_then(|m| m.resource_version).map(Cow::into_owned);
                 }
                 "items" => {
                     items_seen = true;
@@ -436,7 +434,10 @@ fn key(meta: Option<&Meta<'_>>) -> String {
 fn slice_object<'a>(slice: Slice<'a>, include_not_ready: bool) -> Object<'a> {
     let mut out = Parsed::default();
     let family = slice.address_type;
-    let (key, rv) = (key(slice.metadata.as_ref()), version(slice.metadata.as_ref()));
+    let (key, rv) = (
+        key(slice.metadata.as_ref()),
+        version(slice.metadata.as_ref()),
+    );
     let slice_ns = slice.metadata.and_then(|m| m.namespace);
     for ep in slice.endpoints.unwrap_or_default() {
         let c = ep.conditions.unwrap_or_default();
@@ -702,7 +703,9 @@ pub fn parse_watch_event(
     };
     let inr = include_not_ready;
     let object = match mode {
-        LookupMode::EndpointSlices => slice_object(Slice::deserialize(&raw.object).map_err(json)?, inr),
+        LookupMode::EndpointSlices => {
+            slice_object(Slice::deserialize(&raw.object).map_err(json)?, inr)
+        }
         LookupMode::Endpoints => {
             endpoints_object(Endpoints::deserialize(&raw.object).map_err(json)?, inr)
         }
@@ -1004,7 +1007,10 @@ mod tests {
         let l = parse_list(SLICES.as_bytes(), LookupMode::EndpointSlices, false).unwrap();
         assert_eq!(l.resource_version.as_deref(), Some("9"));
         let keys: Vec<&str> = l.objects.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(keys, ["default/myapp-x1", "default/myapp-x2", "default/myapp-x3"]);
+        assert_eq!(
+            keys,
+            ["default/myapp-x1", "default/myapp-x2", "default/myapp-x3"]
+        );
         // Dual stack across two objects: merged, one address per pod.
         assert_eq!(merge(l.objects).targets.len(), 3);
     }
@@ -1016,7 +1022,10 @@ mod tests {
         let WatchEvent::Upsert(o) = parse_watch_event(added, mode, false).unwrap() else {
             panic!("not an upsert")
         };
-        assert_eq!((o.key.as_str(), o.resource_version.as_deref()), ("ns/s1", Some("12")));
+        assert_eq!(
+            (o.key.as_str(), o.resource_version.as_deref()),
+            ("ns/s1", Some("12"))
+        );
         assert_eq!(o.parsed.targets.len(), 1);
         let deleted = br#"{"type":"DELETED","object":{"metadata":{"name":"s1","namespace":"ns","resourceVersion":"13"},"addressType":"IPv4"}}"#;
         assert_eq!(
@@ -1047,7 +1056,14 @@ mod tests {
         ));
         assert!(parse_watch_event(br#"{"type":"EXPLODED","object":{}}"#, mode, false).is_err());
         assert!(parse_watch_event(b"{\"type\":", mode, false).is_err());
-        assert!(parse_watch_event(br#"{"type":"ADDED","object":{"endpoints":[]}}"#, mode, false).is_err());
+        assert!(
+            parse_watch_event(
+                br#"{"type":"ADDED","object":{"endpoints":[]}}"#,
+                mode,
+                false
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -496,14 +496,8 @@ impl Kubernetes {
             // The server ends the watch at timeoutSeconds; a stream still open well after
             // that is stuck, or trickling.
             let lasting = c.watch_timeout + c.request_timeout;
-            self.stream.start(
-                now,
-                c.request_timeout,
-                lasting,
-                c.max_response_bytes,
-                x,
-                cx,
-            );
+            self.stream
+                .start(now, c.request_timeout, lasting, c.max_response_bytes, x, cx);
             return;
         }
         let request = http::get(
@@ -563,14 +557,14 @@ impl Kubernetes {
             return cx.discovery_failed(self.status_failure(source, &r));
         }
         if self.config.watch && !self.watch_refused {
-            let list = match k8s::parse_list(&r.body, self.config.lookup, self.config.include_not_ready)
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    let why = format!("invalid response: {e}");
-                    return cx.discovery_failed(DiscoveryError::invalid(source, why));
-                }
-            };
+            let list =
+                match k8s::parse_list(&r.body, self.config.lookup, self.config.include_not_ready) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let why = format!("invalid response: {e}");
+                        return cx.discovery_failed(DiscoveryError::invalid(source, why));
+                    }
+                };
             self.objects = list
                 .objects
                 .into_iter()
@@ -605,7 +599,10 @@ impl Kubernetes {
         let source = format!("watching {}", self.what());
         let mut changed = false;
         let mut broken = None;
-        for line in lines.iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+        for line in lines
+            .iter()
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        {
             match k8s::parse_watch_event(line, self.config.lookup, self.config.include_not_ready) {
                 Ok(WatchEvent::Upsert(o)) => {
                     if o.resource_version.is_some() {
