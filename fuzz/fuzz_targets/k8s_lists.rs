@@ -1,6 +1,6 @@
-//! Kubernetes list bodies (EndpointSlices, Endpoints, Pods) and Rancher's metadata: any
-//! bytes decode or fail with a message, and every target found can be named in every mode
-//! without a panic.
+//! Kubernetes list bodies (EndpointSlices, Endpoints, Pods), watch events (each line of a
+//! watch stream) and Rancher's metadata: any bytes decode or fail with a message, and every
+//! target found can be named in every mode without a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +17,22 @@ fuzz_target!(|data: &[u8]| {
                         let _ = k8s::write_host(&mut host, t, naming, "svc", "cluster.local");
                     }
                 }
+            }
+            // A watch stream as the strategy reads it: line by line, objects merged.
+            let mut objects = std::collections::BTreeMap::new();
+            for line in data.split(|b| *b == b'\n') {
+                match k8s::parse_watch_event(line, mode, include_not_ready) {
+                    Ok(k8s::WatchEvent::Upsert(o)) => {
+                        objects.insert(o.key.clone(), o);
+                    }
+                    Ok(k8s::WatchEvent::Deleted { key, .. }) => {
+                        objects.remove(&key);
+                    }
+                    _ => {}
+                }
+            }
+            for t in &k8s::merge(objects.into_values()).targets {
+                let _ = k8s::write_host(&mut host, t, NameMode::Hostname, "svc", "cluster.local");
             }
         }
     }
