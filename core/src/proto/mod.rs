@@ -8,6 +8,7 @@ pub mod gossip;
 pub mod hosts_file;
 pub mod http;
 pub mod k8s;
+pub mod postgres;
 pub mod rancher;
 pub mod resolv_conf;
 pub mod term;
