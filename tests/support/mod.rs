@@ -6,3 +6,4 @@ pub mod dnsmasq;
 pub mod erlang;
 pub mod k8s;
 pub mod netns;
+pub mod postgres;

@@ -32,8 +32,11 @@
 //! 5. [`query`] of [`listen_query`]`(channel)`, answered by [`Backend::CommandComplete`]
 //!    (`LISTEN`) and [`Backend::ReadyForQuery`].
 //! 6. From then on, [`query`] of [`notify_query`]`(channel, payload)` on every heartbeat; every
-//!    [`Backend::NotificationResponse`] on the channel goes to [`decode_payload`]. Notices
-//!    and parameter statuses may arrive at any time; an [`Backend::ErrorResponse`] that
+//!    [`Backend::NotificationResponse`] on the channel goes to [`decode_payload`].
+//!    Notifications, notices and parameter statuses may arrive at any time, also inside a
+//!    query's answer: the session's own NOTIFY comes back to it between the
+//!    [`Backend::CommandComplete`] and the [`Backend::ReadyForQuery`], with the session's own
+//!    pid (checked against the real server). An [`Backend::ErrorResponse`] that
 //!    [`is_fatal`](ServerMessage::is_fatal) (`57P01` when the server shuts down) ends the
 //!    session, any other is answered by a [`Backend::ReadyForQuery`].
 //! 7. Leaving: a goodbye notification, then [`terminate`], then close.
