@@ -1,5 +1,6 @@
 //! Pure codecs: bytes in, values out, never a panic, no I/O.
 
+pub mod aws_credentials;
 pub mod dist;
 pub mod dns;
 pub mod epmd;
@@ -11,4 +12,5 @@ pub mod k8s;
 pub mod postgres;
 pub mod rancher;
 pub mod resolv_conf;
+pub mod sigv4;
 pub mod term;
