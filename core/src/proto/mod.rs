@@ -3,6 +3,7 @@
 pub mod aws_credentials;
 pub mod dist;
 pub mod dns;
+pub mod ec2;
 pub mod epmd;
 pub mod etf;
 pub mod gossip;
