@@ -4,6 +4,7 @@ pub mod aws_credentials;
 pub mod dist;
 pub mod dns;
 pub mod ec2;
+pub mod ecs;
 pub mod epmd;
 pub mod etf;
 pub mod gossip;
