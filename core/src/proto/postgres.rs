@@ -1646,6 +1646,40 @@ mod tests {
     }
 
     #[test]
+    fn scram_without_user_name_as_libpq_sends_it() {
+        // The server-final computed independently with Python's hashlib.pbkdf2_hmac and hmac
+        // for the user name "" (libpq's, and ours) over the RFC 7677 exchange.
+        let mut c = ScramClient::new("pencil", "rOprNGfwEbeRWgbNEkqO").unwrap();
+        assert_eq!(c.client_first(), b"n,,n=,r=rOprNGfwEbeRWgbNEkqO");
+        c.handle_server_first(
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+        )
+        .unwrap();
+        c.handle_server_final(b"v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=")
+            .unwrap();
+        assert!(c.is_verified());
+    }
+
+    #[test]
+    fn signed_payload_matches_an_independent_computation() {
+        // key = HMAC(b"secret", b"muster postgres v1");
+        // mac = HMAC(key, b"muster\0" + text), computed with Python's hmac module.
+        let key = PayloadKey::new(b"secret");
+        let node = n("a@127.0.0.1");
+        let want = "muster1s hb a@127.0.0.1 1700000000000 0001020304050607 \
+                    mcM6amJRiJbXtAaOztEf7z95PN4YOJHitO/P3nrJ+x0=";
+        let got = encode_signed_payload(
+            &key,
+            "muster",
+            Kind::Heartbeat,
+            &node,
+            1_700_000_000_000,
+            [0, 1, 2, 3, 4, 5, 6, 7],
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn md5_known_value() {
         // python3 -c "import hashlib; i=hashlib.md5(b'secretpwalice').hexdigest();
         //   print('md5'+hashlib.md5(i.encode()+bytes([1,2,3,4])).hexdigest())"
