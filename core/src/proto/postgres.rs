@@ -1449,6 +1449,13 @@ pub fn decode_payload(
         let key = key.ok_or(PayloadError::NoSecret)?;
         return decode_signed(payload, channel, key);
     }
+    // A newer muster's format is reported as such, with or without a key, not as unsigned.
+    if let Some(version) = first.strip_prefix("muster")
+        && first != PLAIN_PREFIX
+        && version.as_bytes().first().is_some_and(u8::is_ascii_digit)
+    {
+        return Err(PayloadError::Version(first.to_owned()));
+    }
     if key.is_some() {
         return Err(PayloadError::Unsigned);
     }
@@ -1463,12 +1470,6 @@ pub fn decode_payload(
             format: Format::Plain,
             stamp: None,
         });
-    }
-    if let Some(version) = first.strip_prefix("muster")
-        && !version.is_empty()
-        && version.as_bytes()[0].is_ascii_digit()
-    {
-        return Err(PayloadError::Version(first.to_owned()));
     }
     // Not `split_once("::")`: a bare IPv6 node name such as `app@::1` has one too.
     for (prefix, kind) in [("heartbeat::", Kind::Heartbeat), ("sync::", Kind::Sync)] {
@@ -2052,6 +2053,10 @@ mod tests {
         assert_eq!(
             decode_payload("muster2 hb a@h", "ch", None),
             Err(PayloadError::Version("muster2".into()))
+        );
+        assert_eq!(
+            decode_payload("muster2s hb a@h 1 00 x", "ch", Some(&key)),
+            Err(PayloadError::Version("muster2s".into()))
         );
         assert!(matches!(
             decode_payload("muster1 hb a@h extra", "ch", None),
