@@ -5,5 +5,6 @@
 pub mod dnsmasq;
 pub mod erlang;
 pub mod k8s;
+pub mod moto;
 pub mod netns;
 pub mod postgres;
