@@ -12,7 +12,9 @@ use crate::reason::Failure;
 use crate::reconcile::{Limits, Reconciler, unexpected};
 use crate::requests::Pending;
 use crate::rng::Rng;
-use crate::strategy::{Context, ExchangeId, ReadId, Reply, SocketEvent, SocketId, Strategy};
+use crate::strategy::{
+    Context, ExchangeId, ReadId, Reply, SocketEvent, SocketId, Strategy, StreamEvent, StreamId,
+};
 use crate::time::{Instant, earliest};
 use crate::topologies::MAX_TOPOLOGIES;
 use crate::topology::{TopologyId, TopologySpec};
@@ -301,7 +303,8 @@ impl Cluster {
 
     /// An answer to one of the core's own requests (the reconciler's or a strategy's).
     fn core_answer(&mut self, now: Instant, token: Token, answer: Answer<'_>) {
-        let more_due = matches!(answer, Answer::Data(_));
+        // A stream's opening and data, like an exchange's data, are followed by more.
+        let more_due = matches!(answer, Answer::Data(_) | Answer::Opened(_));
         match self.core.take_pending(token, more_due) {
             // An answer on an open socket's token: a send on it failed.
             None => match (self.core.socket_topology(token), answer) {
@@ -357,6 +360,29 @@ impl Cluster {
                     s.handle_exchange(now, ExchangeId(token), reply, cx)
                 });
             }
+            Some(Pending::Stream(t)) => {
+                let failure;
+                let event = match answer {
+                    Answer::Opened(peer) => StreamEvent::Opened(peer),
+                    Answer::Data(d) => StreamEvent::Data(d),
+                    Answer::Closed => StreamEvent::Closed,
+                    Answer::Failed(why) => StreamEvent::Failed(why),
+                    Answer::TimedOut => {
+                        failure = Failure::timed_out("the stream did not open in time");
+                        StreamEvent::Failed(&failure)
+                    }
+                    other => {
+                        self.core.request_untracked(Request::Cancel { token });
+                        failure = unexpected(other);
+                        StreamEvent::Failed(&failure)
+                    }
+                };
+                self.with_strategy(t, now, |s, now, cx| {
+                    s.handle_stream(now, StreamId(token), event, cx)
+                });
+            }
+            // What a strategy asked for as it left: nobody is there to hear how it went.
+            Some(Pending::Farewell) => {}
             Some(Pending::Socket(t)) => {
                 let failure;
                 let event = match answer {
@@ -517,6 +543,11 @@ impl Cluster {
             return;
         }
         for i in 0..self.strategies.len() {
+            // A last word first (a goodbye, a lease revoked), then the topology goes.
+            if let Some(Some(strategy)) = self.strategies.get_mut(i) {
+                let mut cx = Context::farewell(&mut self.core, i as u8, now);
+                strategy.leave(now, &mut cx);
+            }
             self.drop_topology(TopologyId(i as u8));
         }
         self.core.leave();

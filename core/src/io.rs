@@ -131,8 +131,12 @@ pub enum Request {
     OpenStream {
         /// Where to connect.
         to: Endpoint,
-        /// Give up connecting at this time (the stream itself has no deadline).
+        /// Give up connecting (and, with `tls`, negotiating and the handshake) at this time;
+        /// the stream itself has no deadline.
         deadline: Instant,
+        /// Wrap the stream in TLS once connected. An adapter that cannot answers
+        /// [`Answer::Failed`] with [`FailureKind::Unsupported`](crate::FailureKind).
+        tls: Option<StreamTls>,
     },
     /// Write `data` to the stream `stream` (opened or accepted), after whatever was written
     /// before. No answer on success; a failure is answered on the stream's token with
@@ -270,6 +274,37 @@ pub struct Exchange {
     pub max_reply: usize,
     /// Wrap the stream in TLS.
     pub tls: Option<Tls>,
+}
+
+/// TLS on a long-lived stream ([`Request::OpenStream`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamTls {
+    /// The server's name and what its certificate is verified against.
+    pub tls: Tls,
+    /// What is said in the clear before the handshake, if the protocol negotiates TLS
+    /// (PostgreSQL's `SSLRequest`): write `send`, read one byte; the handshake starts if it
+    /// is `accept`, and otherwise the open fails ([`FailureKind::Refused`](crate::FailureKind),
+    /// naming the byte).
+    pub negotiate: Option<(Bytes, u8)>,
+}
+
+impl StreamTls {
+    /// TLS from the first byte.
+    pub fn new(tls: Tls) -> Self {
+        StreamTls {
+            tls,
+            negotiate: None,
+        }
+    }
+
+    /// TLS after writing `send` and reading `accept` back.
+    pub fn negotiated(tls: Tls, send: Bytes, accept: u8) -> Self {
+        StreamTls {
+            tls,
+            negotiate: Some((send, accept)),
+        }
+    }
 }
 
 /// TLS for an [`Exchange`].

@@ -64,7 +64,7 @@ pub use config::{ConfigError, ConfigWarning, Problem, Value};
 pub use event::{Event, TopologyName};
 pub use io::{
     Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, OwnedAnswer, Request,
-    Tls, Token, Trust, UdpOptions, time_left,
+    StreamTls, Tls, Token, Trust, UdpOptions, time_left,
 };
 pub use metrics::Metrics;
 pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};

@@ -222,6 +222,11 @@ impl Reconciler {
         token
     }
 
+    /// Whether `token` is awaited as `what`.
+    pub(crate) fn is_pending(&self, token: Token, what: Pending) -> bool {
+        self.requests.is_pending(token, what)
+    }
+
     /// A request nobody waits an answer for (datagram sends, socket closes).
     pub(crate) fn request_untracked(&mut self, request: Request) -> Token {
         let token = self.requests.issue(None);

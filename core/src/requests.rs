@@ -16,13 +16,20 @@ pub(crate) enum Pending {
     Exchange(u8),
     /// A topology's UDP socket, opening.
     Socket(u8),
+    /// A topology's long-lived stream: opened, data, then how it ended.
+    Stream(u8),
+    /// A request a strategy made as the cluster left: awaited until it ends (so that leaving
+    /// waits for it, within its deadline), its answers dropped.
+    Farewell,
 }
 
 impl Pending {
     /// The topology whose strategy asked, for a strategy's request.
     pub(crate) fn topology(self) -> Option<u8> {
         match self {
-            Pending::Read(t) | Pending::Exchange(t) | Pending::Socket(t) => Some(t),
+            Pending::Read(t) | Pending::Exchange(t) | Pending::Socket(t) | Pending::Stream(t) => {
+                Some(t)
+            }
             _ => None,
         }
     }
@@ -59,7 +66,11 @@ impl Requests {
     /// What `token` was for; forgotten unless more answers are due (a chunk of an exchange).
     pub(crate) fn take(&mut self, token: Token, more_due: bool) -> Option<Pending> {
         match self.pending.get(&token).copied() {
-            Some(p @ Pending::Exchange(_)) if more_due => Some(p),
+            Some(p @ (Pending::Exchange(_) | Pending::Stream(_) | Pending::Farewell))
+                if more_due =>
+            {
+                Some(p)
+            }
             Some(p) => {
                 self.pending.remove(&token);
                 self.shrink();
@@ -83,6 +94,11 @@ impl Requests {
         false
     }
 
+    /// Whether `token` is awaited as `what`.
+    pub(crate) fn is_pending(&self, token: Token, what: Pending) -> bool {
+        self.pending.get(&token) == Some(&what)
+    }
+
     /// Whether `socket` is open (its opening answered) for topology `t`.
     pub(crate) fn socket_ready(&self, socket: Token, t: u8) -> bool {
         self.sockets.get(&socket) == Some(&t) && !self.pending.contains_key(&socket)
@@ -94,7 +110,7 @@ impl Requests {
         let mut exchanges = Vec::new();
         self.pending.retain(|token, p| match p.topology() {
             Some(topology) if topology == t => {
-                if matches!(p, Pending::Exchange(_)) {
+                if matches!(p, Pending::Exchange(_) | Pending::Stream(_)) {
                     exchanges.push(*token);
                 }
                 false

@@ -165,9 +165,9 @@ impl<R: Runtime> Driver<R> {
             Request::Accept { listener } => {
                 self.streams.accept(&mut self.tasks, tx, token, listener);
             }
-            Request::OpenStream { to, deadline } => {
+            Request::OpenStream { to, deadline, tls } => {
                 let at = self.at(deadline);
-                self.streams.open(&mut self.tasks, tx, token, to, at);
+                self.streams.open(&mut self.tasks, tx, token, to, tls, at);
             }
             Request::Write { stream, data } => self.streams.write(stream, data),
             Request::Connect { node, deadline } => {

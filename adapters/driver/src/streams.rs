@@ -10,7 +10,7 @@ use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use muster_core::{Endpoint, Failure, OwnedAnswer, Token};
+use muster_core::{Endpoint, Failure, FailureKind, OwnedAnswer, StreamTls, Token};
 
 use crate::Runtime;
 use crate::exec::{answer, connect_endpoint};
@@ -94,13 +94,15 @@ impl<R: Runtime> Streams<R> {
         });
     }
 
-    /// Opens stream `token` to `to`, giving up connecting at `deadline`.
+    /// Opens stream `token` to `to` (through TLS if `tls` says so), giving up connecting at
+    /// `deadline`.
     pub(crate) fn open(
         &mut self,
         tasks: &mut Tasks<R>,
         tx: InboxTx,
         token: Token,
         to: Endpoint,
+        tls: Option<StreamTls>,
         deadline: StdInstant,
     ) {
         let (wtx, wrx) = async_channel::unbounded();
@@ -108,7 +110,18 @@ impl<R: Runtime> Streams<R> {
         let runtime = tasks.runtime().clone();
         tasks.spawn_stoppable(token, async move {
             let timer = runtime.sleep_until(deadline);
-            let connect = async { Some(connect_endpoint(&runtime, &to).await) };
+            let connect = async {
+                let (s, peer) = match connect_endpoint(&runtime, &to).await {
+                    Ok(c) => c,
+                    Err(why) => return Some(Err(why)),
+                };
+                Some(match tls {
+                    None => Ok((Either::Plain(s), peer)),
+                    Some(tls) => start_tls(s, &to, &tls)
+                        .await
+                        .map(|s| (Either::Tls(Box::new(s)), peer)),
+                })
+            };
             let timeout = async move {
                 timer.await;
                 None
@@ -116,7 +129,10 @@ impl<R: Runtime> Streams<R> {
             match connect.or(timeout).await {
                 Some(Ok((s, peer))) => {
                     if answer(&tx, token, OwnedAnswer::Opened(peer)).await {
-                        run(s, token, wrx, tx).await;
+                        match s {
+                            Either::Plain(s) => run(s, token, wrx, tx).await,
+                            Either::Tls(s) => run(s, token, wrx, tx).await,
+                        }
                     }
                 }
                 Some(Err(why)) => {
@@ -152,6 +168,44 @@ impl<R: Runtime> Streams<R> {
         self.listeners.clear();
         self.writers.clear();
     }
+}
+
+enum Either<P, T> {
+    Plain(P),
+    Tls(Box<T>),
+}
+
+/// Negotiates TLS as `tls` says (a byte written and one read back, for PostgreSQL), then
+/// runs the handshake.
+async fn start_tls<S>(
+    mut s: S,
+    to: &Endpoint,
+    tls: &StreamTls,
+) -> Result<futures_rustls::client::TlsStream<S>, Failure>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    if let Some((send, accept)) = &tls.negotiate {
+        s.write_all(send).await.map_err(|e| Failure::io(to, &e))?;
+        s.flush().await.map_err(|e| Failure::io(to, &e))?;
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b)
+            .await
+            .map_err(|e| Failure::io(to, &e))?;
+        if b[0] != *accept {
+            let why = format!(
+                "{to}: TLS refused by the server (it answered {:?})",
+                b[0] as char
+            );
+            return Err(Failure::new(FailureKind::Refused, why));
+        }
+    }
+    let (config, name) = muster_net::tls::client_config(&tls.tls)
+        .map_err(|e| Failure::new(FailureKind::Tls, format!("{to}: {e}")))?;
+    futures_rustls::TlsConnector::from(config)
+        .connect(name, s)
+        .await
+        .map_err(|e| muster_net::tls::handshake_failure(to, &tls.tls, &e))
 }
 
 enum Step {

@@ -232,7 +232,14 @@ impl Driver {
                 self.links
                     .accept(self.poll.registry(), token, listener, &mut self.immediate);
             }
-            Request::OpenStream { to, deadline } => {
+            Request::OpenStream { tls: Some(_), .. } => {
+                let why = Failure::new(
+                    FailureKind::Unsupported,
+                    "the mio adapter has no TLS streams yet",
+                );
+                self.answer(token, OwnedAnswer::Failed(why));
+            }
+            Request::OpenStream { to, deadline, .. } => {
                 let deadline = self.std_at(deadline);
                 match to {
                     Endpoint::Addr(addr) => {

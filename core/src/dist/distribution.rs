@@ -414,6 +414,7 @@ impl Distribution {
             Request::OpenStream {
                 to,
                 deadline: now + EPMD_TIMEOUT,
+                tls: None,
             },
         );
     }
@@ -753,6 +754,7 @@ impl Distribution {
             Request::OpenStream {
                 to,
                 deadline: l.deadline,
+                tls: None,
             },
         );
     }

@@ -915,9 +915,17 @@ impl Sim {
             Request::Cancel { token } => return self.cancel(index, token),
             Request::Listen { bind } => return self.listen(index, token, bind),
             Request::Accept { listener } => return self.accept(index, token, listener),
-            Request::OpenStream { to, deadline } => {
+            Request::OpenStream {
+                to,
+                deadline,
+                tls: None,
+            } => {
                 return self.open_stream(index, token, &to, deadline, None);
             }
+            Request::OpenStream { tls: Some(_), .. } => Owned::Failed(Failure::new(
+                FailureKind::Unsupported,
+                "the simulator has no TLS streams",
+            )),
             Request::Write { stream, data } => return self.write(index, stream, data),
         };
         self.schedule(

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::io::{Endpoint, Exchange, Request, Token, UdpOptions};
+use crate::io::{Endpoint, Exchange, Request, StreamTls, Token, UdpOptions};
 use crate::node::{Node, NodeName, NodeNameError};
 use crate::reason::{DiscoveryError, Failure, Rejection};
 use crate::reconcile::Reconciler;
@@ -58,6 +58,29 @@ handle!(
     "socket#"
 );
 
+handle!(
+    /// A long-lived stream a strategy opened with [`Context::open_stream`]; what becomes of
+    /// it comes to [`Strategy::handle_stream`](super::Strategy::handle_stream).
+    StreamId,
+    "stream#"
+);
+
+/// What became of a long-lived stream, in order: [`Opened`](StreamEvent::Opened), then
+/// [`Data`](StreamEvent::Data) any number of times, then [`Closed`](StreamEvent::Closed) or
+/// [`Failed`](StreamEvent::Failed) — or `Failed` alone if it never opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamEvent<'a> {
+    /// Connected (and through TLS, if asked) to this address: writes go out from now on.
+    Opened(SocketAddr),
+    /// The next bytes read, borrowed for the call.
+    Data(&'a [u8]),
+    /// The peer closed the stream.
+    Closed,
+    /// The stream could not open, or broke.
+    Failed(&'a Failure),
+}
+
 /// What came back on an exchange, in order: [`Data`](Reply::Data) any number of times, then
 /// exactly one of the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +119,8 @@ pub struct Context<'a> {
     core: &'a mut Reconciler,
     topology: u8,
     now: Instant,
+    /// The cluster is leaving: exchanges started now outlive the topology.
+    farewell: bool,
 }
 
 impl<'a> Context<'a> {
@@ -104,7 +129,23 @@ impl<'a> Context<'a> {
             core,
             topology,
             now,
+            farewell: false,
         }
+    }
+
+    /// The context of [`Strategy::leave`](super::Strategy::leave).
+    pub(crate) fn farewell(core: &'a mut Reconciler, topology: u8, now: Instant) -> Self {
+        Context {
+            core,
+            topology,
+            now,
+            farewell: true,
+        }
+    }
+
+    /// Whether the cluster is leaving (the call is [`Strategy::leave`](super::Strategy::leave)).
+    pub fn is_leaving(&self) -> bool {
+        self.farewell
     }
 
     /// The time of the call.
@@ -167,8 +208,16 @@ impl<'a> Context<'a> {
     /// Connects to `x.to`, writes `x.send` and passes on what comes back, to
     /// [`Strategy::handle_exchange`](super::Strategy::handle_exchange), until the peer
     /// closes, the reply passes `x.max_reply` or `x.deadline` passes.
+    ///
+    /// Started in [`Strategy::leave`](super::Strategy::leave), the exchange outlives the
+    /// topology: the cluster counts as left only once it has ended (its deadline bounds
+    /// that), and what comes back is dropped.
     pub fn exchange(&mut self, x: Exchange) -> ExchangeId {
-        let pending = Pending::Exchange(self.topology);
+        let pending = if self.farewell {
+            Pending::Farewell
+        } else {
+            Pending::Exchange(self.topology)
+        };
         ExchangeId(self.core.request(pending, Request::Exchange(x)))
     }
 
@@ -176,6 +225,42 @@ impl<'a> Context<'a> {
     /// dropped. An exchange that already ended, or another topology's, is left alone.
     pub fn cancel_exchange(&mut self, exchange: ExchangeId) {
         self.cancel(exchange.0, Pending::Exchange(self.topology));
+    }
+
+    /// Opens a TCP stream that stays open (through TLS when `tls` says so), giving up at
+    /// `deadline` if it has not opened by then. What becomes of it comes to
+    /// [`Strategy::handle_stream`](super::Strategy::handle_stream); bytes go out with
+    /// [`write`](Context::write). It is closed with [`close_stream`](Context::close_stream),
+    /// or when the topology is removed (queued writes are flushed first).
+    pub fn open_stream(
+        &mut self,
+        to: Endpoint,
+        tls: Option<StreamTls>,
+        deadline: Instant,
+    ) -> StreamId {
+        let request = Request::OpenStream { to, deadline, tls };
+        StreamId(self.core.request(Pending::Stream(self.topology), request))
+    }
+
+    /// Writes `data` on `stream`, after what was written before. A stream that is not this
+    /// topology's, or has ended, takes nothing. Write once it has
+    /// [opened](StreamEvent::Opened): the adapter may drop earlier writes.
+    pub fn write(&mut self, stream: StreamId, data: Bytes) {
+        if self
+            .core
+            .is_pending(stream.0, Pending::Stream(self.topology))
+        {
+            self.core.request_untracked(Request::Write {
+                stream: stream.0,
+                data,
+            });
+        }
+    }
+
+    /// Closes `stream` once what was written on it has gone out; nothing more comes from it.
+    /// A stream that ended, or another topology's, is left alone.
+    pub fn close_stream(&mut self, stream: StreamId) {
+        self.cancel(stream.0, Pending::Stream(self.topology));
     }
 
     fn cancel(&mut self, token: Token, what: Pending) {

@@ -98,7 +98,10 @@ mod registry;
 
 use std::net::SocketAddr;
 
-pub use context::{Context, ExchangeId, READ_TIMEOUT, ReadId, Reply, Round, SocketEvent, SocketId};
+pub use context::{
+    Context, ExchangeId, READ_TIMEOUT, ReadId, Reply, Round, SocketEvent, SocketId, StreamEvent,
+    StreamId,
+};
 pub use periodic::Periodic;
 pub use registry::{Builder, Environment, Registry, libcluster_alias};
 
@@ -147,6 +150,26 @@ pub trait Strategy: Send + 'static {
         cx: &mut Context<'_>,
     ) {
         let _ = (now, exchange, reply, cx);
+    }
+
+    /// What became of a stream opened with [`Context::open_stream`]: opened, data, closed or
+    /// failed.
+    fn handle_stream(
+        &mut self,
+        now: Instant,
+        stream: StreamId,
+        event: StreamEvent<'_>,
+        cx: &mut Context<'_>,
+    ) {
+        let _ = (now, stream, event, cx);
+    }
+
+    /// The cluster is leaving: a last word before the topology goes — a goodbye written on
+    /// a stream (queued writes are flushed before the stream closes), a lease revoked with
+    /// one last [`Context::exchange`] (the cluster waits for it, within its deadline). Nothing
+    /// more reaches the strategy afterwards. By default, nothing.
+    fn leave(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let _ = (now, cx);
     }
 
     /// What became of a socket opened with [`Context::open_udp`]: opened, failed to open, or
