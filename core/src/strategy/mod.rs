@@ -93,6 +93,7 @@ pub mod kubernetes_dns;
 pub mod kubernetes_dns_srv;
 pub mod local_epmd;
 mod periodic;
+pub mod postgres;
 pub mod rancher;
 mod registry;
 

@@ -99,6 +99,7 @@ impl Registry {
                 ),
                 ("kubernetes", kubernetes::Kubernetes::build),
                 ("rancher", rancher::Rancher::build),
+                ("postgres", super::postgres::Postgres::build),
             ],
             env: Environment::new(),
         }
