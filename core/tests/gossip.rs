@@ -371,6 +371,36 @@ fn secure_mode_rejects_forged_flipped_replayed_stale_and_compat_packets_and_coun
     assert_eq!(rig.c.metrics().discovered, 1);
 }
 
+/// A sender forgotten (quiet past `forget_after`, not connected) is not forgotten by the
+/// replay check: its last heartbeat, sent again within the replay window, is a replay.
+#[test]
+fn a_forgotten_senders_old_heartbeat_is_still_a_replay() {
+    let mut rig = Rig::new(gossip_config(&[
+        ("secret", Value::str("s3cret")),
+        ("forget_after", Value::Int(1000)),
+    ]));
+    let keys = SecureKeys::derive(b"s3cret");
+    let good = secure(&keys, T0 + 10, "a@10.0.0.2");
+    let ev = rig.send("10.0.0.2:45892", &good);
+    assert_eq!(ev.iter().filter(|e| e.name() == "discovered").count(), 1);
+    rig.now = Instant::ZERO + Duration::from_secs(3);
+    rig.c.handle_timeout(rig.now);
+    let ev = rig.drain();
+    assert_eq!(
+        ev.iter().filter(|e| e.name() == "lost").count(),
+        1,
+        "{ev:?}"
+    );
+    // Well inside the 30 s window: the same packet again is a replay, not a node back.
+    let ev = rig.send("10.0.0.7:1", &good);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(ev[0].reason().unwrap().contains("replayed"), "{}", ev[0]);
+    assert_eq!(rig.c.metrics().discovered, 1);
+    // A newer heartbeat brings it back.
+    let ev = rig.send("10.0.0.2:45892", &secure(&keys, T0 + 3000, "a@10.0.0.2"));
+    assert_eq!(ev.iter().filter(|e| e.name() == "discovered").count(), 1);
+}
+
 #[test]
 fn a_flood_of_senders_is_bounded_by_max_nodes() {
     let mut rig = Rig::new(gossip_config(&[("max_nodes", Value::Int(50))]));

@@ -327,6 +327,9 @@ pub struct Gossip {
     /// heartbeat waits (see [`Context::is_reachable`]).
     unannounced: bool,
     senders: BTreeMap<NodeName, Sender>,
+    /// Secure mode: the last timestamp of senders forgotten within the replay window, so
+    /// that their last heartbeat, sent again, is still a replay (bounded by `max_nodes`).
+    forgotten: BTreeMap<NodeName, u64>,
     reports: BTreeMap<IpAddr, Instant>,
     send_failure_reported: Option<Instant>,
     last_sent_ts: u64,
@@ -376,6 +379,7 @@ impl Gossip {
             sent_at: None,
             unannounced: false,
             senders: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
             reports: BTreeMap::new(),
             send_failure_reported: None,
             last_sent_ts: 0,
@@ -536,8 +540,29 @@ impl Gossip {
             })
             .map(|(n, _)| n.clone())
             .collect();
+        // Timestamps older than the window are refused by the window itself.
+        let window = u64::try_from(self.config.replay_window.as_millis()).unwrap_or(u64::MAX);
+        if let Some(here) = cx.unix_time() {
+            let oldest = u64::try_from(here.as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_sub(window);
+            self.forgotten.retain(|_, ts| *ts >= oldest);
+        }
         for name in stale {
-            self.senders.remove(&name);
+            if let Some(s) = self.senders.remove(&name)
+                && s.last_ts > 0
+            {
+                if self.forgotten.len() >= self.config.max_nodes
+                    && let Some(oldest) = self
+                        .forgotten
+                        .iter()
+                        .min_by_key(|(_, ts)| **ts)
+                        .map(|(n, _)| n.clone())
+                {
+                    self.forgotten.remove(&oldest);
+                }
+                self.forgotten.insert(name.clone(), s.last_ts);
+            }
             cx.lose(name.as_str());
         }
         self.next_sweep = Some(now + self.sweep_every());
@@ -603,9 +628,11 @@ impl Gossip {
                 );
                 return self.reject(now, from, Rejection::Replayed(why), cx);
             }
-            if let Some(s) = self.senders.get(node)
-                && ts <= s.last_ts
-            {
+            let last = match self.senders.get(node) {
+                Some(s) => Some(s.last_ts),
+                None => self.forgotten.get(node).copied(),
+            };
+            if last.is_some_and(|last| ts <= last) {
                 let why = format!(
                     "replayed heartbeat from {node} (timestamp not newer than the last one)"
                 );
@@ -633,6 +660,7 @@ impl Gossip {
             }
         };
         cx.found(name.as_str(), None).ok();
+        self.forgotten.remove(&name);
         self.senders.insert(name, Sender { seen: now, last_ts });
         self.answer_newcomer(now, cx);
     }
