@@ -765,8 +765,34 @@ fn key_text(k: &str) -> String {
     if bare_key(k) {
         k.to_owned()
     } else {
-        serde_json::Value::String(k.to_owned()).to_string()
+        basic_string(k)
     }
+}
+
+/// `s` as a TOML basic string: quotes, backslashes and every control character (DEL
+/// included, which TOML forbids raw) escaped.
+fn basic_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A string value as the configuration reads it back: `${` would be interpolated, so it is
+/// written `$${`.
+fn string_value(s: &str) -> String {
+    basic_string(&s.replace("${", "$${"))
 }
 
 fn scalar(v: &Value) -> String {
@@ -774,7 +800,7 @@ fn scalar(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => format!("{f:?}"),
-        Value::Str(s) => serde_json::Value::String(s.clone()).to_string(),
+        Value::Str(s) => string_value(s),
         Value::List(items) => {
             let inner: Vec<String> = items.iter().map(scalar).collect();
             format!("[{}]", inner.join(", "))
@@ -952,9 +978,13 @@ strategy = "local_epmd"
             "muster.toml:14: `topologies.app.config.hosts[1]`: node name has more than one '@'"
         );
         let strategy = GOOD.replace("strategy = \"epmd\"", "strategy = \"consul\"");
+        let known: Vec<&str> = Registry::builtin().names().collect();
         assert_eq!(
             error(&strategy),
-            "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: epmd, local_epmd, erlang_hosts, gossip, dns_poll, kubernetes_dns, kubernetes_dns_srv, kubernetes, rancher)"
+            format!(
+                "muster.toml:10: `topologies.app.strategy`: unknown strategy \"consul\" (known: {})",
+                known.join(", ")
+            )
         );
         let missing = GOOD.replace("strategy = \"epmd\"", "");
         assert_eq!(
@@ -1015,6 +1045,15 @@ strategy = "local_epmd"
         // A literal, and nonsense.
         let env = Environment::new();
         assert_eq!(interpolate("a$${B}c$", &env).unwrap(), "a${B}c$");
+        // What describe writes reads back as the value it was.
+        for v in ["${HOME}", "$${x}", "a\u{7f}b\u{1}c\"d\\e\n", "plain"] {
+            let text = format!("k = {}", string_value(v));
+            let doc = DeTable::parse(&text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            let Some(DeValue::String(raw)) = doc.get_ref().get("k").map(|v| v.get_ref()) else {
+                panic!("{text}: no string")
+            };
+            assert_eq!(interpolate(raw, &env).unwrap(), v, "{text}");
+        }
         assert!(interpolate("x${A", &env).unwrap_err().contains("closing"));
         assert!(
             interpolate("x${A B}", &env)
