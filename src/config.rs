@@ -153,6 +153,16 @@ pub struct AdminSettings {
     pub ready_min_members: usize,
 }
 
+impl AdminSettings {
+    /// An endpoint on `listen`, ready once running.
+    pub fn new(listen: std::net::SocketAddr) -> Self {
+        AdminSettings {
+            listen,
+            ready_min_members: 0,
+        }
+    }
+}
+
 fn admin_section(o: &mut Options<'_>) -> Result<AdminSettings, ConfigError> {
     let listen = o.string("listen")?;
     let listen = o.required("listen", listen)?;
@@ -316,7 +326,7 @@ fn convert(
 ) -> Result<Value, (String, String)> {
     Ok(match v {
         // A name given on the command line replaces the file's, unread.
-        DeValue::String(s) if path == "node.name" && env.get(NAME_VAR).is_some() => {
+        DeValue::String(s) if path == "node.name" && name_from_env(env).is_some() => {
             Value::Str(s.to_string())
         }
         DeValue::String(s) => Value::Str(interpolate(s, env).map_err(|e| (path.to_owned(), e))?),
@@ -581,7 +591,7 @@ fn node_section(
     let mut cluster = ClusterConfig::new();
     let file_name = o.string("name")?;
     // `muster run --name` and MUSTER_NODE_NAME win over the file.
-    match (env.get(NAME_VAR), file_name) {
+    match (name_from_env(env), file_name) {
         (Some(name), _) => {
             let n = NodeName::new(name)
                 .map_err(|e| ConfigError::invalid(format!("{NAME_VAR} (--name)"), e))?;
@@ -614,6 +624,12 @@ fn node_section(
 
 /// The environment variable that names this node, over `[node] name` (`--name` sets it).
 pub const NAME_VAR: &str = "MUSTER_NODE_NAME";
+
+/// The name `--name` or [`NAME_VAR`] gives; empty is unset, as for `${VAR}` (a manifest's
+/// `MUSTER_NODE_NAME: ""` must not stop the node).
+fn name_from_env(env: &Environment) -> Option<&str> {
+    env.get(NAME_VAR).filter(|n| !n.is_empty())
+}
 
 /// The cookie, as the issue of precedence says: the file's `cookie`, then `MUSTER_COOKIE`,
 /// then `~/.erlang.cookie` as Erlang reads it.
@@ -1035,6 +1051,12 @@ strategy = "local_epmd"
         );
         assert!(f.describe().contains("b@10.0.0.9"), "the default");
         // --name (MUSTER_NODE_NAME) wins over the file.
+        let empty = parse_env(text, env.clone().set(NAME_VAR, "")).unwrap();
+        assert_eq!(
+            empty.cluster.this_node.unwrap().as_str(),
+            "app@10.1.2.3",
+            "empty is unset: the file's name"
+        );
         let f = parse_env(text, env.set(NAME_VAR, "other@10.9.9.9")).unwrap();
         assert_eq!(f.cluster.this_node.unwrap().as_str(), "other@10.9.9.9");
         // Unset, no default: the key and the variable are named.

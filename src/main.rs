@@ -208,6 +208,7 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
     // Leave as a node should: disconnect what this node connected, unregister from EPMD,
     // close the listeners — within leave_timeout, printing what happens; a second signal
     // exits at once.
+    observed.set_leaving();
     let leave = handle.leave();
     let deadline = tokio::time::sleep(leave_timeout);
     let again = wait_for_signal();

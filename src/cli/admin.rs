@@ -28,6 +28,8 @@ const BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 #[derive(Debug, Default)]
 pub struct Observed {
     inner: Mutex<Seen>,
+    /// The node is leaving: not ready for anything new.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +58,17 @@ impl Observed {
             s.sum += t;
             s.count += 1;
         }
+    }
+
+    /// The node has begun to leave: `/readyz` answers 503 from now on, so that a load
+    /// balancer stops sending it work while it disconnects.
+    pub fn set_leaving(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_leaving(&self) -> bool {
+        self.leaving.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sets how many events the output missed so far.
@@ -154,6 +167,7 @@ async fn answer(
 ) {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
+    let head;
     let path = loop {
         let n = match stream.read(&mut buf[len..]).await {
             Ok(0) | Err(_) => return,
@@ -165,36 +179,40 @@ async fn answer(
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
                 if req.method != Some("GET") && req.method != Some("HEAD") {
-                    return respond(&mut stream, 405, "text/plain", "GET only\n").await;
+                    return respond(&mut stream, false, 405, "text/plain", "GET only\n").await;
                 }
+                head = req.method == Some("HEAD");
                 break req.path.unwrap_or("/").to_owned();
             }
             Ok(httparse::Status::Partial) if len < buf.len() => {}
-            _ => return respond(&mut stream, 400, "text/plain", "bad request\n").await,
+            _ => return respond(&mut stream, false, 400, "text/plain", "bad request\n").await,
         }
     };
     match path.split('?').next().unwrap_or_default() {
-        "/livez" => respond(&mut stream, 200, "text/plain", "ok\n").await,
+        "/livez" => respond(&mut stream, head, 200, "text/plain", "ok\n").await,
         "/readyz" => {
             let members = handle.members().len();
             let want = settings.ready_min_members;
-            if members >= want {
-                respond(&mut stream, 200, "text/plain", "ready\n").await
+            if observed.is_leaving() {
+                respond(&mut stream, head, 503, "text/plain", "not ready: leaving\n").await
+            } else if members >= want {
+                respond(&mut stream, head, 200, "text/plain", "ready\n").await
             } else {
                 let why = format!("not ready: {members} of {want} members connected\n");
-                respond(&mut stream, 503, "text/plain", &why).await
+                respond(&mut stream, head, 503, "text/plain", &why).await
             }
         }
         "/metrics" => {
             let mut body = exposition(&handle.metrics(), handle.members().len());
             observed.write(&mut body);
-            respond(&mut stream, 200, "text/plain; version=0.0.4", &body).await
+            respond(&mut stream, head, 200, "text/plain; version=0.0.4", &body).await
         }
-        _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
+        _ => respond(&mut stream, head, 404, "text/plain", "not found\n").await,
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &str) {
+/// Writes the response; a `HEAD` request gets the head alone (with the body's length).
+async fn respond(stream: &mut TcpStream, head: bool, status: u16, kind: &str, body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -202,12 +220,14 @@ async fn respond(stream: &mut TcpStream, status: u16, kind: &str, body: &str) {
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
-    let head = format!(
+    let head_text = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.write_all(head_text.as_bytes()).await;
+    if !head {
+        let _ = stream.write_all(body.as_bytes()).await;
+    }
     let _ = stream.shutdown().await;
 }
 
@@ -343,4 +363,52 @@ pub fn exposition(m: &Metrics, members: usize) -> String {
         env!("CARGO_PKG_VERSION")
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
+    use super::*;
+
+    async fn ask(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: muster\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        text
+    }
+
+    /// HEAD gets the head alone; once the node leaves, /readyz is 503 whatever the members.
+    #[tokio::test]
+    async fn head_has_no_body_and_a_leaving_node_is_not_ready() {
+        let (handle, _events) =
+            muster::tokio::Builder::new(muster::tokio::RecordingConnector::new())
+                .spawn()
+                .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = AdminSettings::new(addr);
+        let observed = Arc::new(Observed::default());
+        tokio::spawn(serve(listener, handle.clone(), settings, observed.clone()));
+        let get = ask(addr, "GET", "/readyz").await;
+        assert!(
+            get.starts_with("HTTP/1.1 200") && get.ends_with("\r\n\r\nready\n"),
+            "{get}"
+        );
+        let head = ask(addr, "HEAD", "/readyz").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.contains("Content-Length: 6\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        observed.set_leaving();
+        let leaving = ask(addr, "GET", "/readyz").await;
+        assert!(
+            leaving.starts_with("HTTP/1.1 503") && leaving.ends_with("leaving\n"),
+            "{leaving}"
+        );
+        assert!(ask(addr, "GET", "/livez").await.starts_with("HTTP/1.1 200"));
+        handle.shutdown().await;
+    }
 }
