@@ -657,6 +657,35 @@ fn a_connect_that_waited_for_a_failed_inbound_dials() {
     assert_eq!(dials(&rs), 1, "our own dial to z: {rs:?}");
 }
 
+/// A peer that names itself and then stalls holds a connect to it for a second at most
+/// (a real simultaneous connect takes milliseconds): then the connect dials, its handshake
+/// still pending (before, the connect waited until its own deadline and timed out).
+#[test]
+fn a_peer_that_names_itself_and_stalls_holds_a_connect_for_a_second_at_most() {
+    let now = Instant::ZERO;
+    let (mut c, acc, mut z) = z_connects_to_us(now);
+    feed(&mut c, now, acc, &mut z);
+    c.add(
+        now,
+        TopologySpec::new(
+            "static",
+            Epmd::new(EpmdConfig::new([Node::new(node("z@10.0.0.2"))])),
+        ),
+    )
+    .unwrap();
+    let (rs, _) = drain(&mut c);
+    assert_eq!(dials(&rs), 0, "{rs:?}");
+    let wake = c.poll_timeout().unwrap();
+    assert!(wake <= now + Duration::from_secs(1), "{wake:?}");
+    c.handle_timeout(wake);
+    let (rs, events) = drain(&mut c);
+    assert_eq!(dials(&rs), 1, "our own dial to z: {rs:?}");
+    assert!(
+        events.iter().all(|e| e.name() != "connect_failed"),
+        "{events:?}"
+    );
+}
+
 /// A node that no topology wants, connecting to us on its own (a `net_adm:ping`, a peer's
 /// own discovery), is reported: `peer_connected`, then `peer_disconnected` when it goes —
 /// before, nothing was said of it.

@@ -23,6 +23,10 @@ const OWN: u64 = 1 << 62;
 const REGISTER_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const REGISTER_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const EPMD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connect waits for the peer's own handshake with us before it dials anyway:
+/// a real simultaneous connect finishes in milliseconds, and a peer that names itself then
+/// stalls must not hold our connects until their deadline.
+const MAX_DEFER: Duration = Duration::from_secs(1);
 /// How long a connect that lost a simultaneous connect waits for the peer's own link: a
 /// handshake's time, as Erlang's setup timer gives it.
 const RACE_WAIT: Duration = Duration::from_secs(7);
@@ -187,7 +191,9 @@ pub(crate) struct Distribution {
     awaiting: BTreeMap<NodeName, (Token, Instant)>,
     /// Connects asked while the peer's own connection to us was in its handshake: that link
     /// answers them, as a pending connection does in OTP's `net_kernel`; if it fails, we dial.
-    deferred: BTreeMap<NodeName, (Token, Node, Instant)>,
+    /// Connects waiting for the peer's own handshake: the connect, its node, its deadline,
+    /// and when it dials anyway.
+    deferred: BTreeMap<NodeName, (Token, Node, Instant, Instant)>,
     /// Connects asked before the registration with EPMD is done, with their deadlines.
     early: Vec<(Token, Node, Instant)>,
     out: VecDeque<DistOutput>,
@@ -298,6 +304,19 @@ impl Distribution {
 
     /// The cluster asks to connect `node`.
     pub(crate) fn connect(&mut self, now: Instant, token: Token, node: Node, deadline: Instant) {
+        self.connect_as(now, token, node, deadline, true);
+    }
+
+    /// Connects; `may_defer`: wait for the peer's own handshake with us if one is under way
+    /// (a connect defers once: after waiting, it dials whatever the peer does).
+    fn connect_as(
+        &mut self,
+        now: Instant,
+        token: Token,
+        node: Node,
+        deadline: Instant,
+        may_defer: bool,
+    ) {
         if self.up.contains_key(&node.name) {
             return self.answer(token, OwnedAnswer::Connected);
         }
@@ -314,11 +333,12 @@ impl Distribution {
             self.early.push((token, node, deadline));
             return;
         }
-        if self.inbound_handshake(&node.name) {
+        if may_defer && self.inbound_handshake(&node.name) {
             // A dial now would race the peer's own link, and whichever side the race rules
             // leave standing, one side may see a live link replaced: wait for this one.
+            let wake = deadline.min(now + MAX_DEFER);
             self.deferred
-                .insert(node.name.clone(), (token, node, deadline));
+                .insert(node.name.clone(), (token, node, deadline, wake));
             return;
         }
         let host = match node.addr {
@@ -918,7 +938,7 @@ impl Distribution {
                 (None, None) => self.out.push_back(DistOutput::Up(peer)),
                 // Both may wait: each is answered.
                 (a, d) => {
-                    for c in a.map(|(c, _)| c).into_iter().chain(d.map(|(c, _, _)| c)) {
+                    for c in a.map(|(c, _)| c).into_iter().chain(d.map(|(c, ..)| c)) {
                         self.answer(c, OwnedAnswer::Connected);
                     }
                 }
@@ -995,9 +1015,9 @@ impl Distribution {
             // A connect that waited for this link dials after all.
             if let Some(peer) = h.link.peer()
                 && !self.inbound_handshake(peer)
-                && let Some((connect, node, deadline)) = self.deferred.remove(peer)
+                && let Some((connect, node, deadline, _)) = self.deferred.remove(peer)
             {
-                self.connect(now, connect, node, deadline);
+                self.connect_as(now, connect, node, deadline, false);
             }
             // A handshake slot is free again.
             self.accept_next();
@@ -1045,15 +1065,20 @@ impl Distribution {
                 self.answer(c, OwnedAnswer::Failed(Failure::timed_out(why)));
             }
         }
-        let expired: Vec<NodeName> = self
+        let waited: Vec<NodeName> = self
             .deferred
             .iter()
-            .filter(|(_, (_, _, at))| *at <= now)
+            .filter(|(_, (_, _, _, wake))| *wake <= now)
             .map(|(n, _)| n.clone())
             .collect();
-        for n in expired {
-            if let Some((c, _, _)) = self.deferred.remove(&n) {
-                self.answer(c, OwnedAnswer::TimedOut);
+        for n in waited {
+            if let Some((c, node, deadline, _)) = self.deferred.remove(&n) {
+                if deadline <= now {
+                    self.answer(c, OwnedAnswer::TimedOut);
+                } else {
+                    // The peer's handshake is still not done: dial.
+                    self.connect_as(now, c, node, deadline, false);
+                }
             }
         }
     }
@@ -1069,8 +1094,8 @@ impl Distribution {
         for (_, wait) in self.awaiting.values() {
             at = earliest(at, Some(*wait));
         }
-        for (_, _, deadline) in self.deferred.values() {
-            at = earliest(at, Some(*deadline));
+        for (_, _, _, wake) in self.deferred.values() {
+            at = earliest(at, Some(*wake));
         }
         for (_, _, deadline) in &self.early {
             at = earliest(at, Some(*deadline));
