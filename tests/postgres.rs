@@ -287,3 +287,21 @@ async fn a_forged_notify_is_rejected_when_a_secret_is_set() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Without a secret anyone may announce nodes: at most `max_nodes` are remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_beyond_max_nodes_are_rejected() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let mut o = slow(url(&pg, SCRAM_USER, SCRAM_PASSWORD));
+    o.push(("max_nodes", Value::Int(2)));
+    let (a, _) = node("a@127.0.0.1", o.clone());
+    let (b, _) = node("b@127.0.0.1", o);
+    members(&a, &["b@127.0.0.1"]).await;
+    for name in ["x@10.0.0.1", "y@10.0.0.2", "z@10.0.0.3"] {
+        pg.psql(&format!("NOTIFY cluster, 'muster1 hb {name}'"));
+    }
+    let m = a.wait_for_metrics(|m| m.rejected >= 2).await.unwrap();
+    assert_eq!(m.discovered, 2, "b and x");
+    a.shutdown().await;
+    b.shutdown().await;
+}

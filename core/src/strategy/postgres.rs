@@ -29,6 +29,7 @@
 //! | `sslrootcert` | none | the CA certificates (PEM) `verify-full` checks the server against |
 //! | `connect_timeout` | `10000` | ms to connect, negotiate TLS and log in |
 //! | `secret` | none | authenticates every payload |
+//! | `max_nodes` | `1024` | the most nodes remembered; announcements of more are rejected |
 
 use core::time::Duration;
 use std::collections::BTreeMap;
@@ -111,6 +112,8 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// `secret`.
     pub secret: Option<Vec<u8>>,
+    /// `max_nodes`.
+    pub max_nodes: usize,
 }
 
 impl core::fmt::Debug for PostgresConfig {
@@ -316,6 +319,16 @@ impl PostgresConfig {
             }
             s => s.map(|s| s.as_bytes().to_vec()),
         };
+        let max_nodes = match o.u64("max_nodes")? {
+            None => 1024,
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    o.key_path("max_nodes"),
+                    "must be at least 1",
+                ));
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         // Checked now, so that the first connect cannot fail on them.
         let mut probe = Vec::new();
         let params: Vec<(&str, &str)> = parameters
@@ -339,6 +352,7 @@ impl PostgresConfig {
             sslrootcert,
             connect_timeout,
             secret,
+            max_nodes,
         })
     }
 }
@@ -699,6 +713,17 @@ impl Postgres {
                 cx.lose(notice.node.as_str());
             }
             kind => {
+                if !self.heard.contains_key(&notice.node)
+                    && self.heard.len() >= self.config.max_nodes
+                {
+                    let why = format!(
+                        "{}: already {} nodes (max_nodes): {} rejected",
+                        self.what(),
+                        self.config.max_nodes,
+                        notice.node
+                    );
+                    return self.reject(now, cx, Rejection::OverLimit(why));
+                }
                 if kind == Kind::Sync {
                     self.answer_due = true;
                 }
@@ -886,6 +911,7 @@ impl Strategy for Postgres {
             ("node_timeout".into(), Value::millis(c.node_timeout)),
             ("sslmode".into(), Value::str(c.sslmode.name())),
             ("connect_timeout".into(), Value::millis(c.connect_timeout)),
+            ("max_nodes".into(), Value::Int(c.max_nodes as i64)),
             (
                 "#secret".into(),
                 Value::str(if c.secret.is_some() {
