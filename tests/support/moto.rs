@@ -217,6 +217,21 @@ impl Moto {
         ))
     }
 
+    /// Keeps moto's ECS tasks in the state they are in however often they are described: by
+    /// default moto moves a task one state along at each `DescribeTasks` (RUNNING,
+    /// DEACTIVATING, STOPPING, DEPROVISIONING, STOPPED), as if it were stopping.
+    pub fn hold_task_states(&self) {
+        let body = r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000000}}"#;
+        let r = self.exchange(&http::request(
+            "POST",
+            &self.host(),
+            "/moto-api/state-manager/set-transition",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        ));
+        assert_eq!(r.status, 201, "set-transition: {}", r.body_excerpt(300));
+    }
+
     /// Runs `count` instances in one reservation, tagged with `tags`, and returns their IDs.
     pub fn run_instances(&self, count: usize, tags: &[(&str, &str)]) -> Vec<String> {
         let count = count.to_string();

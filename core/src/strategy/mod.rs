@@ -79,9 +79,12 @@
 //! # Ok::<(), muster_core::AddTopologyError>(())
 //! ```
 
+mod aws;
 mod context;
 pub mod dns;
 pub mod dns_poll;
+pub mod ec2;
+pub mod ecs;
 pub mod epmd;
 mod epmd_names;
 pub mod erlang_hosts;

@@ -62,6 +62,9 @@ impl core::fmt::Debug for Registry {
 /// with or without `Elixir.`), if it is one.
 pub fn libcluster_alias(name: &str) -> Option<&'static str> {
     let module = name.strip_prefix("Elixir.").unwrap_or(name);
+    if module == "ClusterEC2.Strategy.Tags" {
+        return Some("ec2"); // libcluster_ec2
+    }
     Some(match module.strip_prefix("Cluster.Strategy.")? {
         "Epmd" => "epmd",
         "LocalEpmd" => "local_epmd",
@@ -100,6 +103,8 @@ impl Registry {
                 ("kubernetes", kubernetes::Kubernetes::build),
                 ("rancher", rancher::Rancher::build),
                 ("postgres", super::postgres::Postgres::build),
+                ("ec2", super::ec2::Ec2::build),
+                ("ecs", super::ecs::Ecs::build),
             ],
             env: Environment::new(),
         }
