@@ -1108,6 +1108,8 @@ strategy = "local_epmd"
             "strategy = \"kubernetes_dns_srv\"\nconfig = { service = \"svc\", namespace = \"ns\", application_name = \"app\" }",
             "strategy = \"dns_poll\"\nconfig = { query = \"app.test\", node_basename = \"app\" }",
             "strategy = \"rancher\"\nconfig = { node_basename = \"web\" }",
+            "strategy = \"etcd\"\nconfig = { endpoints = [\"http://10.0.0.5:2379\"] }",
+            "strategy = \"etcd\"\nconfig = { endpoints = [\"https://etcd.test\", \"https://[fd00::1]:2390/\"], ca_file = \"/ca.pem\", prefix = \"/x/\", ttl = 30 }",
         ];
         let connectors = [
             "connector = \"none\"\n",

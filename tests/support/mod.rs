@@ -4,6 +4,7 @@
 
 pub mod dnsmasq;
 pub mod erlang;
+pub mod etcd;
 pub mod k8s;
 pub mod moto;
 pub mod netns;

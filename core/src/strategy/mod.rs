@@ -88,6 +88,7 @@ pub mod ecs;
 pub mod epmd;
 mod epmd_names;
 pub mod erlang_hosts;
+pub mod etcd;
 pub mod gossip;
 mod http_call;
 mod http_stream;

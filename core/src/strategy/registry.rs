@@ -2,8 +2,8 @@
 //! strategies are built in.
 
 use super::{
-    Strategy, dns_poll, epmd, erlang_hosts, gossip, kubernetes, kubernetes_dns, kubernetes_dns_srv,
-    local_epmd, rancher,
+    Strategy, dns_poll, epmd, erlang_hosts, etcd, gossip, kubernetes, kubernetes_dns,
+    kubernetes_dns_srv, local_epmd, rancher,
 };
 use crate::config::{ConfigError, Options, Problem};
 
@@ -102,6 +102,7 @@ impl Registry {
                 ),
                 ("kubernetes", kubernetes::Kubernetes::build),
                 ("rancher", rancher::Rancher::build),
+                ("etcd", etcd::Etcd::build),
                 ("postgres", super::postgres::Postgres::build),
                 ("ec2", super::ec2::Ec2::build),
                 ("ecs", super::ecs::Ecs::build),
