@@ -323,6 +323,7 @@ impl fmt::Debug for Tls {
         let trust = match &self.trust {
             Trust::CaPem(pem) => format!("CA PEM, {} bytes", pem.len()),
             Trust::InsecureSkipVerify => "none (insecure_skip_tls_verify)".to_owned(),
+            Trust::System => "the system's CA bundle".to_owned(),
         };
         f.debug_struct("Tls")
             .field("server_name", &self.server_name)
@@ -340,6 +341,11 @@ pub enum Trust {
     /// Nothing: any certificate is accepted. Only when a configuration says so in so many
     /// words; anyone on the path can then read what is sent.
     InsecureSkipVerify,
+    /// The host's own CA bundle (for public services such as AWS's APIs): the adapter reads
+    /// `SSL_CERT_FILE`, else the first of the usual system bundles
+    /// (`/etc/ssl/certs/ca-certificates.crt`, `/etc/pki/tls/certs/ca-bundle.crt`,
+    /// `/etc/ssl/cert.pem`, ...), and fails the connection naming them when none is there.
+    System,
 }
 
 impl Tls {
@@ -348,6 +354,14 @@ impl Tls {
         Tls {
             server_name: server_name.into(),
             trust: Trust::CaPem(ca_pem),
+        }
+    }
+
+    /// TLS to `server_name`, verified against the host's CA bundle ([`Trust::System`]).
+    pub fn system(server_name: impl Into<String>) -> Self {
+        Tls {
+            server_name: server_name.into(),
+            trust: Trust::System,
         }
     }
 

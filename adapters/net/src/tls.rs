@@ -55,6 +55,20 @@ fn build(trust: &Trust) -> Result<ClientConfig, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?;
     Ok(match trust {
+        Trust::System => {
+            let (path, pem) = system_bundle()?;
+            let mut roots = RootCertStore::empty();
+            // A bundle may hold a certificate rustls cannot use: skip it, as the system does.
+            for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "the system CA bundle {path} holds no usable certificate"
+                ));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
         Trust::CaPem(pem) => {
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(pem) {
@@ -76,6 +90,36 @@ fn build(trust: &Trust) -> Result<ClientConfig, String> {
             .with_no_client_auth(),
         other => return Err(format!("unsupported TLS trust {other:?}")),
     })
+}
+
+/// Where systems keep their CA bundle (Debian/Ubuntu/Alpine, Fedora/RHEL, openSUSE, macOS
+/// and the BSDs), after `SSL_CERT_FILE`.
+const SYSTEM_BUNDLES: [&str; 5] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/usr/local/share/certs/ca-root-nss.crt",
+];
+
+/// The system's CA bundle: its path and contents.
+fn system_bundle() -> Result<(String, Vec<u8>), String> {
+    let from_env = std::env::var("SSL_CERT_FILE")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let candidates: Vec<String> = from_env
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(|p| (*p).to_owned()))
+        .collect();
+    for path in &candidates {
+        if let Ok(pem) = std::fs::read(path) {
+            return Ok((path.clone(), pem));
+        }
+    }
+    Err(format!(
+        "no system CA bundle (looked for SSL_CERT_FILE and {}): install the ca-certificates package, or set a CA file",
+        SYSTEM_BUNDLES.join(", ")
+    ))
 }
 
 /// Accepts any certificate chain, but still checks that the server holds its key.
@@ -133,5 +177,12 @@ mod tests {
         let none = Tls::verified("x.example", Bytes::from_static(b"not a certificate"));
         let e = client_config(&none).unwrap_err();
         assert!(e.contains("no certificate"), "{e}");
+        // The host's bundle, where the test machine has one (scripts/test runs on Debian).
+        if SYSTEM_BUNDLES
+            .iter()
+            .any(|p| std::path::Path::new(p).exists())
+        {
+            assert!(client_config(&Tls::system("ec2.us-east-1.amazonaws.com")).is_ok());
+        }
     }
 }

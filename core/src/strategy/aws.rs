@@ -21,7 +21,7 @@
 //!
 //! Every request needs the wall clock (SigV4 dates it); without one
 //! ([`Context::unix_time`]) the poll fails and says so. HTTPS is verified against `ca_file`
-//! only: the core has no system root store, so an `https` endpoint (the default) needs it.
+//! when set, else against the host's CA bundle ([`Trust::System`](crate::Trust::System)).
 
 use core::fmt::Write as _;
 use core::time::Duration;
@@ -210,11 +210,6 @@ fn allowed_plain_host(host: &str) -> bool {
     }
 }
 
-/// The fix named when HTTPS has nothing to be verified against.
-const CA_FIX: &str = "the core has no system root store: set ca_file to a PEM bundle of CA \
-                      certificates (/etc/ssl/certs/ca-certificates.crt on Debian and Ubuntu, \
-                      /etc/pki/tls/certs/ca-bundle.crt on Amazon Linux and RHEL)";
-
 impl AwsSetup {
     /// Reads `region`, `endpoint_url`, `ca_file`, `polling_interval` and `request_timeout`,
     /// and the credential and region variables of `env`.
@@ -293,16 +288,6 @@ impl AwsSetup {
             }
             v => v.map(str::to_owned),
         };
-        if ca_file.is_none() && endpoint.as_ref().is_none_or(|u| u.tls) {
-            let why = match &endpoint_url {
-                Some(u) => format!("missing: {u} is HTTPS and {CA_FIX}"),
-                None => format!(
-                    "missing: the {service} endpoint is HTTPS and {CA_FIX} (or set endpoint_url \
-                     = \"http://...\" for a local emulator)"
-                ),
-            };
-            return Err(ConfigError::invalid(o.key_path("ca_file"), why));
-        }
 
         let source = match (
             non_empty_env(env, "AWS_ACCESS_KEY_ID"),
@@ -325,7 +310,7 @@ impl AwsSetup {
                     "missing: AWS_SECRET_ACCESS_KEY is set without it",
                 ));
             }
-            (None, None) => container_source(env, ca_file.is_some())?.unwrap_or(Source::Imds),
+            (None, None) => container_source(env)?.unwrap_or(Source::Imds),
         };
         if source == Source::Imds && imds.is_none() {
             return Err(ConfigError::invalid(
@@ -414,7 +399,7 @@ impl AwsSetup {
 }
 
 /// The container credentials endpoint the environment names, if any.
-fn container_source(env: &Environment, have_ca: bool) -> Result<Option<Source>, ConfigError> {
+fn container_source(env: &Environment) -> Result<Option<Source>, ConfigError> {
     let url = if let Some(rel) = non_empty_env(env, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
         let path = if rel.starts_with('/') {
             rel.to_owned()
@@ -452,12 +437,6 @@ fn container_source(env: &Environment, have_ca: bool) -> Result<Option<Source>, 
                     "{full:?}: plain http is accepted only for loopback, 169.254.170.2, \
                      169.254.170.23 and fd00:ec2::23"
                 ),
-            ));
-        }
-        if u.tls && !have_ca {
-            return Err(ConfigError::invalid(
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                format!("{full:?} is HTTPS and {CA_FIX}"),
             ));
         }
         u
@@ -759,13 +738,11 @@ impl Session {
         if !url.tls {
             return Ok(x);
         }
-        match &self.ca {
-            Some(ca) => Ok(x.tls(Tls::verified(url.server_name.clone(), ca.clone()))),
-            None => Err(DiscoveryError::Setup(format!(
-                "{} is HTTPS and {CA_FIX}",
-                url.text(&url.path)
-            ))),
-        }
+        Ok(match &self.ca {
+            Some(ca) => x.tls(Tls::verified(url.server_name.clone(), ca.clone())),
+            // No CA file: the host's bundle, as every AWS SDK does.
+            None => x.tls(Tls::system(url.server_name.clone())),
+        })
     }
 
     fn start(
@@ -1227,16 +1204,15 @@ mod tests {
     }
 
     #[test]
-    fn https_needs_a_ca_file_and_names_the_fix() {
-        let e = setup(&[("region", Value::str("eu-west-1"))], Environment::new()).unwrap_err();
-        assert_eq!(e.key, "c.ca_file");
-        assert!(e.to_string().contains("ca-certificates.crt"), "{e}");
-        let e = setup(
+    fn https_without_a_ca_file_is_verified_against_the_system_bundle() {
+        // No ca_file needed: the default endpoint and an https one both set up.
+        assert!(setup(&[("region", Value::str("eu-west-1"))], Environment::new()).is_ok());
+        let s = setup(
             &[("endpoint_url", Value::str("https://ec2.example:8443"))],
             Environment::new(),
         )
-        .unwrap_err();
-        assert_eq!(e.key, "c.ca_file");
+        .unwrap();
+        assert_eq!(s.ca_file, None);
         let s = setup(
             &[("endpoint_url", Value::str("http://127.0.0.1:5000"))],
             Environment::new(),
