@@ -9,7 +9,6 @@
 //! assert timings. The kill test prints the time from the kill
 //! to the last peer's `lost` (`ttl = 5`); `MUSTER_ETCD_KILL_RUNS=N` repeats it N times:
 //! `cargo test --test etcd kill -- --nocapture`.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
 
 use std::process::Stdio;

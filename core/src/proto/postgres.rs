@@ -900,7 +900,7 @@ const MAX_SCRAM_MESSAGE: usize = 4096;
 /// A client nonce made of random bytes from the caller's generator: base64, so printable and
 /// free of commas, as SCRAM requires.
 pub fn client_nonce(random: &[u8; NONCE_BYTES]) -> String {
-    base64_encode(random)
+    super::base64::encode(random)
 }
 
 /// Why a SCRAM exchange failed.
@@ -1041,7 +1041,7 @@ impl ScramClient {
             server_key: hmac(&salted, b"Server Key"),
             auth_message,
         };
-        Ok(format!("{without_proof},p={}", base64_encode(&proof)).into_bytes())
+        Ok(format!("{without_proof},p={}", super::base64::encode(&proof)).into_bytes())
     }
 
     /// Checks the server-final message: the server's signature (compared in constant time),
@@ -1065,7 +1065,8 @@ impl ScramClient {
         let v = first
             .strip_prefix("v=")
             .ok_or(ScramError::Malformed("no verifier"))?;
-        let v = base64_decode(v, 64).ok_or(ScramError::Malformed("verifier is not base64"))?;
+        let v =
+            super::base64::decode(v, 64).ok_or(ScramError::Malformed("verifier is not base64"))?;
         let mut m = <HmacSha256 as KeyInit>::new_from_slice(&server_key)
             .expect("HMAC takes any key length");
         m.update(auth_message.as_bytes());
@@ -1113,7 +1114,8 @@ impl<'a> ServerFirst<'a> {
             .next()
             .and_then(|a| a.strip_prefix("s="))
             .ok_or(ScramError::Malformed("no salt"))?;
-        let salt = base64_decode(salt, 1024).ok_or(ScramError::Malformed("salt is not base64"))?;
+        let salt =
+            super::base64::decode(salt, 1024).ok_or(ScramError::Malformed("salt is not base64"))?;
         if salt.is_empty() {
             return Err(ScramError::Malformed("empty salt"));
         }
@@ -1167,76 +1169,8 @@ fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Base64 and hex
+// Hex (base64 is proto::base64)
 // ---------------------------------------------------------------------------------------------
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn b64_value(c: u8) -> Option<u32> {
-    let v = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(v))
-}
-
-/// Strict standard base64: padded, canonical (unused bits zero), no whitespace, and at most
-/// `max` bytes decoded, so a hostile length is refused before anything is allocated.
-fn base64_decode(text: &str, max: usize) -> Option<Vec<u8>> {
-    let t = text.as_bytes();
-    if !t.len().is_multiple_of(4) || t.len() / 4 * 3 > max + 2 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(t.len() / 4 * 3);
-    let quads = t.len() / 4;
-    for (qi, q) in t.chunks(4).enumerate() {
-        let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && qi + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &q[..4 - pad] {
-            n = (n << 6) | b64_value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        let keep = 3 - pad;
-        // Non-canonical: bits that padding drops must be zero.
-        if bytes[keep..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&bytes[..keep]);
-    }
-    if out.len() > max {
-        return None;
-    }
-    Some(out)
-}
 
 fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -1427,7 +1361,7 @@ pub fn encode_signed_payload(
         hex(&nonce)
     );
     let mac: [u8; 32] = key.mac(channel, &text).finalize().into_bytes().into();
-    format!("{text} {}", base64_encode(&mac))
+    format!("{text} {}", super::base64::encode(&mac))
 }
 
 /// Reads a notification payload received on `channel`.
@@ -1494,7 +1428,7 @@ fn decode_signed(payload: &str, channel: &str, key: &PayloadKey) -> Result<Notic
     let (text, mac) = payload
         .rsplit_once(' ')
         .ok_or(PayloadError::Malformed("no MAC"))?;
-    let mac = base64_decode(mac, 32)
+    let mac = super::base64::decode(mac, 32)
         .filter(|m| m.len() == 32)
         .ok_or(PayloadError::Malformed("MAC is not 32 bytes of base64"))?;
     key.mac(channel, text)
@@ -1979,24 +1913,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_is_strict() {
-        for (raw, enc) in [
-            (&b""[..], ""),
-            (b"f", "Zg=="),
-            (b"fo", "Zm8="),
-            (b"foo", "Zm9v"),
-            (b"foob", "Zm9vYg=="),
-        ] {
-            assert_eq!(base64_encode(raw), enc);
-            assert_eq!(base64_decode(enc, 64).as_deref(), Some(raw));
-        }
-        for bad in ["Zg=", "Zh==", "Zg==Zg==", "Z===", "Zm9v\n", "Zm 9", "Zm9-"] {
-            assert_eq!(base64_decode(bad, 64), None, "{bad}");
-        }
-        assert_eq!(base64_decode("Zm9v", 2), None);
-    }
-
-    #[test]
     fn payloads() {
         let a = n("a@10.0.0.1");
         let p = encode_payload(Kind::Heartbeat, &a);
@@ -2155,7 +2071,7 @@ mod tests {
             let text = String::from_utf8_lossy(&data);
             let _ = decode_payload(&text, "ch", None);
             let _ = decode_payload(&text, "ch", Some(&PayloadKey::new(b"k")));
-            let _ = base64_decode(&text, 64);
+            let _ = crate::proto::base64::decode(&text, 64);
         }
 
         #[test]
@@ -2174,7 +2090,7 @@ mod tests {
 
         #[test]
         fn base64_round_trip(data in proptest::collection::vec(any::<u8>(), 0..100)) {
-            prop_assert_eq!(base64_decode(&base64_encode(&data), 100), Some(data));
+            prop_assert_eq!(crate::proto::base64::decode(&crate::proto::base64::encode(&data), 100), Some(data));
         }
     }
 }

@@ -8,7 +8,7 @@
 //! is found when its key is put and lost when its key goes — deleted, or its lease expired
 //! because the node stopped keeping it alive (killed, partitioned). Everything goes through
 //! etcd's JSON gateway (`/v3/...`, etcd 3.4 and later) as plain HTTP/1.1 exchanges, optionally
-//! over TLS verified against `ca_file`.
+//! over TLS verified against `ca_file`, else the host's CA bundle.
 //!
 //! A node registers once it is reachable (an Erlang node once EPMD has registered it), and
 //! only if the cluster has a name for it; without one it only watches. With `username` and
@@ -24,7 +24,7 @@
 //! | `prefix` | `"/muster/<topology>/"` | the keys of this topology's nodes: `prefix + node name` |
 //! | `ttl` | `10` | seconds the registration outlives the node's last keep-alive (at least 2) |
 //! | `username`, `password` | none | etcd authentication (both or neither) |
-//! | `ca_file` | none | PEM CA certificates `https` endpoints are verified against (required with them) |
+//! | `ca_file` | the system's bundle | PEM CA certificates `https` endpoints are verified against |
 //! | `cert_file`, `key_file` | — | client certificates: not supported yet (a configuration error) |
 //! | `request_timeout` | `5000` | ms a request may take (a keep-alive at most a third of `ttl`) |
 //! | `watch_timeout` | `300000` | ms a watch lasts before it is opened again from where it was |
@@ -288,20 +288,8 @@ impl EtcdConfig {
             Some(f) => c.ca_file = Some(f.to_owned()),
             None => {}
         }
-        let https = c.endpoints.iter().position(|e| e.tls);
-        match (https, &c.ca_file) {
-            (Some(i), None) => {
-                return Err(ConfigError::invalid(
-                    o.key_path("ca_file"),
-                    format!(
-                        "missing: {} is https, and its certificate is verified against ca_file \
-                         (the system's roots are not used)",
-                        c.endpoints[i].url
-                    ),
-                ));
-            }
-            (None, Some(_)) => o.warn("ca_file", "no endpoint is https: it is not used"),
-            _ => {}
+        if c.ca_file.is_some() && !c.endpoints.iter().any(|e| e.tls) {
+            o.warn("ca_file", "no endpoint is https: it is not used");
         }
         if c.password.is_some() && c.endpoints.iter().any(|e| !e.tls) {
             o.warn(
@@ -505,7 +493,9 @@ impl Etcd {
         let x = Exchange::tcp(e.endpoint.clone(), Bytes::from(request), now);
         match (&self.ca, e.tls) {
             (Some(ca), true) => x.tls(Tls::verified(e.host.clone(), ca.clone())),
-            _ => x,
+            // No ca_file: the host's CA bundle.
+            (None, true) => x.tls(Tls::system(e.host.clone())),
+            (_, false) => x,
         }
     }
 
@@ -1637,7 +1627,6 @@ mod tests {
         assert!(err(&[ep("ftp://x")]).starts_with("`c.endpoints[1]`: \"ftp://x\" is not"));
         assert!(err(&[ep("http://x/v3")]).starts_with("`c.endpoints[1]`"));
         assert!(err(&[ep("http://x:0")]).starts_with("`c.endpoints[1]`"));
-        assert!(err(&[ep("https://x")]).starts_with("`c.ca_file`: missing: https://x is https"));
         assert!(
             err(&[ep("http://b"), ("ttl", Value::Int(1))])
                 .starts_with("`c.ttl`: 1 is not between 2")
