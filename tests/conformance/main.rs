@@ -33,6 +33,11 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn kubernetes_watch_streams_changes() {
+                scenarios::kubernetes_watch_streams_changes::<A>();
+            }
+
+            #[test]
             fn rancher_over_plain_http_and_a_stalled_server() {
                 scenarios::rancher_over_plain_http_and_a_stalled_server::<A>();
             }

@@ -19,7 +19,10 @@ use muster::core::{
 use crate::harness::{Adapter, Plumbing, Setup};
 use crate::support::dnsmasq::{Dnsmasq, Scratch, free_port, host};
 use crate::support::erlang::{epmd, erl, erl_eval};
-use crate::support::k8s::{Behaviour, Dir, Fake, json, make_certs, service_account, slices};
+use crate::support::k8s::{
+    Behaviour, Dir, Fake, Recorded, WatchMsg, json, make_certs, service_account, slice_event,
+    slices, slices_at,
+};
 
 /// A tag no other scenario in this process uses (they run in parallel).
 fn unique(tag: &str) -> String {
@@ -159,6 +162,7 @@ pub fn kubernetes_against_the_https_api<A: Adapter>() {
         ("kubernetes_service_account_path", Value::str(sa.s())),
         ("polling_interval", Value::Int(200)),
         ("request_timeout", Value::Int(2000)),
+        ("watch", Value::Bool(false)),
     ]);
     let env = Environment::new()
         .set("KUBERNETES_SERVICE_HOST", "127.0.0.1")
@@ -205,6 +209,62 @@ pub fn kubernetes_against_the_https_api<A: Adapter>() {
     assert!(
         fake.requests().iter().skip(1).any(|r| r.resumed),
         "no poll resumed the TLS session"
+    );
+    node.shutdown();
+}
+
+/// The Kubernetes watch over each adapter's streamed exchange: one list, then changes as they
+/// stream in (an event split over many chunks included), and a broken stream lists again.
+pub fn kubernetes_watch_streams_changes<A: Adapter>() {
+    let dir = Dir::new(&unique("k8s-watch"));
+    make_certs(&dir, "api");
+    let sa = service_account(&dir, Some("api"));
+    let fake = Fake::start(&dir, Some("api"), json(slices(&["10.1.0.1"])));
+    let t = options(&[
+        ("kubernetes_node_basename", Value::str("app")),
+        ("kubernetes_service_name", Value::str("myapp")),
+        ("kubernetes_service_account_path", Value::str(sa.s())),
+        ("polling_interval", Value::Int(200)),
+        ("request_timeout", Value::Int(2000)),
+    ]);
+    let env = Environment::new()
+        .set("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .set("KUBERNETES_SERVICE_PORT", fake.addr.port().to_string());
+    let mut o = Options::new("config", &t);
+    let strategy = Registry::builtin()
+        .with_env(env)
+        .build("kubernetes", &mut o)
+        .unwrap();
+    o.finish().unwrap();
+    let mut node = A::start(Setup {
+        name: n("me@127.0.0.1"),
+        topologies: vec![topology("k8s", strategy)],
+        plumbing: Plumbing::Recording(RecordingConnector::new()),
+    });
+    let is_watch = |r: &Recorded| r.request_line.contains("watch=1");
+    node.wait_members("the listed node", &mut |m| m == names(&["app@10.1.0.1"]));
+    fake.wait_for_blocking(1, is_watch);
+    fake.watch(WatchMsg::Event(slice_event(
+        "ADDED",
+        "extra",
+        124,
+        &["10.1.0.2"],
+    )));
+    let two = names(&["app@10.1.0.1", "app@10.1.0.2"]);
+    node.wait_members("the added node", &mut |m| m == two);
+    fake.watch(WatchMsg::Trickle(slice_event("DELETED", "extra", 125, &[])));
+    node.wait_members("the deleted slice gone", &mut |m| {
+        m == names(&["app@10.1.0.1"])
+    });
+    // A broken stream: listed again, watched again from the new list.
+    fake.set(json(slices_at(300, &["10.1.0.3"])));
+    fake.watch(WatchMsg::Drop);
+    node.wait_members("the new list", &mut |m| m == names(&["app@10.1.0.3"]));
+    let watches = fake.wait_for_blocking(2, is_watch);
+    assert!(
+        watches[1].request_line.contains("resourceVersion=300&"),
+        "{:?}",
+        watches[1]
     );
     node.shutdown();
 }

@@ -146,8 +146,9 @@ pub struct Fake {
     behaviour: Arc<Mutex<Behaviour>>,
     watch_mode: Arc<Mutex<WatchMode>>,
     watch_tx: tokio::sync::broadcast::Sender<WatchMsg>,
-    /// Signalled at every recorded request.
+    /// Signalled at every recorded request (for async waiters, and blocking ones).
     recorded: Arc<tokio::sync::Notify>,
+    recorded_cv: Arc<std::sync::Condvar>,
     /// TLS handshakes that failed (a client refusing the certificate).
     handshake_failures: Arc<(Mutex<u32>, std::sync::Condvar)>,
     /// Dropping the last clone stops the server's runtime.
@@ -176,6 +177,7 @@ impl Fake {
             watch_mode: Arc::new(Mutex::new(WatchMode::Stream)),
             watch_tx: tokio::sync::broadcast::channel(64).0,
             recorded: Arc::default(),
+            recorded_cv: Arc::default(),
             handshake_failures: Arc::default(),
             _stop: Arc::new(StopOnDrop(Mutex::new(Some(stop_tx)))),
         };
@@ -282,6 +284,25 @@ impl Fake {
         self.watch_tx.send(msg).unwrap_or(0)
     }
 
+    /// [`wait_for`](Fake::wait_for), blocking the thread (for tests on any adapter).
+    pub fn wait_for_blocking(&self, n: usize, pred: impl Fn(&Recorded) -> bool) -> Vec<Recorded> {
+        let guard = self.requests.lock().unwrap();
+        let (guard, timeout) = self
+            .recorded_cv
+            .wait_timeout_while(guard, std::time::Duration::from_secs(20), |r| {
+                r.iter().filter(|r| pred(r)).count() < n
+            })
+            .unwrap();
+        let m: Vec<Recorded> = guard.iter().filter(|r| pred(r)).cloned().collect();
+        assert!(
+            !timeout.timed_out(),
+            "{} of {n} requests came: {:?}",
+            m.len(),
+            *guard
+        );
+        m
+    }
+
     /// Waits (up to 20 s) until `n` recorded requests satisfy `pred`; returns them.
     pub async fn wait_for(&self, n: usize, pred: impl Fn(&Recorded) -> bool) -> Vec<Recorded> {
         let matching = || -> Vec<Recorded> {
@@ -340,6 +361,7 @@ impl Fake {
             resumed,
         });
         self.recorded.notify_waiters();
+        self.recorded_cv.notify_all();
         if is_watch {
             let mode = self.watch_mode.lock().unwrap().clone();
             match mode {
