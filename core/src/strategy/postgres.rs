@@ -393,6 +393,10 @@ pub struct Postgres {
     next_heartbeat: Option<Instant>,
     /// Whether the sync was sent on this session.
     synced: bool,
+    /// Whether the server confirmed this session's `LISTEN`: an error before that is the
+    /// `LISTEN`'s own (a hot standby refuses it), and a session that does not listen hears
+    /// nothing, ever, so it is ended and tried again.
+    listening: bool,
     /// An answer to a sync is due (coalesced: one heartbeat answers many).
     answer_due: bool,
     /// Nodes heard from, and when last.
@@ -428,6 +432,7 @@ impl Postgres {
             backoff: MIN_BACKOFF,
             next_heartbeat: None,
             synced: false,
+            listening: false,
             answer_due: false,
             heard: BTreeMap::new(),
             stamps: BTreeMap::new(),
@@ -493,6 +498,7 @@ impl Postgres {
         self.scram = None;
         self.pid = None;
         self.synced = false;
+        self.listening = false;
     }
 
     /// The attempt or the session failed: say why, keep the nodes, try again later.
@@ -626,7 +632,6 @@ impl Postgres {
                 pg::query(&mut frame, &sql).map_err(|e| e.to_string())?;
                 self.phase = Phase::Listening;
                 self.deadline = None;
-                self.backoff = MIN_BACKOFF;
                 // Everyone known gets a whole timeout to be heard from again.
                 for t in self.heard.values_mut() {
                     *t = now;
@@ -635,8 +640,14 @@ impl Postgres {
                 self.synced = cx.is_reachable();
                 self.announce(now, Kind::Sync, cx);
             }
+            Backend::CommandComplete { tag } if tag == "LISTEN" && !self.listening => {
+                self.listening = true;
+                // Only a session that listens is a success: a standby that lets us log in
+                // but refuses the LISTEN keeps backing off.
+                self.backoff = MIN_BACKOFF;
+            }
             Backend::ErrorResponse(e) => {
-                if e.is_fatal() || self.phase == Phase::Connecting {
+                if e.is_fatal() || self.phase == Phase::Connecting || !self.listening {
                     return Err(e.to_string());
                 }
                 cx.discovery_failed(DiscoveryError::Setup(format!("{}: {e}", self.what())));
