@@ -3,7 +3,10 @@
 //! Every step of every run is checked by the simulator's invariants (never connect to self,
 //! never disconnect a node a topology still discovers, one request in flight per node,
 //! bounded queues). After the faults stop, every node must reach every node it wants within
-//! the stated bound, and the whole cluster must become quiescent.
+//! the stated bound, and the whole cluster must become quiescent. Some bands also discover
+//! through a simulated PostgreSQL server (the `postgres` strategy), which restarts, goes down,
+//! becomes unreachable, stalls and turns standby during the faults: once healed, every node
+//! of such a band must know every other through postgres itself.
 //!
 //! `MUSTER_SIM_SEEDS` sets how many seeds (default 256); `MUSTER_SIM_SEED` runs just one.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
@@ -17,8 +20,8 @@ use common::*;
 use muster_core::config::Options;
 use muster_core::dist::DistConfig;
 use muster_core::sim::{
-    ApiFault, ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, KubernetesApi, Sim, SimConfig,
-    convergence_bound,
+    ApiFault, ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, KubernetesApi, PostgresServer,
+    ServiceFault, Sim, SimConfig, convergence_bound,
 };
 use muster_core::strategy::dns::DnsOptions;
 use muster_core::strategy::gossip::{Gossip, GossipConfig};
@@ -27,9 +30,15 @@ use muster_core::strategy::{Environment, Registry};
 use muster_core::{ClusterConfig, ConnectPolicy, NodeName, Rng, TopologySpec, Value};
 
 struct Scenario {
+    seed: u64,
     nodes: Vec<NodeName>,
     fakes: Vec<NodeName>,
+    /// The nodes with a postgres topology: each must know every other once healed.
+    pg_nodes: Vec<NodeName>,
     bound: Duration,
+    /// How long after healing a strategy may take to discover again (postgres waiting out
+    /// its backoff), on top of which `bound` holds.
+    settle: Duration,
 }
 
 fn pick<'a, T>(rng: &mut Rng, xs: &'a [T]) -> &'a T {
@@ -68,6 +77,57 @@ fn kubernetes(lookup: &str, interval: u64) -> TopologySpec {
         .build("kubernetes", &mut o)
         .unwrap();
     TopologySpec::boxed("k8s", s)
+}
+
+/// The band's simulated PostgreSQL server.
+const PG: &str = "10.99.0.1:5432";
+
+/// The postgres configuration of a band: every node of it must share the channel, the
+/// secret and the timing (a node's timeout must outlast the others' heartbeats).
+#[derive(Debug, Clone)]
+struct PgBand {
+    heartbeat: u64,
+    timeout: u64,
+    connect: u64,
+    channel: &'static str,
+    secret: bool,
+}
+
+/// Channel names that must be quoted: case, spaces, both kinds of quote, a backslash.
+const CHANNELS: [&str; 3] = ["band", "Band \"x\" 'y'", "n\\ode"];
+
+/// The postgres strategy's longest wait between attempts (its backoff cap, 30 s, plus a
+/// quarter of jitter): how long a node may take to try again once the server is back.
+const PG_MAX_RETRY: u64 = 37_500;
+
+/// Postgres choices come from their own generator, so that the other choices of every seed
+/// stay what they were before postgres joined the band.
+fn pg_rng(seed: u64) -> Rng {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..16].copy_from_slice(b"postgres");
+    Rng::from_seed(s)
+}
+
+/// A postgres topology against the band's simulated server.
+fn postgres(pg: &PgBand) -> TopologySpec {
+    let mut t: Vec<(String, Value)> = vec![
+        (
+            "url".into(),
+            Value::str(format!("postgres://band@{PG}/band?sslmode=disable")),
+        ),
+        ("channel_name".into(), Value::str(pg.channel)),
+        ("heartbeat_interval".into(), Value::Int(pg.heartbeat as i64)),
+        ("node_timeout".into(), Value::Int(pg.timeout as i64)),
+        ("connect_timeout".into(), Value::Int(pg.connect as i64)),
+    ];
+    if pg.secret {
+        t.push(("secret".into(), Value::str("band")));
+    }
+    let mut o = Options::new("pg", &t);
+    let s = Registry::builtin().build("postgres", &mut o).unwrap();
+    o.finish().unwrap();
+    TopologySpec::boxed("pg", s)
 }
 
 fn dns_server() -> SocketAddr {
@@ -125,6 +185,19 @@ fn build(seed: u64) -> (Sim, Scenario) {
         API,
         KubernetesApi::new("band", "n").pods(everyone.iter().cloned()),
     );
+    sim.serve_stream(PG, PostgresServer::new());
+    let mut prng = pg_rng(seed);
+    let pg = prng.chance(0.3).then(|| {
+        let heartbeat = prng.range_inclusive(200, 1000);
+        PgBand {
+            heartbeat,
+            timeout: heartbeat * prng.range_inclusive(2, 5),
+            connect: prng.range_inclusive(1000, 5000),
+            channel: CHANNELS[prng.range_inclusive(0, CHANNELS.len() as u64 - 1) as usize],
+            secret: prng.chance(0.5),
+        }
+    });
+    let mut pg_nodes = Vec::new();
     for (path, data) in [
         ("/sa/token", "t"),
         ("/sa/ca.crt", "ca"),
@@ -145,6 +218,7 @@ fn build(seed: u64) -> (Sim, Scenario) {
     gossip_options.push(("heartbeat_max_ms".into(), Value::Int(heartbeat_max as i64)));
     let gossip = GossipConfig::from_options(&mut Options::new("gossip", &gossip_options)).unwrap();
     let mut bound = Duration::ZERO;
+    let mut settle = Duration::ZERO;
     for me in &nodes {
         let interval = rng.range_inclusive(500, 5000);
         let base = rng.range_inclusive(50, 1000);
@@ -164,6 +238,14 @@ fn build(seed: u64) -> (Sim, Scenario) {
         let use_srv = rng.chance(0.4);
         let use_k8s = rng.chance(0.3);
         let lookup = *pick(&mut rng, &["endpointslices", "endpoints", "pods"]);
+        let pg = pg.clone().filter(|_| prng.chance(0.7));
+        if let Some(pg) = &pg {
+            pg_nodes.push(me.clone());
+            // Once the server is back a node may wait out a connect (its deadline) and its
+            // longest backoff, then log in, listen and sync within a few round trips.
+            settle =
+                settle.max(ms(pg.connect + PG_MAX_RETRY + pg.heartbeat) + config.latency.1 * 8);
+        }
         if use_k8s {
             // A poll can wait out a stalled request (5 s) before the next.
             let worst = ms(interval) + ms(5000);
@@ -206,15 +288,21 @@ fn build(seed: u64) -> (Sim, Scenario) {
             if use_k8s {
                 t.push(kubernetes(lookup, interval).policy(policy));
             }
+            if let Some(pg) = &pg {
+                t.push(postgres(pg).policy(policy));
+            }
             t
         });
     }
     (
         sim,
         Scenario {
+            seed,
             nodes,
             fakes,
+            pg_nodes,
             bound,
+            settle,
         },
     )
 }
@@ -222,8 +310,24 @@ fn build(seed: u64) -> (Sim, Scenario) {
 fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
     let all: Vec<NodeName> = sc.nodes.iter().chain(&sc.fakes).cloned().collect();
     let until = sim.now() + ms(rng.range_inclusive(20_000, 90_000));
+    let mut prng = pg_rng(sc.seed ^ 1);
     while sim.now() < until {
         sim.run_for(ms(rng.range_inclusive(100, 5000)));
+        if !sc.pg_nodes.is_empty() && prng.chance(0.25) {
+            match prng.range_inclusive(0, 6) {
+                5 | 6 => {
+                    if let Some(server) = sim.stream_service_mut::<PostgresServer>(PG) {
+                        // A standby, then promoted (or the other way round).
+                        server.set_read_only(prng.chance(0.5));
+                    }
+                }
+                0 => sim.restart_service(PG),
+                1 => sim.service_fault(PG, ServiceFault::Down),
+                2 => sim.service_fault(PG, ServiceFault::Unreachable),
+                3 => sim.service_fault(PG, ServiceFault::Stall),
+                _ => sim.service_fault(PG, ServiceFault::None),
+            }
+        }
         let target = pick(rng, &all).clone();
         match rng.range_inclusive(0, 9) {
             9 => sim.set_datagram_loss(if rng.chance(0.5) { 0.0 } else { 0.3 }),
@@ -289,6 +393,10 @@ fn heal(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
     sim.heal();
     sim.set_datagram_loss(0.0);
     sim.http_fault(API, ApiFault::None);
+    sim.service_fault(PG, ServiceFault::None);
+    if let Some(server) = sim.stream_service_mut::<PostgresServer>(PG) {
+        server.set_read_only(false);
+    }
     for n in &all {
         sim.set_up(n, true);
         sim.set_connect_behaviour(n, ConnectBehaviour::Accept);
@@ -309,7 +417,7 @@ fn run_seed(seed: u64) {
         sim.collect_violations();
     }
     sim.expect_convergence(Some(sc.bound));
-    sim.run_for(sc.bound * 3);
+    sim.run_for((sc.bound * 3).max(sc.settle + sc.bound));
     if let Ok(who) = std::env::var("MUSTER_SIM_DUMP") {
         for v in sim.violations() {
             eprintln!("{v}");
@@ -331,6 +439,16 @@ fn run_seed(seed: u64) {
                 assert!(
                     sim.linked(me.as_str(), other.as_str()),
                     "seed {seed}: {me} -> {other}"
+                );
+            }
+        }
+        // Other topologies may know the same nodes: postgres must know them itself.
+        if let Some((pg, _)) = c.topologies().find(|(_, name)| *name == "pg") {
+            let known: Vec<&NodeName> = c.discovered(pg).collect();
+            for other in sc.pg_nodes.iter().filter(|o| *o != me) {
+                assert!(
+                    known.contains(&other),
+                    "seed {seed}: {me} does not know {other} through postgres"
                 );
             }
         }
@@ -380,7 +498,8 @@ fn band_transcript(seed: u64) -> String {
 }
 
 /// The determinism contract: the same seed gives the same run, byte for byte — every
-/// strategy of the band (static, file, DNS SRV, gossip in all three modes) under faults.
+/// strategy of the band (static, file, DNS SRV, gossip in all three modes, Kubernetes,
+/// postgres) under faults.
 #[test]
 fn the_band_replays_byte_for_byte() {
     let seeds: u64 = std::env::var("MUSTER_SIM_SEEDS")

@@ -19,6 +19,10 @@
 //!   EndpointSlices, Endpoints and Pods that follow which hosts are up, with 403, 500, stall
 //!   and truncation faults), Rancher's metadata ([`RancherMetadata`]), and any closure as
 //!   the service a strategy of your own talks to;
+//! - **simulated stream services** ([`Sim::serve_stream`]): servers that hold connections,
+//!   such as a PostgreSQL server ([`PostgresServer`]: login, `LISTEN`, `NOTIFY`) for the
+//!   `postgres` strategy, reachable from every host, that can go down, become unreachable,
+//!   stall or restart ([`ServiceFault`], [`Sim::restart_service`]);
 //! - **fake nodes**: hosts that accept connections but run no cluster;
 //! - **a virtual file system** answering `ReadFile`, and the [`NodesFile`] strategy that polls
 //!   it, for polling semantics without any real service;
@@ -53,6 +57,8 @@ mod dns_server;
 mod http;
 mod links;
 mod nodes_file;
+mod postgres;
+mod service;
 mod streams;
 mod tcp;
 mod udp;
@@ -63,6 +69,8 @@ pub use http::{
     ApiFault, HttpReply, HttpRequest, HttpService, KubernetesApi, RancherMetadata, World,
 };
 pub use nodes_file::NodesFile;
+pub use postgres::{PostgresFigures, PostgresServer};
+pub use service::{ConnId, ServiceFault, ServiceOutput, StreamService};
 
 use core::time::Duration;
 use std::cmp::Reverse;
@@ -265,6 +273,8 @@ enum Delivery {
     },
     /// To a host's EPMD.
     Epmd(EpmdIn),
+    /// To a stream service.
+    Service(service::ServiceIn),
 }
 
 #[derive(Debug)]
@@ -292,6 +302,8 @@ enum Target {
     Node { index: usize, life: u32 },
     /// The EPMD of a host.
     Epmd(IpAddr),
+    /// A stream service, in its `life`-th life.
+    Service { index: usize, life: u32 },
 }
 
 #[derive(Debug)]
@@ -378,6 +390,9 @@ pub struct Sim {
     dns: BTreeMap<SocketAddr, DnsServer>,
     /// HTTP services, by the endpoint they answer at (`host:port`).
     http: BTreeMap<String, Box<dyn HttpService>>,
+    /// Stream services, and which answers at which endpoint (`host:port`).
+    services: Vec<service::Slot>,
+    service_at: BTreeMap<String, usize>,
     transit: BinaryHeap<Reverse<InTransit>>,
     seq: u64,
     checker: Checker,
@@ -412,6 +427,8 @@ impl Sim {
             files: BTreeMap::new(),
             dns: BTreeMap::new(),
             http: BTreeMap::new(),
+            services: Vec::new(),
+            service_at: BTreeMap::new(),
             transit: BinaryHeap::new(),
             seq: 0,
             checker: Checker::default(),
@@ -589,10 +606,12 @@ impl Sim {
                 .and_then(|n| s.hosts.get(n))
                 .map_or(0, |h| h.group)
         };
+        // A stream service is reachable from every host: no partition cuts its connections.
         let across: Vec<u64> = self
             .streams
             .conns
             .iter()
+            .filter(|(_, c)| !Self::is_service_conn(c))
             .filter(|(_, c)| group(self, c.hosts[0]) != group(self, c.hosts[1]))
             .map(|(id, _)| *id)
             .collect();
@@ -860,7 +879,7 @@ impl Sim {
                     crate::io::Endpoint::Host { .. } => None,
                 };
                 let Some(server) = server else {
-                    if self.resolve(index, &x.to).is_some() {
+                    if self.resolve(index, &x.to).is_some() || self.service_for(&x.to).is_some() {
                         let (to, deadline, send) = (x.to, x.deadline, x.send);
                         return self.open_stream(index, token, &to, deadline, Some(send));
                     }
@@ -1054,7 +1073,7 @@ impl Sim {
                     },
                 );
             }
-            Delivery::Epmd(_) => return,
+            Delivery::Epmd(_) | Delivery::Service(_) => return,
             Delivery::Up { peer } => {
                 if self.has_link(&me, &peer) {
                     self.nodes[index].cluster.handle_input(
@@ -1214,6 +1233,11 @@ impl Sim {
                         self.deliver_epmd(ip, ev);
                     }
                 }
+                Target::Service { index, life } => {
+                    if let Delivery::Service(ev) = t.what {
+                        self.arrive_service(index, life, ev);
+                    }
+                }
             }
         }
         while let Some(at) = self.next_wake() {
@@ -1276,6 +1300,7 @@ impl Sim {
                 self.node_up(index) && self.nodes[index].restarts == life
             }
             Target::Epmd(_) => true,
+            Target::Service { index, life } => self.service_pending(index, life),
         });
         if pending {
             return false;

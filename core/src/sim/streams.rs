@@ -21,6 +21,9 @@ pub(crate) enum End {
     },
     /// A connection of the simulated EPMD on host `ip`.
     Epmd { ip: IpAddr, id: u64 },
+    /// A connection of stream service `service` (see `Sim::serve_stream`), in its
+    /// `life`-th life.
+    Service { service: usize, life: u32 },
     /// Accepted by a listener, not yet taken with an `Accept`.
     Backlog,
 }

@@ -1,7 +1,8 @@
 //! The simulator's stream requests: listen, accept, open, write, close, and exchanges with
 //! simulated services, over the seeded network — with latency, bytes split at random points
 //! (so every framing path runs), refused connections, partitions and hosts going down. Every
-//! host runs an EPMD (the core's own state machine) on the configured port.
+//! host runs an EPMD (the core's own state machine) on the configured port. Streams to the
+//! address of a stream service go to it (`service.rs`).
 
 use std::cmp::Reverse;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -125,6 +126,9 @@ impl Sim {
         deadline: Instant,
         send: Option<Bytes>,
     ) {
+        if let Some(service) = self.service_for(to) {
+            return self.open_service(index, token, service, deadline, send);
+        }
         let Some((ip, port, loopback)) = self.resolve(index, to) else {
             let why = Failure::new(FailureKind::NotFound, format!("{to}: no such host"));
             let answer = Owned::Failed(why);
@@ -222,7 +226,7 @@ impl Sim {
     }
 
     /// Side `from` of `id` sends `data` to the other side, split at random points.
-    fn send(&mut self, id: u64, from: usize, data: Bytes) {
+    pub(super) fn send(&mut self, id: u64, from: usize, data: Bytes) {
         let to = 1 - from;
         if self.streams.conns.get(&id).is_none_or(|c| c.closed[to]) {
             return;
@@ -262,7 +266,7 @@ impl Sim {
     }
 
     /// Side `side` closes `id`: the other side hears it after what was sent before.
-    fn close(&mut self, id: u64, side: usize) {
+    pub(super) fn close(&mut self, id: u64, side: usize) {
         let other_open = self
             .streams
             .conns
@@ -294,7 +298,7 @@ impl Sim {
     }
 
     /// Sends `msg` to side `side` of `id`, after everything sent to that side before.
-    fn reach_side(&mut self, id: u64, side: usize, msg: SideMsg) {
+    pub(super) fn reach_side(&mut self, id: u64, side: usize, msg: SideMsg) {
         let lat = self.latency();
         let Some(c) = self.streams.conns.get_mut(&id) else {
             return;
@@ -327,6 +331,15 @@ impl Sim {
                     SideMsg::Opened(_) | SideMsg::Accepted(_) => return,
                 };
                 self.schedule_to(Target::Epmd(ip), at, Delivery::Epmd(ev));
+            }
+            End::Service { service, life } => {
+                if let Some(ev) = Self::to_service(msg, id) {
+                    let target = Target::Service {
+                        index: service,
+                        life,
+                    };
+                    self.schedule_to(target, at, Delivery::Service(ev));
+                }
             }
         }
     }
