@@ -404,6 +404,42 @@ fn simulate_serves_kubernetes_and_refuses_what_it_cannot_simulate() {
     );
 }
 
+/// A postgres topology is simulated against a simulated PostgreSQL server at the configured
+/// host and port; one that needs TLS is refused, naming the topology.
+#[test]
+fn simulate_serves_postgres_without_tls() {
+    let pg = temp_config(
+        "sim-pg.toml",
+        "[node]\nname = \"app@10.2.0.1\"\nconnector = \"tcp\"\n[connector]\nport = 4000\n\
+         [topologies.db]\nstrategy = \"postgres\"\n\
+         config = { url = \"postgres://app@db.internal:5433/app?sslmode=disable\", \
+         heartbeat_interval = 1000 }\n",
+    );
+    let out = simulate(&pg, &["--nodes", "3", "--crash", "10s:5s"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[db] connected app@10.2.0.3"), "{text}");
+    assert!(text.contains("full mesh after"), "{text}");
+    assert!(text.contains("healed"), "{text}");
+    let tls = temp_config(
+        "sim-pg-tls.toml",
+        "[node]\nname = \"app@10.2.0.1\"\nconnector = \"tcp\"\n[connector]\nport = 4000\n\
+         [topologies.db]\nstrategy = \"postgres\"\n\
+         config = { url = \"postgres://app@db.internal/app?sslmode=require\" }\n",
+    );
+    let out = simulate(&tls, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("topology db: the simulated PostgreSQL server has no TLS"),
+        "{err}"
+    );
+}
+
 /// Logs written to a file or a pipe (a container's log) carry no colour codes and no empty
 /// fields.
 #[test]

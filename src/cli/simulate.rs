@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use muster::config::{ConfigFile, ConnectorConfig};
-use muster::core::sim::{DnsRecord, DnsServer, KubernetesApi, RancherMetadata, Sim, SimConfig};
+use muster::core::sim::{
+    DnsRecord, DnsServer, KubernetesApi, PostgresServer, RancherMetadata, Sim, SimConfig,
+};
 use muster::core::strategy::{Environment, Registry};
 use muster::core::{ClusterConfig, Instant, NodeName, Value};
 
@@ -233,10 +235,34 @@ fn services(sim: &mut Sim, file: &ConfigFile, nodes: &[NodeName]) -> Result<(), 
                 };
                 sim.serve_http(&at, RancherMetadata::new(nodes.iter().cloned()));
             }
+            "postgres" => {
+                // The simulated server has no TLS (and trusts every login).
+                if matches!(get("sslmode").as_deref(), Some("require" | "verify-full")) {
+                    return Err(format!(
+                        "topology {}: the simulated PostgreSQL server has no TLS; simulate with \
+                         sslmode = \"disable\" or \"prefer\"",
+                        t.name
+                    ));
+                }
+                let host = get("hostname").unwrap_or_else(|| "localhost".into());
+                let port = match field(&d, &["config", "port"]) {
+                    Some(Value::Int(p)) => u16::try_from(*p).unwrap_or(5432),
+                    _ => 5432,
+                };
+                // Named as the strategy names its endpoint: an address, or host:port.
+                let at = match host.parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, port).to_string(),
+                    Err(_) => format!("{host}:{port}"),
+                };
+                // Topologies naming one server share it.
+                if sim.stream_service::<PostgresServer>(&at).is_none() {
+                    sim.serve_stream(&at, PostgresServer::new());
+                }
+            }
             other => {
                 return Err(format!(
                     "topology {}: strategy {other} cannot be simulated yet (gossip, epmd, \
-                     kubernetes, dns_poll, kubernetes_dns and rancher can)",
+                     kubernetes, dns_poll, kubernetes_dns, rancher and postgres can)",
                     t.name
                 ));
             }
