@@ -407,7 +407,8 @@ pub struct Postgres {
     reported: Option<Instant>,
 }
 
-/// The first wait after a failed connection, doubled up to [`MAX_BACKOFF`].
+/// The first wait after a failed connection, doubled up to a third of `node_timeout`, within
+/// [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A signed payload's time may be this far from ours.
@@ -513,7 +514,10 @@ impl Postgres {
             .rng()
             .range_inclusive(0, self.backoff.as_millis() as u64 / 4);
         self.retry_at = Some(now + self.backoff + Duration::from_millis(jitter));
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        // Never longer than a third of node_timeout: after an outage every node is back
+        // (and heard) before the first one back times the others out.
+        let cap = (self.config.node_timeout / 3).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        self.backoff = (self.backoff * 2).min(cap);
         cx.discovery_failed(DiscoveryError::Setup(format!("{}: {why}", self.what())));
     }
 
