@@ -855,21 +855,11 @@ async fn ecs_with_container_credentials_pages_and_services() {
 // ----- the real binary -------------------------------------------------------------------
 
 /// `muster run` with an ec2 topology against moto discovers both tagged instances.
-#[tokio::test]
-async fn muster_run_discovers_ec2_instances_from_moto() {
-    let moto = Moto::start();
-    let ids = moto.run_instances(2, &[("cluster", "demo")]);
-    let ips: BTreeSet<String> = instance_ips(&moto, &ids).into_iter().collect();
-    let dir = support::k8s::Dir::new("aws-cli");
-    dir.write(
-        "muster.toml",
-        format!(
-            "[topologies.aws]\nstrategy = \"ec2\"\n[topologies.aws.config]\nec2_tagname = \"cluster\"\n\
-             ec2_tagvalue = \"demo\"\napp_prefix = \"demo\"\nregion = \"us-east-1\"\n\
-             endpoint_url = \"http://{}\"\npolling_interval = 500\n",
-            moto.addr
-        ),
-    );
+/// `muster run` with `config` (a topology section) until it has discovered every one of
+/// `want`, reading its event lines.
+async fn muster_run_discovers(tag: &str, config: String, want: &[String]) {
+    let dir = support::k8s::Dir::new(tag);
+    dir.write("muster.toml", config);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_muster"))
         .args([
             "run",
@@ -889,7 +879,7 @@ async fn muster_run_discovers_ec2_instances_from_moto() {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         let mut line = String::new();
-        while seen.len() < 2 {
+        while seen.len() < want.len() {
             line.clear();
             if lines.read_line(&mut line).await.unwrap() == 0 {
                 return false;
@@ -903,8 +893,41 @@ async fn muster_run_discovers_ec2_instances_from_moto() {
     .await;
     let _ = child.kill().await;
     assert_eq!(found, Ok(true), "{seen:?}");
-    for ip in &ips {
-        let name = format!("demo@{ip}");
-        assert!(seen.iter().any(|l| l.contains(&name)), "{name}: {seen:?}");
+    for name in want {
+        assert!(
+            seen.iter().any(|l| l.contains(name.as_str())),
+            "{name}: {seen:?}"
+        );
     }
+}
+
+#[tokio::test]
+async fn muster_run_discovers_ec2_instances_from_moto() {
+    let moto = Moto::start();
+    let ids = moto.run_instances(2, &[("cluster", "demo")]);
+    let ips: BTreeSet<String> = instance_ips(&moto, &ids).into_iter().collect();
+    let config = format!(
+        "[topologies.aws]\nstrategy = \"ec2\"\n[topologies.aws.config]\nec2_tagname = \"cluster\"\n\
+         ec2_tagvalue = \"demo\"\napp_prefix = \"demo\"\nregion = \"us-east-1\"\n\
+         endpoint_url = \"http://{}\"\npolling_interval = 500\n",
+        moto.addr
+    );
+    let want: Vec<String> = ips.iter().map(|ip| format!("demo@{ip}")).collect();
+    muster_run_discovers("aws-cli", config, &want).await;
+}
+
+#[tokio::test]
+async fn muster_run_discovers_ecs_tasks_from_moto() {
+    let moto = Moto::start();
+    moto.hold_task_states();
+    let arns = moto.run_fargate_tasks("prod", "web", 2);
+    let ips = task_ips(&moto, "prod", &arns);
+    let config = format!(
+        "[topologies.tasks]\nstrategy = \"ecs\"\n[topologies.tasks.config]\ncluster = \"prod\"\n\
+         service_name = \"web\"\napp_prefix = \"web\"\nregion = \"us-east-1\"\n\
+         endpoint_url = \"http://{}\"\npolling_interval = 500\n",
+        moto.addr
+    );
+    let want: Vec<String> = ips.iter().map(|ip| format!("web@{ip}")).collect();
+    muster_run_discovers("ecs-cli", config, &want).await;
 }
