@@ -21,8 +21,10 @@
 //!   the service a strategy of your own talks to;
 //! - **simulated stream services** ([`Sim::serve_stream`]): servers that hold connections,
 //!   such as a PostgreSQL server ([`PostgresServer`]: login, `LISTEN`, `NOTIFY`) for the
-//!   `postgres` strategy, reachable from every host, that can go down, become unreachable,
-//!   stall or restart ([`ServiceFault`], [`Sim::restart_service`]);
+//!   `postgres` strategy and an etcd member ([`EtcdServer`]: keys, leases expiring in
+//!   virtual time, watches, through its JSON gateway) for the `etcd` strategy, reachable
+//!   from every host, that can go down, become unreachable, stall or restart
+//!   ([`ServiceFault`], [`Sim::restart_service`]);
 //! - **fake nodes**: hosts that accept connections but run no cluster;
 //! - **a virtual file system** answering `ReadFile`, and the [`NodesFile`] strategy that polls
 //!   it, for polling semantics without any real service;
@@ -54,6 +56,7 @@
 
 mod checker;
 mod dns_server;
+mod etcd;
 mod http;
 mod links;
 mod nodes_file;
@@ -65,6 +68,7 @@ mod udp;
 
 pub use checker::Violation;
 pub use dns_server::{DnsBehaviour, DnsRecord, DnsServer};
+pub use etcd::{EtcdFigures, EtcdServer};
 pub use http::{
     ApiFault, HttpReply, HttpRequest, HttpService, KubernetesApi, RancherMetadata, World,
 };
@@ -275,6 +279,11 @@ enum Delivery {
     Epmd(EpmdIn),
     /// To a stream service.
     Service(service::ServiceIn),
+    /// An exchange with a stream service reached its deadline: answered `TimedOut`, but a
+    /// timer, not something in transit (for quiescence).
+    Deadline {
+        token: Token,
+    },
 }
 
 #[derive(Debug)]
@@ -958,6 +967,13 @@ impl Sim {
 
     /// Computes an answer at delivery time and feeds it to the node's cluster.
     fn deliver(&mut self, index: usize, what: Delivery) {
+        let what = match what {
+            Delivery::Deadline { token } => Delivery::Answer {
+                token,
+                answer: Owned::TimedOut,
+            },
+            what => what,
+        };
         let me = self.nodes[index].name.clone();
         let now = self.now;
         match what {
@@ -1073,7 +1089,7 @@ impl Sim {
                     },
                 );
             }
-            Delivery::Epmd(_) | Delivery::Service(_) => return,
+            Delivery::Epmd(_) | Delivery::Service(_) | Delivery::Deadline { .. } => return,
             Delivery::Up { peer } => {
                 if self.has_link(&me, &peer) {
                     self.nodes[index].cluster.handle_input(
@@ -1296,10 +1312,17 @@ impl Sim {
     pub fn is_quiescent(&self) -> bool {
         // What is meant for a process that went down or restarted is never delivered.
         let pending = self.transit.iter().any(|Reverse(t)| match t.to {
+            Target::Node { .. } if matches!(t.what, Delivery::Deadline { .. }) => false,
             Target::Node { index, life } => {
                 self.node_up(index) && self.nodes[index].restarts == life
             }
             Target::Epmd(_) => true,
+            // A service's timer is not in transit (as a node's is not).
+            Target::Service { .. }
+                if matches!(t.what, Delivery::Service(service::ServiceIn::Tick)) =>
+            {
+                false
+            }
             Target::Service { index, life } => self.service_pending(index, life),
         });
         if pending {

@@ -78,6 +78,26 @@ pub trait StreamService: Any {
     fn restart(&mut self, now: Instant) {
         let _ = now;
     }
+
+    /// When the service next wants [`handle_timeout`](StreamService::handle_timeout) (a
+    /// lease that expires), if ever. Read after every call; a server timer is not something
+    /// in transit, so it never keeps the simulator from being quiescent.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The time [`poll_timeout`](StreamService::poll_timeout) named has come (calls may be
+    /// early or spurious: do what is due by `now`, nothing else). Not called while the
+    /// service is down or stalled: a stalled server catches up once the fault ends.
+    fn handle_timeout(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// The server process runs again after being down ([`ServiceFault::Down`] ended); it
+    /// was told [`restart`](StreamService::restart) when it went down.
+    fn start(&mut self, now: Instant) {
+        let _ = now;
+    }
 }
 
 /// A fault a stream service shows (see [`Sim::service_fault`]).
@@ -102,9 +122,20 @@ pub enum ServiceFault {
 /// What reaches a stream service.
 #[derive(Debug)]
 pub(super) enum ServiceIn {
-    Open { id: u64, peer: SocketAddr },
-    Data { id: u64, data: Bytes },
-    Closed { id: u64 },
+    Open {
+        id: u64,
+        peer: SocketAddr,
+    },
+    Data {
+        id: u64,
+        data: Bytes,
+    },
+    Closed {
+        id: u64,
+    },
+    /// The service's own timer ([`StreamService::poll_timeout`]): not in transit, and due
+    /// whatever life the service is in.
+    Tick,
 }
 
 /// A registered service and what the simulator keeps about it.
@@ -117,6 +148,8 @@ pub(super) struct Slot {
     life: u32,
     /// What arrived while the service was stalled, in order.
     held: Vec<ServiceIn>,
+    /// When a tick is scheduled for the service's timer.
+    wake: Option<Instant>,
 }
 
 /// The address a service named by `at` (`host:port`) has: the host's own when it is an IP
@@ -148,7 +181,8 @@ impl Sim {
             slot.life += 1;
             slot.held.clear();
             slot.fault = ServiceFault::None;
-            return;
+            slot.wake = None;
+            return self.drain_service(index);
         }
         let index = self.services.len();
         self.services.push(Slot {
@@ -157,8 +191,10 @@ impl Sim {
             fault: ServiceFault::None,
             life: 0,
             held: Vec::new(),
+            wake: None,
         });
         self.service_at.insert(at.to_owned(), index);
+        self.drain_service(index);
     }
 
     /// The stream service at `at`, if it is a `T` (to read its figures).
@@ -187,6 +223,11 @@ impl Sim {
             for ev in std::mem::take(&mut self.services[index].held) {
                 self.deliver_service(index, ev);
             }
+            self.service_tick(index);
+        }
+        if was == ServiceFault::Down && fault != ServiceFault::Down {
+            self.services[index].service.start(self.now);
+            self.service_tick(index);
         }
         match fault {
             ServiceFault::Down if was != ServiceFault::Down => {
@@ -274,9 +315,10 @@ impl Sim {
         match send {
             Some(data) => {
                 self.send(id, 0, data);
-                let answer = Owned::TimedOut;
+                // The exchange's deadline: a timer, not something in transit (a watch holds
+                // its exchange open for minutes).
                 let at = deadline.max(self.now);
-                self.schedule_at(index, at, Delivery::Answer { token, answer });
+                self.schedule_at(index, at, Delivery::Deadline { token });
             }
             None => self.reach_side(id, 0, SideMsg::Opened(addr)),
         }
@@ -298,6 +340,9 @@ impl Sim {
         let Some(slot) = self.services.get_mut(index) else {
             return;
         };
+        if matches!(ev, ServiceIn::Tick) {
+            return self.service_tick(index);
+        }
         if slot.life != life {
             return;
         }
@@ -319,6 +364,24 @@ impl Sim {
                 service.closed(now, ConnId(id));
                 self.streams.close_side(id, 1);
             }
+            ServiceIn::Tick => {}
+        }
+        self.drain_service(index);
+    }
+
+    /// Service `index`'s timer: what is due runs, unless the service is down or stalled
+    /// (then it runs once the fault ends).
+    fn service_tick(&mut self, index: usize) {
+        let now = self.now;
+        let Some(slot) = self.services.get_mut(index) else {
+            return;
+        };
+        if matches!(slot.fault, ServiceFault::Down | ServiceFault::Stall) {
+            return;
+        }
+        if slot.wake.is_some_and(|w| w <= now) {
+            slot.wake = None;
+            slot.service.handle_timeout(now);
         }
         self.drain_service(index);
     }
@@ -340,6 +403,20 @@ impl Sim {
                 ServiceOutput::Write { data, .. } => self.send(conn, 1, data),
                 ServiceOutput::Close { .. } => self.close(conn, 1),
             }
+        }
+        // The service's timer: a tick when it is earlier than the one scheduled (or that one
+        // is past: it ran, or waits for a fault to end).
+        let now = self.now;
+        let slot = &mut self.services[index];
+        if let Some(w) = slot.service.poll_timeout()
+            && slot.wake.is_none_or(|d| d > w || d <= now)
+        {
+            slot.wake = Some(w);
+            let to = super::Target::Service {
+                index,
+                life: slot.life,
+            };
+            self.schedule_to(to, w.max(now), Delivery::Service(ServiceIn::Tick));
         }
     }
 

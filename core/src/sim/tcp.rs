@@ -259,8 +259,10 @@ impl Sim {
         self.transit.retain(|Reverse(t)| {
             !matches!(
                 (&t.to, &t.what),
-                (Target::Node { index: i, .. }, Delivery::Answer { token: k, .. })
-                    if *i == index && *k == token
+                (
+                    Target::Node { index: i, .. },
+                    Delivery::Answer { token: k, .. } | Delivery::Deadline { token: k }
+                ) if *i == index && *k == token
             )
         });
     }
