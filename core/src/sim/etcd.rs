@@ -1080,4 +1080,52 @@ mod tests {
         let big = vec![b'a'; MAX_HEAD + 10];
         assert!(call(&mut s, 99, &big, 1000).starts_with(b"HTTP/1.1 4"));
     }
+
+    const PATHS: [&str; 8] = [
+        "/v3/auth/authenticate",
+        "/v3/lease/grant",
+        "/v3/lease/keepalive",
+        "/v3/lease/revoke",
+        "/v3/kv/put",
+        "/v3/kv/range",
+        "/v3/watch",
+        "/v3/nothing",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_never_panic(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            split in 1usize..40,
+        ) {
+            let mut s = EtcdServer::new().history(3);
+            let _ = call(&mut s, 1, &raw, split);
+            s.handle_timeout(Instant::ZERO + Duration::from_secs(60));
+        }
+
+        #[test]
+        fn any_fields_on_every_path_never_panic(
+            calls in proptest::collection::vec(
+                (0usize..8, proptest::prelude::any::<i64>(), "[A-Za-z0-9+/=]{0,12}", "[A-Za-z0-9+/=]{0,8}", proptest::prelude::any::<bool>()),
+                1..12,
+            ),
+            auth in proptest::prelude::any::<bool>(),
+        ) {
+            let mut s = EtcdServer::new().history(2);
+            if auth {
+                s = s.auth("u", "p");
+            }
+            for (i, (path, n, key, end, as_number)) in calls.into_iter().enumerate() {
+                let n = if as_number { n.to_string() } else { format!("{n:?}").replace('"', "") };
+                let n = if as_number { n } else { format!("\"{n}\"") };
+                let body = format!(
+                    r#"{{"TTL":{n},"ID":{n},"lease":{n},"limit":{n},"key":"{key}","range_end":"{end}","value":"{key}","name":"u","password":"p","create_request":{{"key":"{key}","range_end":"{end}","start_revision":{n}}}}}"#
+                );
+                let out = call(&mut s, i as u64 + 1, &req(PATHS[path], &body, None), 7);
+                proptest::prop_assert!(out.starts_with(b"HTTP/1.1 "));
+                s.put(key.as_bytes(), b"v");
+                s.handle_timeout(Instant::ZERO + Duration::from_secs((i as u64) * 3));
+            }
+        }
+    }
 }
