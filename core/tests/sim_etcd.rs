@@ -285,6 +285,36 @@ fn a_watch_resumed_from_a_compacted_revision_reads_the_keys_again() {
     assert_eq!(lost(&sim, &all[1..]), 2);
 }
 
+/// etcd restarted with an empty data directory: revisions start again at 1, so a watch
+/// resumed from the revision after the last one seen waits for a future that is hundreds of
+/// changes away, and hears none of the nodes registering again nor leaving. A lease that is
+/// gone now also reads the keys again and watches from there.
+#[test]
+fn after_etcd_lost_its_data_everyone_registers_again_and_a_node_that_dies_is_lost() {
+    let (mut sim, all) = band(10, 3);
+    sim.run_for(ms(3000));
+    // Enough changes under the prefix that the revisions the nodes saw are far ahead of
+    // the new store's.
+    let churn = format!("{PREFIX}churn@10.9.9.9");
+    for _ in 0..30 {
+        server_mut(&mut sim).put(churn.as_bytes(), b"x");
+        server_mut(&mut sim).delete(churn.as_bytes());
+    }
+    sim.run_for(ms(1000));
+    server_mut(&mut sim).lose_data();
+    sim.restart_service(ETCD);
+    sim.run_for(ms(6000));
+    assert_eq!(server(&sim).keys(PREFIX.as_bytes()).len(), 3);
+    knows_all(&sim, &all).unwrap();
+    sim.set_up(&all[2], false);
+    sim.run_for(ms(5000));
+    assert_eq!(server(&sim).figures().expired, 1);
+    for me in &all[..2] {
+        let t = times(sim.events(me.as_str()), "lost", all[2].as_str());
+        assert_eq!(t.len(), 1, "{me} heard the lease expire");
+    }
+}
+
 #[test]
 fn with_authentication_tokens_are_renewed_after_a_restart_and_a_wrong_password_is_said() {
     let (mut sim, all) = band_of(
@@ -344,7 +374,12 @@ fn run_seed(seed: u64) -> (String, EtcdFigures) {
     while sim.now() < until {
         sim.run_for(ms(rng.range_inclusive(100, 4000)));
         let target = all[rng.range_inclusive(0, k as u64 - 1) as usize].clone();
-        match rng.range_inclusive(0, 12) {
+        match rng.range_inclusive(0, 13) {
+            13 if rng.chance(0.3) => {
+                // etcd comes back with an empty data directory.
+                server_mut(&mut sim).lose_data();
+                sim.restart_service(ETCD);
+            }
             12 => {
                 // Someone deletes a node's key: it puts it again.
                 server_mut(&mut sim).delete(format!("{PREFIX}{target}").as_bytes());

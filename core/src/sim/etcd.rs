@@ -361,6 +361,18 @@ impl EtcdServer {
         self.compacted = self.compacted.max(revision);
     }
 
+    /// Loses every key, lease, token and change: the member comes back with an empty data
+    /// directory (revision 1 again) at its next restart
+    /// ([`Sim::restart_service`](super::Sim::restart_service)), which breaks the connections.
+    pub fn lose_data(&mut self) {
+        self.revision = 1;
+        self.kv.clear();
+        self.leases.clear();
+        self.history.clear();
+        self.compacted = 0;
+        self.tokens.clear();
+    }
+
     /// Cuts every watch short: its connection closes mid-stream, without the end of the
     /// chunked body (a proxy or load balancer dropping it).
     pub fn break_watches(&mut self) {

@@ -35,8 +35,9 @@
 //! from 200 ms up to 5 s (at most a third of `ttl`, so a registration outlives a failover),
 //! and reads the keys again. A watch broken mid-stream resumes from the revision after the
 //! last one seen, without reading the keys again; a watch whose revision was compacted reads
-//! them again. A lease that expired (the node was paused, etcd lost its data) is granted anew
-//! and the key put again; so is the node's own key if someone deletes it.
+//! them again. A lease that expired (the node was paused, etcd lost its data) is granted anew,
+//! the key put again and the keys read again (a store that lost its data counts revisions
+//! from 1 again); the node's own key is put again if someone deletes it.
 //!
 //! When the cluster leaves, the strategy revokes its lease (`/v3/lease/revoke`, one last
 //! exchange within `request_timeout`): etcd deletes the node's key at once, and peers lose the
@@ -609,6 +610,13 @@ impl Etcd {
         }
         self.registered = false;
         self.next_keepalive = None;
+        // The lease lapsed while we were away, or etcd lost its data and counts revisions
+        // from 1 again: then a watch resumed from the revision after the last one seen
+        // waits for a future far away and hears nobody register or leave. Read the keys
+        // again and watch from there.
+        self.revision = None;
+        self.stream.stop(cx);
+        self.watch_created = false;
     }
 
     fn answered(&mut self, now: Instant, r: Result<Response, Failure>, cx: &mut Context<'_>) {
