@@ -440,6 +440,41 @@ fn simulate_serves_postgres_without_tls() {
     );
 }
 
+#[test]
+fn simulate_serves_etcd_without_tls() {
+    let etcd = temp_config(
+        "sim-etcd.toml",
+        "[node]\nname = \"app@10.2.0.1\"\nconnector = \"tcp\"\n[connector]\nport = 4000\n\
+         [topologies.kv]\nstrategy = \"etcd\"\n\
+         config = { endpoints = [\"http://etcd.internal\"], ttl = 3 }\n",
+    );
+    let out = simulate(&etcd, &["--nodes", "3", "--crash", "10s:5s"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[kv] connected app@10.2.0.3"), "{text}");
+    // The crashed node's lease expired: the others lost it.
+    assert!(text.contains("[kv] lost app@10.2.0.3"), "{text}");
+    assert!(text.contains("full mesh after"), "{text}");
+    assert!(text.contains("healed"), "{text}");
+    let tls = temp_config(
+        "sim-etcd-tls.toml",
+        "[node]\nname = \"app@10.2.0.1\"\nconnector = \"tcp\"\n[connector]\nport = 4000\n\
+         [topologies.kv]\nstrategy = \"etcd\"\n\
+         config = { endpoints = [\"https://etcd.internal:2379\"] }\n",
+    );
+    let out = simulate(&tls, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("topology kv: the simulated etcd has no TLS"),
+        "{err}"
+    );
+}
+
 /// Logs written to a file or a pipe (a container's log) carry no colour codes and no empty
 /// fields.
 #[test]

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use muster::config::{ConfigFile, ConnectorConfig};
 use muster::core::sim::{
-    DnsRecord, DnsServer, KubernetesApi, PostgresServer, RancherMetadata, Sim, SimConfig,
+    DnsRecord, DnsServer, EtcdServer, KubernetesApi, PostgresServer, RancherMetadata, Sim,
+    SimConfig,
 };
+use muster::core::strategy::etcd::EtcdEndpoint;
 use muster::core::strategy::{Environment, Registry};
 use muster::core::{ClusterConfig, Instant, NodeName, Value};
 
@@ -259,10 +261,44 @@ fn services(sim: &mut Sim, file: &ConfigFile, nodes: &[NodeName]) -> Result<(), 
                     sim.serve_stream(&at, PostgresServer::new());
                 }
             }
+            "etcd" => {
+                // One simulated member, at the first endpoint, without TLS; the password is
+                // not in the description, so no authentication either.
+                if get("#username").is_some() {
+                    return Err(format!(
+                        "topology {}: the simulated etcd has no authentication; simulate \
+                         without username and password",
+                        t.name
+                    ));
+                }
+                let first = match field(&d, &["config", "endpoints"]) {
+                    Some(Value::List(l)) => l.first().and_then(text).and_then(EtcdEndpoint::parse),
+                    _ => None,
+                };
+                let Some(e) = first else {
+                    return Err(format!("topology {}: no etcd endpoint", t.name));
+                };
+                if e.tls {
+                    return Err(format!(
+                        "topology {}: the simulated etcd has no TLS; simulate with an \
+                         http:// endpoint",
+                        t.name
+                    ));
+                }
+                // Named as the strategy names its endpoint: an address, or host:port.
+                let at = match e.host.parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, e.port).to_string(),
+                    Err(_) => format!("{}:{}", e.host.trim_end_matches('.'), e.port),
+                };
+                // Topologies naming one member share it.
+                if sim.stream_service::<EtcdServer>(&at).is_none() {
+                    sim.serve_stream(&at, EtcdServer::new());
+                }
+            }
             other => {
                 return Err(format!(
                     "topology {}: strategy {other} cannot be simulated yet (gossip, epmd, \
-                     kubernetes, dns_poll, kubernetes_dns, rancher and postgres can)",
+                     kubernetes, dns_poll, kubernetes_dns, rancher, postgres and etcd can)",
                     t.name
                 ));
             }
