@@ -18,6 +18,14 @@ const ETCD: &str = "10.99.0.2:2379";
 const PREFIX: &str = "/muster/it's/";
 
 fn topology(ttl: u64, credentials: Option<(&str, &str)>) -> TopologySpec {
+    topology_with(ttl, credentials, None)
+}
+
+fn topology_with(
+    ttl: u64,
+    credentials: Option<(&str, &str)>,
+    watch_timeout: Option<i64>,
+) -> TopologySpec {
     let mut t: Vec<(String, Value)> = vec![
         (
             "endpoints".into(),
@@ -27,6 +35,9 @@ fn topology(ttl: u64, credentials: Option<(&str, &str)>) -> TopologySpec {
         ("ttl".into(), Value::Int(ttl as i64)),
         ("request_timeout".into(), Value::Int(1000)),
     ];
+    if let Some(ms) = watch_timeout {
+        t.push(("watch_timeout".into(), Value::Int(ms)));
+    }
     if let Some((u, p)) = credentials {
         t.push(("username".into(), Value::str(u)));
         t.push(("password".into(), Value::str(p)));
@@ -285,6 +296,34 @@ fn a_watch_resumed_from_a_compacted_revision_reads_the_keys_again() {
     assert_eq!(lost(&sim, &all[1..]), 2);
 }
 
+/// A watch that reaches its own `watch_timeout` is opened again from where it was: quietly,
+/// without reading the keys again, and still hearing every change.
+#[test]
+fn a_watch_that_lasted_its_timeout_is_opened_again_quietly() {
+    let mut sim = Sim::new(11, SimConfig::default());
+    sim.serve_stream(ETCD, EtcdServer::new());
+    let all: Vec<NodeName> = (1..=3).map(|i| n(&format!("app@10.1.0.{i}"))).collect();
+    for me in &all {
+        sim.add_node(me.clone(), ClusterConfig::new(), || {
+            vec![topology_with(3, None, Some(2000))]
+        });
+    }
+    sim.run_for(ms(3000));
+    let before = server(&sim).figures();
+    sim.run_for(ms(10_000));
+    let f = server(&sim).figures();
+    assert_eq!(f.ranges, before.ranges, "{f:?}");
+    assert!(f.watches >= before.watches + 3 * 4, "{f:?}");
+    assert_eq!(server(&sim).watching(), 3);
+    for me in &all {
+        let failed = count(sim.events(me.as_str()), "discovery_failed");
+        assert_eq!(failed, 0, "{me}");
+    }
+    sim.with_cluster(all[0].as_str(), |c, now| c.leave(now));
+    sim.run_for(ms(500));
+    assert_eq!(lost(&sim, &all[1..]), 2);
+}
+
 /// etcd restarted with an empty data directory: revisions start again at 1, so a watch
 /// resumed from the revision after the last one seen waits for a future that is hundreds of
 /// changes away, and hears none of the nodes registering again nor leaving. A lease that is
@@ -425,6 +464,9 @@ fn run_seed(seed: u64) -> (String, EtcdFigures) {
         "seed {seed}: not quiescent after healing"
     );
     assert!(meshed(&sim, &all), "seed {seed}: not meshed");
+    // Every watch the server holds is one a node holds: none left behind by a node that
+    // gave up on it.
+    assert_eq!(server(&sim).watching(), k, "seed {seed}: watches held");
     let mut out = String::new();
     for me in &all {
         for (t, e) in sim.events(me.as_str()) {

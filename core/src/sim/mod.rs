@@ -968,10 +968,17 @@ impl Sim {
     /// Computes an answer at delivery time and feeds it to the node's cluster.
     fn deliver(&mut self, index: usize, what: Delivery) {
         let what = match what {
-            Delivery::Deadline { token } => Delivery::Answer {
-                token,
-                answer: Owned::TimedOut,
-            },
+            Delivery::Deadline { token } => {
+                // The adapter gives up on the exchange: its connection closes (the service
+                // hears it end).
+                if let Some((id, side)) = self.streams.end_of(index, token) {
+                    self.close(id, side);
+                }
+                Delivery::Answer {
+                    token,
+                    answer: Owned::TimedOut,
+                }
+            }
             what => what,
         };
         let me = self.nodes[index].name.clone();
