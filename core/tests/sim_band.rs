@@ -6,7 +6,10 @@
 //! the stated bound, and the whole cluster must become quiescent. Some bands also discover
 //! through a simulated PostgreSQL server (the `postgres` strategy), which restarts, goes down,
 //! becomes unreachable, stalls and turns standby during the faults: once healed, every node
-//! of such a band must know every other through postgres itself.
+//! of such a band must know every other through postgres itself. Some bands discover through
+//! simulated EC2 and ECS APIs (the `ec2` and `ecs` strategies, signed requests checked), which
+//! refuse, fail, throttle, stall and cut answers short during the faults: once healed, every
+//! node with such a topology must know every instance (task) through it.
 //!
 //! `MUSTER_SIM_SEEDS` sets how many seeds (default 256); `MUSTER_SIM_SEED` runs just one.
 #![allow(clippy::unwrap_used)] // tests unwrap what they set up themselves
@@ -20,8 +23,8 @@ use common::*;
 use muster_core::config::Options;
 use muster_core::dist::DistConfig;
 use muster_core::sim::{
-    ApiFault, ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, KubernetesApi, PostgresServer,
-    ServiceFault, Sim, SimConfig, convergence_bound,
+    ApiFault, ConnectBehaviour, DnsBehaviour, DnsRecord, DnsServer, Ec2Api, EcsApi, KubernetesApi,
+    PostgresServer, ServiceFault, Sim, SimConfig, convergence_bound,
 };
 use muster_core::strategy::dns::DnsOptions;
 use muster_core::strategy::gossip::{Gossip, GossipConfig};
@@ -35,6 +38,10 @@ struct Scenario {
     fakes: Vec<NodeName>,
     /// The nodes with a postgres topology: each must know every other once healed.
     pg_nodes: Vec<NodeName>,
+    /// Whether some nodes poll the simulated EC2 API, and some the ECS API.
+    aws: AwsBand,
+    /// The longest polling interval of a node with an AWS topology.
+    aws_every: Duration,
     bound: Duration,
     /// How long after healing a strategy may take to discover again (postgres waiting out
     /// its backoff), on top of which `bound` holds.
@@ -130,6 +137,72 @@ fn postgres(pg: &PgBand) -> TopologySpec {
     TopologySpec::boxed("pg", s)
 }
 
+/// The band's simulated EC2 API (a port that is not http's, so the `Host` header and the
+/// signature carry it).
+const EC2: &str = "10.98.0.1:8080";
+/// The band's simulated ECS API.
+const ECS: &str = "10.98.0.2:80";
+
+/// The AWS choices of a band: which APIs its nodes poll.
+#[derive(Debug, Clone, Copy, Default)]
+struct AwsBand {
+    ec2: bool,
+    ecs: bool,
+}
+
+/// The AWS strategies' longest wait between polls while throttled: two minutes.
+const AWS_MAX_BACKOFF: u64 = 120_000;
+
+/// AWS choices come from their own generator, so that the other choices of every seed stay
+/// what they were before EC2 and ECS joined the band.
+fn aws_rng(seed: u64) -> Rng {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..11].copy_from_slice(b"aws");
+    Rng::from_seed(s)
+}
+
+/// The environment of an AWS topology: keys (with a session token, sometimes), a region, no
+/// instance metadata service.
+fn aws_env(token: bool) -> Environment {
+    let env = Environment::new()
+        .set("AWS_ACCESS_KEY_ID", "AKIDBAND")
+        .set("AWS_SECRET_ACCESS_KEY", "band-secret")
+        .set("AWS_REGION", "us-east-1")
+        .set("AWS_EC2_METADATA_DISABLED", "true");
+    if token {
+        env.set("AWS_SESSION_TOKEN", "band-token")
+    } else {
+        env
+    }
+}
+
+/// An `ec2` or `ecs` topology against the band's simulated API.
+fn aws_topology(strategy: &str, interval: u64, page_size: u64, token: bool) -> TopologySpec {
+    let mut t: Vec<(String, Value)> = vec![
+        ("app_prefix".into(), Value::str("n")),
+        ("polling_interval".into(), Value::Int(interval as i64)),
+        ("request_timeout".into(), Value::Int(5000)),
+    ];
+    if strategy == "ec2" {
+        t.push(("endpoint_url".into(), Value::str(format!("http://{EC2}"))));
+        t.push(("ec2_tagname".into(), Value::str("cluster")));
+        t.push(("ec2_tagvalue".into(), Value::str("band")));
+        t.push(("page_size".into(), Value::Int(page_size as i64)));
+    } else {
+        t.push(("endpoint_url".into(), Value::str(format!("http://{ECS}"))));
+        t.push(("cluster".into(), Value::str("band")));
+        t.push(("service_name".into(), Value::str("n")));
+    }
+    let mut o = Options::new(strategy, &t);
+    let s = Registry::builtin()
+        .with_env(aws_env(token))
+        .build(strategy, &mut o)
+        .unwrap();
+    o.finish().unwrap();
+    TopologySpec::boxed(strategy, s)
+}
+
 fn dns_server() -> SocketAddr {
     SocketAddr::from(([10, 53, 0, 53], 53))
 }
@@ -186,6 +259,23 @@ fn build(seed: u64) -> (Sim, Scenario) {
         KubernetesApi::new("band", "n").pods(everyone.iter().cloned()),
     );
     sim.serve_stream(PG, PostgresServer::new());
+    sim.serve_http(
+        EC2,
+        Ec2Api::new("cluster", "band")
+            .instances(everyone.iter().cloned())
+            .credentials("AKIDBAND", "band-secret"),
+    );
+    sim.serve_http(
+        ECS,
+        EcsApi::new("band", "n")
+            .tasks(everyone.iter().cloned())
+            .credentials("AKIDBAND", "band-secret"),
+    );
+    let mut arng = aws_rng(seed);
+    let aws = AwsBand {
+        ec2: arng.chance(0.2),
+        ecs: arng.chance(0.15),
+    };
     let mut prng = pg_rng(seed);
     let pg = prng.chance(0.3).then(|| {
         let heartbeat = prng.range_inclusive(200, 1000);
@@ -219,6 +309,7 @@ fn build(seed: u64) -> (Sim, Scenario) {
     let gossip = GossipConfig::from_options(&mut Options::new("gossip", &gossip_options)).unwrap();
     let mut bound = Duration::ZERO;
     let mut settle = Duration::ZERO;
+    let mut aws_every = Duration::ZERO;
     for me in &nodes {
         let interval = rng.range_inclusive(500, 5000);
         let base = rng.range_inclusive(50, 1000);
@@ -239,6 +330,18 @@ fn build(seed: u64) -> (Sim, Scenario) {
         let use_k8s = rng.chance(0.3);
         let lookup = *pick(&mut rng, &["endpointslices", "endpoints", "pods"]);
         let pg = pg.clone().filter(|_| prng.chance(0.7));
+        let use_ec2 = aws.ec2 && arng.chance(0.7);
+        let use_ecs = aws.ecs && arng.chance(0.7);
+        let page_size = arng.range_inclusive(5, 8);
+        // AWS is polled at AWS's pace (the default is 5 s), not at the band's fastest.
+        let aws_interval = arng.range_inclusive(2000, 5000);
+        let token = arng.chance(0.5);
+        if use_ec2 || use_ecs {
+            // A poll can wait out a stalled request (5 s) before the next.
+            let worst = ms(aws_interval) + ms(5000);
+            bound = bound.max(convergence_bound(&policy, worst, &config));
+            aws_every = aws_every.max(ms(aws_interval));
+        }
         if let Some(pg) = &pg {
             pg_nodes.push(me.clone());
             // Once the server is back a node may wait out a connect (its deadline) and its
@@ -291,6 +394,12 @@ fn build(seed: u64) -> (Sim, Scenario) {
             if let Some(pg) = &pg {
                 t.push(postgres(pg).policy(policy));
             }
+            if use_ec2 {
+                t.push(aws_topology("ec2", aws_interval, page_size, token).policy(policy));
+            }
+            if use_ecs {
+                t.push(aws_topology("ecs", aws_interval, page_size, token).policy(policy));
+            }
             t
         });
     }
@@ -301,16 +410,23 @@ fn build(seed: u64) -> (Sim, Scenario) {
             nodes,
             fakes,
             pg_nodes,
+            aws,
+            aws_every,
             bound,
             settle,
         },
     )
 }
 
-fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
+/// Runs the faults; returns how long after healing a strategy may take to discover again
+/// (an AWS strategy waiting out its throttled backoff).
+fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) -> Duration {
     let all: Vec<NodeName> = sc.nodes.iter().chain(&sc.fakes).cloned().collect();
     let until = sim.now() + ms(rng.range_inclusive(20_000, 90_000));
     let mut prng = pg_rng(sc.seed ^ 1);
+    let mut arng = aws_rng(sc.seed ^ 1);
+    // When an AWS API first answered in a way that throttles (503 or a throttling code).
+    let mut throttled_since = None;
     while sim.now() < until {
         sim.run_for(ms(rng.range_inclusive(100, 5000)));
         if !sc.pg_nodes.is_empty() && prng.chance(0.25) {
@@ -326,6 +442,26 @@ fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
                 2 => sim.service_fault(PG, ServiceFault::Unreachable),
                 3 => sim.service_fault(PG, ServiceFault::Stall),
                 _ => sim.service_fault(PG, ServiceFault::None),
+            }
+        }
+        for (on, at) in [(sc.aws.ec2, EC2), (sc.aws.ecs, ECS)] {
+            if on && arng.chance(0.25) {
+                let fault = *pick(
+                    &mut arng,
+                    &[
+                        ApiFault::None,
+                        ApiFault::None,
+                        ApiFault::Forbidden,
+                        ApiFault::ServerError,
+                        ApiFault::Stall,
+                        ApiFault::Truncate,
+                        ApiFault::Throttled,
+                    ],
+                );
+                if matches!(fault, ApiFault::Throttled | ApiFault::ServerError) {
+                    throttled_since.get_or_insert(sim.now());
+                }
+                sim.http_fault(at, fault);
             }
         }
         let target = pick(rng, &all).clone();
@@ -386,6 +522,14 @@ fn chaos(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
             _ => sim.set_disconnect_failure(&target, rng.chance(0.5).then_some("busy")),
         }
     }
+    // A throttled AWS poll waits between half and all of interval × 2^n, n counting the
+    // throttled polls in a row, so a streak that began at t0 has waited at least half its
+    // last full wait, less one interval: what is left is at most 2 × (now - t0 + interval),
+    // and never more than two minutes. Then a stalled request (5 s) and the pages.
+    throttled_since.map_or(Duration::ZERO, |t0| {
+        let left = (sim.now().saturating_duration_since(t0) + sc.aws_every) * 2;
+        left.min(ms(AWS_MAX_BACKOFF)) + ms(5000) + ms(50) * 16
+    })
 }
 
 fn heal(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
@@ -393,6 +537,8 @@ fn heal(sim: &mut Sim, sc: &Scenario, rng: &mut Rng) {
     sim.heal();
     sim.set_datagram_loss(0.0);
     sim.http_fault(API, ApiFault::None);
+    sim.http_fault(EC2, ApiFault::None);
+    sim.http_fault(ECS, ApiFault::None);
     sim.service_fault(PG, ServiceFault::None);
     if let Some(server) = sim.stream_service_mut::<PostgresServer>(PG) {
         server.set_read_only(false);
@@ -411,13 +557,13 @@ fn run_seed(seed: u64) {
     let (mut sim, sc) = build(seed);
     let mut rng = Rng::from_seed([seed as u8; 32]);
     sim.run_for(ms(2000));
-    chaos(&mut sim, &sc, &mut rng);
+    let settle = chaos(&mut sim, &sc, &mut rng).max(sc.settle);
     heal(&mut sim, &sc, &mut rng);
     if std::env::var("MUSTER_SIM_DUMP").is_ok() {
         sim.collect_violations();
     }
     sim.expect_convergence(Some(sc.bound));
-    sim.run_for((sc.bound * 3).max(sc.settle + sc.bound));
+    sim.run_for((sc.bound * 3).max(settle + sc.bound));
     if let Ok(who) = std::env::var("MUSTER_SIM_DUMP") {
         for v in sim.violations() {
             eprintln!("{v}");
@@ -449,6 +595,17 @@ fn run_seed(seed: u64) {
                 assert!(
                     known.contains(&other),
                     "seed {seed}: {me} does not know {other} through postgres"
+                );
+            }
+        }
+        // Every instance and task is running once healed: EC2 and ECS must list them all.
+        let everyone: Vec<&NodeName> = sc.nodes.iter().chain(&sc.fakes).collect();
+        for (id, name) in c.topologies().filter(|(_, n)| matches!(*n, "ec2" | "ecs")) {
+            let known: Vec<&NodeName> = c.discovered(id).collect();
+            for other in everyone.iter().filter(|o| **o != me) {
+                assert!(
+                    known.contains(other),
+                    "seed {seed}: {me} does not know {other} through {name}"
                 );
             }
         }
@@ -499,7 +656,7 @@ fn band_transcript(seed: u64) -> String {
 
 /// The determinism contract: the same seed gives the same run, byte for byte — every
 /// strategy of the band (static, file, DNS SRV, gossip in all three modes, Kubernetes,
-/// postgres) under faults.
+/// postgres, EC2, ECS) under faults.
 #[test]
 fn the_band_replays_byte_for_byte() {
     let seeds: u64 = std::env::var("MUSTER_SIM_SEEDS")

@@ -198,7 +198,7 @@ where
     }
 }
 
-/// A fault the simulated Kubernetes API (or Rancher) can show.
+/// A fault a simulated HTTP service (the Kubernetes API, Rancher, the AWS APIs) can show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApiFault {
@@ -212,6 +212,9 @@ pub enum ApiFault {
     Stall,
     /// Cut the response off half-way.
     Truncate,
+    /// Refuse for the rate of requests: `429 Too Many Requests` (the AWS APIs answer
+    /// `RequestLimitExceeded` or `ThrottlingException`).
+    Throttled,
 }
 
 impl ApiFault {
@@ -226,6 +229,7 @@ impl ApiFault {
             ApiFault::None => good,
             ApiFault::Forbidden => status(403, "forbidden: the service account cannot list"),
             ApiFault::ServerError => status(500, "etcdserver: request timed out"),
+            ApiFault::Throttled => status(429, "too many requests, please try again later"),
             ApiFault::Stall => HttpReply::Stall,
             ApiFault::Truncate => {
                 let mut bytes = good.encode().unwrap_or_default();

@@ -54,6 +54,7 @@
 //! assert!(sim.linked("a@h1", "c@h3") && sim.linked("c@h3", "b@h2"));
 //! ```
 
+mod aws;
 mod checker;
 mod dns_server;
 mod etcd;
@@ -66,6 +67,7 @@ mod streams;
 mod tcp;
 mod udp;
 
+pub use aws::{Ec2Api, EcsApi};
 pub use checker::Violation;
 pub use dns_server::{DnsBehaviour, DnsRecord, DnsServer};
 pub use etcd::{EtcdFigures, EtcdServer};
