@@ -440,6 +440,59 @@ fn simulate_serves_postgres_without_tls() {
     );
 }
 
+/// `ec2` and `ecs` topologies are simulated against simulated EC2 and ECS APIs at their
+/// `http://` endpoint_url, which check the signatures with the environment's keys; an https
+/// endpoint is refused, naming the topology.
+#[test]
+fn simulate_serves_ec2_and_ecs_over_http() {
+    let path = temp_config(
+        "sim-aws.toml",
+        "[node]\nname = \"app@10.3.0.1\"\nconnector = \"tcp\"\n[connector]\nport = 4000\n\
+         [topologies.ec2]\nstrategy = \"ec2\"\n\
+         config = { ec2_tagname = \"cluster\", ec2_tagvalue = \"web\", region = \"us-east-1\", \
+         endpoint_url = \"http://10.3.9.1:5000\", polling_interval = 2000, page_size = 5 }\n\
+         [topologies.ecs]\nstrategy = \"ecs\"\n\
+         config = { cluster = \"prod\", service_name = \"web\", region = \"us-east-1\", \
+         endpoint_url = \"http://10.3.9.2\" }\n",
+    );
+    let out = muster()
+        .args([
+            "simulate", "--config", &path, "--nodes", "7", "--crash", "10s:5s",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIDSIM")
+        .env("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[ec2] connected app@10.3.0.7"), "{text}");
+    assert!(text.contains("[ecs] discovered app@10.3.0.7"), "{text}");
+    assert!(text.contains("full mesh after"), "{text}");
+    assert!(text.contains("healed"), "{text}");
+    assert!(!text.contains("discovery_failed"), "{text}");
+    let tls = path.replace("sim-aws.toml", "sim-aws-tls.toml");
+    let source = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&tls, source.replace("http://10.3.9.2", "https://10.3.9.2")).unwrap();
+    let out = muster()
+        .args(["simulate", "--config", &tls])
+        .env("AWS_ACCESS_KEY_ID", "AKIDSIM")
+        .env("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("topology ecs: the simulated ecs API has no TLS"),
+        "{err}"
+    );
+}
+
 #[test]
 fn simulate_serves_etcd_without_tls() {
     let etcd = temp_config(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use muster::config::{ConfigFile, ConnectorConfig};
 use muster::core::sim::{
-    DnsRecord, DnsServer, EtcdServer, KubernetesApi, PostgresServer, RancherMetadata, Sim,
-    SimConfig,
+    DnsRecord, DnsServer, Ec2Api, EcsApi, EtcdServer, KubernetesApi, PostgresServer,
+    RancherMetadata, Sim, SimConfig,
 };
 use muster::core::strategy::etcd::EtcdEndpoint;
 use muster::core::strategy::{Environment, Registry};
@@ -295,16 +295,88 @@ fn services(sim: &mut Sim, file: &ConfigFile, nodes: &[NodeName]) -> Result<(), 
                     sim.serve_stream(&at, EtcdServer::new());
                 }
             }
+            "ec2" | "ecs" => {
+                let at = aws_endpoint(&t.name, kind, &d)?;
+                let first = |k: &str| match field(&d, &["config", k]) {
+                    Some(Value::List(l)) => l.first().and_then(text).map(str::to_owned),
+                    Some(v) => text(v).map(str::to_owned),
+                    None => None,
+                };
+                let keys = std::env::var("AWS_ACCESS_KEY_ID")
+                    .ok()
+                    .zip(std::env::var("AWS_SECRET_ACCESS_KEY").ok());
+                if kind == "ec2" {
+                    let (Some(tag), Some(value)) = (get("ec2_tagname"), first("ec2_tagvalue"))
+                    else {
+                        return Err(format!(
+                            "topology {}: the simulation has no instance metadata service to \
+                             read this instance's tag from; set ec2_tagvalue",
+                            t.name
+                        ));
+                    };
+                    if get("ip_type").as_deref() == Some("public") {
+                        return Err(format!(
+                            "topology {}: simulated instances have private addresses only; \
+                             simulate with ip_type = \"private\"",
+                            t.name
+                        ));
+                    }
+                    let mut api = Ec2Api::new(&tag, &value).instances(nodes.iter().cloned());
+                    if let Some((id, secret)) = &keys {
+                        api = api.credentials(id, secret);
+                    }
+                    sim.serve_http(&at, api);
+                } else {
+                    let cluster = get("cluster").unwrap_or_default();
+                    let service = first("service_name").unwrap_or_else(|| "app".into());
+                    let mut api = EcsApi::new(&cluster, &service).tasks(nodes.iter().cloned());
+                    if let Some((id, secret)) = &keys {
+                        api = api.credentials(id, secret);
+                    }
+                    sim.serve_http(&at, api);
+                }
+            }
             other => {
                 return Err(format!(
                     "topology {}: strategy {other} cannot be simulated yet (gossip, epmd, \
-                     kubernetes, dns_poll, kubernetes_dns, rancher, postgres and etcd can)",
+                     kubernetes, dns_poll, kubernetes_dns, rancher, postgres, etcd, ec2 and \
+                     ecs can)",
                     t.name
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// Where an `ec2` or `ecs` topology's simulated API is served: its `http://` endpoint_url,
+/// as `host:port`. The simulation has no TLS, no instance metadata service and no container
+/// credentials endpoint, so the endpoint, the region and the keys must be given.
+fn aws_endpoint(name: &str, kind: &str, d: &Value) -> Result<String, String> {
+    let get = |k: &str| field(d, &["config", k]).and_then(text);
+    let Some(rest) = get("endpoint_url").and_then(|u| u.strip_prefix("http://")) else {
+        return Err(format!(
+            "topology {name}: the simulated {kind} API has no TLS; simulate with an http:// \
+             endpoint_url (such as http://10.0.0.250:5000)"
+        ));
+    };
+    if get("#region").is_some_and(|r| r.starts_with("read from")) {
+        return Err(format!(
+            "topology {name}: the simulation has no instance metadata service; set region (or \
+             AWS_REGION)"
+        ));
+    }
+    if !get("#credentials").is_some_and(|c| c.starts_with("from the environment")) {
+        return Err(format!(
+            "topology {name}: the simulation has no metadata service or container credentials \
+             endpoint; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ));
+    }
+    let authority = rest.trim_end_matches('/');
+    Ok(match authority.rsplit_once(':') {
+        Some(_) => authority.to_owned(),
+        None => format!("{authority}:80"),
+    })
 }
 
 fn meshed(sim: &Sim, nodes: &[NodeName], up: &[bool]) -> bool {
