@@ -273,8 +273,8 @@ fn build(seed: u64) -> (Sim, Scenario) {
     );
     let mut arng = aws_rng(seed);
     let aws = AwsBand {
-        ec2: arng.chance(0.2),
-        ecs: arng.chance(0.15),
+        ec2: arng.chance(0.15),
+        ecs: arng.chance(0.1),
     };
     let mut prng = pg_rng(seed);
     let pg = prng.chance(0.3).then(|| {
