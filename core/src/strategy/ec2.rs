@@ -40,7 +40,7 @@ use crate::config::{ConfigError, Options, Value};
 use crate::proto::ec2::{self, DescribeInstances, Ec2Error};
 use crate::proto::http::Response;
 use crate::proto::sigv4::{self, Credentials, SignRequest};
-use crate::reason::{DiscoveryError, Failure, Rejection};
+use crate::reason::{DiscoveryError, Failure};
 use crate::time::Instant;
 
 /// The most pages one poll reads.
@@ -148,7 +148,7 @@ pub struct Ec2 {
     poll: Option<Poll>,
     /// This instance's own value of the tag, once looked up.
     own_value: Option<String>,
-    unnamed: usize,
+    unnamed: super::unnamed::Unnamed,
     name: String,
 }
 
@@ -161,7 +161,7 @@ impl Ec2 {
             config,
             poll: None,
             own_value: None,
-            unnamed: 0,
+            unnamed: Default::default(),
             name: String::new(),
         }
     }
@@ -339,17 +339,8 @@ impl Ec2 {
             }
         }
         round.commit();
-        if unnamed.len() != self.unnamed && !unnamed.is_empty() {
-            let (first, why) = &unnamed[0];
-            cx.rejected(
-                None,
-                Rejection::InvalidNode(format!(
-                    "{} of the instances' addresses name no node, e.g. {first}: {why}",
-                    unnamed.len()
-                )),
-            );
-        }
-        self.unnamed = unnamed.len();
+        self.unnamed
+            .report(cx, "the instances' addresses", &unnamed);
     }
 }
 

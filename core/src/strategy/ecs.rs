@@ -129,6 +129,7 @@ pub struct Ecs {
     schedule: Schedule,
     poll: Option<Poll>,
     without_address: usize,
+    unnamed: super::unnamed::Unnamed,
     name: String,
 }
 
@@ -141,6 +142,7 @@ impl Ecs {
             config,
             poll: None,
             without_address: 0,
+            unnamed: Default::default(),
             name: String::new(),
         }
     }
@@ -341,15 +343,7 @@ impl Ecs {
             }
         }
         round.commit();
-        if let Some((first, why)) = unnamed.first() {
-            cx.rejected(
-                None,
-                Rejection::InvalidNode(format!(
-                    "{} of the tasks' addresses name no node, e.g. {first}: {why}",
-                    unnamed.len()
-                )),
-            );
-        }
+        self.unnamed.report(cx, "the tasks' addresses", &unnamed);
         let missing = poll.without_address.len();
         if missing != self.without_address && missing > 0 {
             cx.rejected(

@@ -57,7 +57,7 @@ use crate::config::{ConfigError, Options, Value};
 use crate::io::{Endpoint, Exchange, Tls};
 use crate::proto::etcd::{self, ChangeKind, EtcdError, WatchMessage};
 use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
-use crate::reason::{DiscoveryError, Failure, Rejection, escape};
+use crate::reason::{DiscoveryError, Failure, escape};
 use crate::time::{Instant, earliest};
 
 /// etcd's client port unless a URL says otherwise.
@@ -366,7 +366,7 @@ pub struct Etcd {
     /// Watches broken in a row.
     breaks: u32,
     /// How many keys named no node at the last commit (reported when it changes).
-    unnamed: usize,
+    unnamed: super::unnamed::Unnamed,
 }
 
 impl Etcd {
@@ -395,7 +395,7 @@ impl Etcd {
             retry_at: None,
             failures: 0,
             breaks: 0,
-            unnamed: 0,
+            unnamed: Default::default(),
         }
     }
 
@@ -752,18 +752,8 @@ impl Etcd {
             unnamed.push((escape(&String::from_utf8_lossy(name)).into_owned(), why));
         }
         round.commit();
-        if unnamed.len() != self.unnamed && !unnamed.is_empty() {
-            let (first, why) = &unnamed[0];
-            cx.rejected(
-                None,
-                Rejection::InvalidNode(format!(
-                    "{} of the keys under {} name no node, e.g. {first:?}: {why}",
-                    unnamed.len(),
-                    escape(&self.prefix_text())
-                )),
-            );
-        }
-        self.unnamed = unnamed.len();
+        let what = format!("the keys under {}", escape(&self.prefix_text()));
+        self.unnamed.report(cx, &what, &unnamed);
     }
 
     /// Lines of the watch arrived (`lines`), or it ended (`end`).

@@ -53,7 +53,7 @@ use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
 use crate::proto::k8s::{self, WatchEvent};
 
 pub use crate::proto::k8s::{LookupMode, NameMode};
-use crate::reason::{DiscoveryError, Failure, Rejection, escape};
+use crate::reason::{DiscoveryError, Failure, escape};
 use crate::time::Instant;
 
 /// Where the service account's files are unless configured.
@@ -355,7 +355,7 @@ pub struct Kubernetes {
     /// The server refused to let us watch: poll.
     watch_refused: bool,
     /// How many addresses could not be named at the last poll (reported when it changes).
-    unnamed: usize,
+    unnamed: super::unnamed::Unnamed,
     name: String,
 }
 
@@ -376,7 +376,7 @@ impl Kubernetes {
             objects: BTreeMap::new(),
             version: None,
             watch_refused: false,
-            unnamed: 0,
+            unnamed: Default::default(),
             name: String::new(),
             config,
         }
@@ -710,17 +710,7 @@ impl Kubernetes {
             }
         }
         round.commit();
-        if unnamed.len() != self.unnamed && !unnamed.is_empty() {
-            let (first, why) = &unnamed[0];
-            cx.rejected(
-                None,
-                Rejection::InvalidNode(format!(
-                    "{} of the listed addresses name no node, e.g. {first}: {why}",
-                    unnamed.len()
-                )),
-            );
-        }
-        self.unnamed = unnamed.len();
+        self.unnamed.report(cx, "the listed addresses", &unnamed);
     }
 }
 
