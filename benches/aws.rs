@@ -20,13 +20,15 @@ static ALLOC: alloc::Counting = alloc::Counting;
 fn main() {
     let body = ec2::sample_page(1000);
     let runs = 30;
-    let (mut best, mut total, mut peak) = (f64::MAX, 0.0, 0);
+    let (mut best, mut total, mut peak, mut allocs) = (f64::MAX, 0.0, 0, 0);
     for _ in 0..runs {
         alloc::reset_peak();
         let base = alloc::live();
+        let before = alloc::allocs();
         let start = Wall::now();
         let page = ec2::parse_describe_instances(body.as_bytes()).unwrap();
         let took = start.elapsed().as_secs_f64() * 1e3;
+        allocs = alloc::allocs() - before;
         assert_eq!(page.instances.len(), 1000);
         peak = peak.max(alloc::peak() - base);
         black_box(page);
@@ -34,7 +36,7 @@ fn main() {
         total += took;
     }
     println!(
-        "decode of a DescribeInstances page of 1000 instances ({} bytes): {:.2} ms mean, {:.2} ms best of {runs}; peak heap added {} bytes ({:.2}× the body)",
+        "decode of a DescribeInstances page of 1000 instances ({} bytes): {:.2} ms mean, {:.2} ms best of {runs}; peak heap added {} bytes ({:.2}× the body), {allocs} allocations",
         body.len(),
         total / f64::from(runs),
         best,
