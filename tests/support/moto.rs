@@ -63,7 +63,7 @@ pub fn venv() -> PathBuf {
         dir.display()
     );
     let status = Command::new(dir.join("bin/pip"))
-        .args(["install", "--quiet", "moto[server]"])
+        .args(["install", "--quiet", "--no-cache-dir", "moto[server]"])
         .status()
         .unwrap();
     assert!(status.success(), "pip install 'moto[server]' failed");
