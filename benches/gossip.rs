@@ -5,9 +5,12 @@
 //! - `netns`: real `muster run` nodes (3, 10, 50; plain, secure and compat mode; Erlang
 //!   connector with Erlang's epmd) on loopback inside a network namespace, from the last
 //!   launch until every node has a `connected` event for every other (needs root);
-//! - `sim`: 1,000 simulated gossip nodes, 60 virtual seconds, 5% loss.
+//! - `sim`: 1,000 simulated gossip nodes, 60 virtual seconds, 5% loss;
+//! - `footprint`: an idle `muster run` node with four peers (needs root): RSS and PSS after
+//!   30 s, CPU time over the next 60 s (`MUSTER_IDLE_SECONDS` for other than 30;
+//!   `MUSTER_BIN` for another build of the tool).
 //!
-//! `cargo bench --features sim --bench gossip [-- receive|flood|netns|sim]`. Prints figures;
+//! `cargo bench --features sim,cli --bench gossip [-- receive|flood|netns|sim|footprint]`. Prints figures;
 //! asserts nothing about speed.
 
 #![allow(clippy::unwrap_used)] // a benchmark unwraps what it set up itself
@@ -191,49 +194,148 @@ fn flood() {
     );
 }
 
-fn netns() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    if !root {
-        println!("netns: skipped (needs root for `ip netns`)");
-        return;
+/// A network namespace with loopback up, multicast routed over it and Erlang's own epmd
+/// listening: everything is killed and removed when it is dropped.
+struct Namespace {
+    name: String,
+    dir: std::path::PathBuf,
+    epmd: std::process::Child,
+}
+
+impl Namespace {
+    /// `None` (and a line saying so) without root, which `ip netns` needs.
+    fn new(what: &str) -> Option<Namespace> {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false);
+        if !root {
+            println!("{what}: skipped (needs root for `ip netns`)");
+            return None;
+        }
+        let name = format!("mstbench{}", std::process::id() % 10_000);
+        let ip = |args: &[&str]| {
+            let ok = Command::new("ip").args(args).status().unwrap().success();
+            assert!(ok, "ip {}", args.join(" "));
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "route",
+            "add",
+            "224.0.0.0/4",
+            "dev",
+            "lo",
+            "src",
+            "127.0.0.1",
+        ]);
+        let epmd = Command::new("ip")
+            .args(["netns", "exec", &name, "epmd", "-port", "4369"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("epmd (Debian's erlang-base)");
+        // epmd says nothing when it listens: a node that registers too early retries anyway.
+        std::thread::sleep(Duration::from_millis(300));
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Some(Namespace { name, dir, epmd })
     }
-    let ns = format!("mstbench{}", std::process::id() % 10_000);
-    let ip = |args: &[&str]| {
-        let ok = Command::new("ip").args(args).status().unwrap().success();
-        assert!(ok, "ip {}", args.join(" "));
+
+    /// Launches `muster` node `n{i}@127.0.0.1` (Erlang connector, one gossip topology with
+    /// `extra` in its config) and sends `(i, peer)` on `tx` for every `connected` event.
+    fn launch(
+        &self,
+        bin: &str,
+        i: usize,
+        extra: &str,
+        tx: &std::sync::mpsc::Sender<(usize, String)>,
+    ) -> std::process::Child {
+        let node = format!("n{i}@127.0.0.1");
+        let path = self.dir.join(format!("n{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[node]\nname = \"{node}\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\nembedded_epmd = \"never\"\n\
+                 [topologies.lan]\nstrategy = \"gossip\"\n[topologies.lan.config]\n{extra}"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, bin, "run", "--format", "json"])
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = match serde_json::from_str(&line) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                };
+                if v["event"] == "connected"
+                    && tx
+                        .send((i, v["node"].as_str().unwrap_or("").to_owned()))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        child
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.epmd.kill();
+        let _ = self.epmd.wait();
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until `n` nodes have each had a `connected` event for every other, at most `limit`:
+/// the pairs seen.
+fn mesh(rx: &std::sync::mpsc::Receiver<(usize, String)>, n: usize, limit: Duration) -> usize {
+    let mut seen = BTreeSet::new();
+    while seen.len() < n * (n - 1) {
+        match rx.recv_timeout(limit) {
+            Ok(x) => {
+                seen.insert(x);
+            }
+            Err(_) => break,
+        }
+    }
+    seen.len()
+}
+
+fn netns() {
+    let Some(ns) = Namespace::new("netns") else {
+        return;
     };
-    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-    ip(&["netns", "add", &ns]);
-    ip(&["-n", &ns, "link", "set", "lo", "up"]);
-    ip(&[
-        "-n",
-        &ns,
-        "route",
-        "add",
-        "224.0.0.0/4",
-        "dev",
-        "lo",
-        "src",
-        "127.0.0.1",
-    ]);
-    // Erlang's own epmd in the namespace, for the nodes to register with (stopped below).
-    let mut epmd = Command::new("ip")
-        .args(["netns", "exec", &ns, "epmd", "-port", "4369"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("epmd (Debian's erlang-base)");
-    std::thread::sleep(Duration::from_millis(300));
     println!(
         "last launch -> every node has a `connected` event for every other: real `muster run` nodes \
          (Erlang connector, libcluster's default 1..5000 ms heartbeats) on loopback in a namespace; \
          libcluster's 10-node figure on this machine was 2.1 s:"
     );
-    let dir = std::env::temp_dir().join(&ns);
-    std::fs::create_dir_all(&dir).unwrap();
     for (mode, extra) in [
         ("plain", ""),
         ("secure", "secret = \"s\"\n"),
@@ -241,76 +343,19 @@ fn netns() {
     ] {
         for n in [3usize, 10, 50] {
             let (tx, rx) = std::sync::mpsc::channel();
-            let mut children = Vec::new();
-            for i in 0..n {
-                let node = format!("n{i}@127.0.0.1");
-                let path = dir.join(format!("n{i}.toml"));
-                std::fs::write(
-                    &path,
-                    format!(
-                        "[node]\nname = \"{node}\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\nembedded_epmd = \"never\"\n\
-                         [topologies.lan]\nstrategy = \"gossip\"\n[topologies.lan.config]\n{extra}"
-                    ),
-                )
-                .unwrap();
-                let mut child = Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &ns,
-                        env!("CARGO_BIN_EXE_muster"),
-                        "run",
-                        "--format",
-                        "json",
-                        "--config",
-                    ])
-                    .arg(&path)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                let out = child.stdout.take().unwrap();
-                let tx = tx.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(out).lines().map_while(Result::ok) {
-                        let v: serde_json::Value = match serde_json::from_str(&line) {
-                            Ok(v) => v,
-                            Err(_) => continue,
-                        };
-                        if v["event"] == "connected"
-                            && tx
-                                .send((i, v["node"].as_str().unwrap_or("").to_owned()))
-                                .is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
-                children.push(child);
-            }
+            let children: Vec<_> = (0..n)
+                .map(|i| ns.launch(env!("CARGO_BIN_EXE_muster"), i, extra, &tx))
+                .collect();
             let last = Wall::now();
-            let mut seen = BTreeSet::new();
-            let mut failed = false;
-            while seen.len() < n * (n - 1) {
-                match rx.recv_timeout(Duration::from_secs(60)) {
-                    Ok(x) => {
-                        seen.insert(x);
-                    }
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
-            }
+            let seen = mesh(&rx, n, Duration::from_secs(60));
             let took = last.elapsed();
-            match failed {
-                false => println!(
+            match seen == n * (n - 1) {
+                true => println!(
                     "  {mode:>6}, {n:>2} nodes: {:>6.0} ms",
                     took.as_secs_f64() * 1000.0
                 ),
-                true => println!(
-                    "  {mode:>6}, {n:>2} nodes: not meshed in 60 s ({} of {} pairs)",
-                    seen.len(),
+                false => println!(
+                    "  {mode:>6}, {n:>2} nodes: not meshed in 60 s ({seen} of {} pairs)",
                     n * (n - 1)
                 ),
             }
@@ -320,18 +365,71 @@ fn netns() {
             }
         }
     }
-    let _ = epmd.kill();
-    let _ = epmd.wait();
-    let _ = Command::new("ip")
-        .args(["netns", "pids", &ns])
-        .output()
-        .map(|o| {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        });
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One line of `/proc/{pid}/smaps_rollup`, in KiB.
+fn smaps(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User and system CPU time of `pid` so far.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+/// An idle node's footprint: five `muster run` nodes (gossip, Erlang connector, secure mode),
+/// meshed; node 0's RSS and PSS 30 s after the mesh, then its CPU time over 60 s.
+/// `MUSTER_BIN` measures another build of the tool (a static one, say).
+fn footprint() {
+    let Some(ns) = Namespace::new("footprint") else {
+        return;
+    };
+    let bin = std::env::var("MUSTER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_muster").into());
+    let settle: u64 = std::env::var("MUSTER_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut children: Vec<_> = (0..5)
+        .map(|i| ns.launch(&bin, i, "secret = \"s\"\n", &tx))
+        .collect();
+    let seen = mesh(&rx, 5, Duration::from_secs(60));
+    assert_eq!(seen, 20, "the five nodes did not mesh");
+    // `ip netns exec` execs the tool: the child's pid is the node's.
+    let pid = children[0].id();
+    std::thread::sleep(Duration::from_secs(settle));
+    let (rss, pss) = (smaps(pid, "Rss"), smaps(pid, "Pss"));
+    let (anon, file) = (smaps(pid, "Anonymous"), smaps(pid, "Pss_File"));
+    let before = cpu(pid);
+    std::thread::sleep(Duration::from_secs(2 * settle));
+    let used = cpu(pid).saturating_sub(before);
+    println!(
+        "idle `muster run` ({bin}), secure gossip + Erlang connector, 4 peers: after {settle} s \
+         RSS {rss} KiB (anonymous {anon} KiB), PSS {pss} KiB (of files {file} KiB); CPU over {} s: {} ms",
+        2 * settle,
+        used.as_millis()
+    );
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 fn sim() {
@@ -397,5 +495,8 @@ fn main() {
     }
     if want("sim") {
         sim();
+    }
+    if want("footprint") {
+        footprint();
     }
 }
