@@ -18,10 +18,12 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::demo::{self, DemoOptions};
+use cli::lines::{Lines, LogWriter};
 use cli::output::{Format, event_line};
 use cli::simulate::SimulateOptions;
 use muster::config::ConfigFile;
 use muster::core::strategy::{Environment, Registry};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 const AFTER_HELP: &str = "\
 environment:
@@ -82,7 +84,8 @@ enum Command {
     Simulate(SimulateOptions),
 }
 
-fn init_logging() {
+/// Logs on stderr, through `to` when given (`muster run`'s queued stderr).
+fn init_logging(to: Option<LogWriter>) {
     let level = match std::env::var("MUSTER_LOG").as_deref() {
         Ok("trace") => tracing::Level::TRACE,
         Ok("debug") => tracing::Level::DEBUG,
@@ -96,7 +99,10 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+        .with_writer(match to {
+            Some(w) => BoxMakeWriter::new(w),
+            None => BoxMakeWriter::new(std::io::stderr),
+        })
         .init();
 }
 
@@ -143,7 +149,7 @@ async fn wait_for_signal() -> std::io::Result<&'static str> {
     }
 }
 
-async fn run(config: ConfigFile, format: Format) -> ExitCode {
+async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> ExitCode {
     let path = config.path.clone();
     let leave_timeout = config.leave_timeout;
     let admin = config.admin.clone();
@@ -155,10 +161,10 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
         }
     };
     if let Some(epmd) = &started.epmd {
-        eprintln!(
+        err.try_send(format!(
             "muster: muster's own EPMD answers on {} (nodes of this host only may register)",
             epmd.local_addr()
-        );
+        ));
     }
     let _epmd = started.epmd;
     let (handle, mut events) = match started.builder.spawn() {
@@ -172,10 +178,10 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
     let _admin = match &admin {
         Some(a) => match tokio::net::TcpListener::bind(a.listen).await {
             Ok(l) => {
-                eprintln!(
+                err.try_send(format!(
                     "muster: admin endpoint on http://{} (/livez, /readyz, /metrics)",
                     a.listen
-                );
+                ));
                 let serve = cli::admin::serve(l, handle.clone(), a.clone(), observed.clone());
                 Some(tokio::spawn(serve))
             }
@@ -188,106 +194,173 @@ async fn run(config: ConfigFile, format: Format) -> ExitCode {
     };
     let start = Instant::now();
     let mut missed = 0;
+    let mut line = |e: &muster::core::Event, events: &muster::tokio::Events| {
+        event_text(e, events, &mut missed, &observed, format, start)
+    };
+    // Until a signal: each event waits for room in stdout's queue, and while it waits the
+    // driver's own queue holds (or counts as missed) what comes next; the node runs on.
     let signal = wait_for_signal();
     tokio::pin!(signal);
-    loop {
+    let mut pending = None;
+    let stop = loop {
+        let e = tokio::select! {
+            s = &mut signal => break s,
+            e = events.recv() => match e {
+                Some(e) => e,
+                None => break Ok("the node stopped"),
+            },
+        };
+        let text = line(&e, &events);
         tokio::select! {
             s = &mut signal => {
-                match s {
-                    Ok(name) => eprintln!("muster: {name}: stopping"),
-                    Err(e) => eprintln!("muster: cannot wait for signals: {e}; stopping"),
-                }
-                break;
+                pending = Some(text);
+                break s;
             }
-            e = events.recv() => match e {
-                Some(e) => print_event(&e, &events, &mut missed, &observed, format, start),
-                None => break,
-            },
+            p = out.room() => if let Some(p) = p { p.send(text) },
         }
+    };
+    match stop {
+        Ok(name) => err.try_send(format!("muster: {name}: stopping")),
+        Err(e) => err.try_send(format!("muster: cannot wait for signals: {e}; stopping")),
     }
     // Leave as a node should: disconnect what this node connected, unregister from EPMD,
     // close the listeners — within leave_timeout, printing what happens; a second signal
-    // exits at once.
+    // exits at once. The output gets what is left of leave_timeout, and at least OUTPUT_GRACE.
     observed.set_leaving();
+    let until = tokio::time::Instant::now() + leave_timeout;
     let leave = handle.leave();
-    let deadline = tokio::time::sleep(leave_timeout);
+    let deadline = tokio::time::sleep_until(until);
     let again = wait_for_signal();
     tokio::pin!(leave, deadline, again);
+    let mut left = false;
+    let mut cut = false;
     loop {
+        if let Some(text) = pending.take() {
+            tokio::select! {
+                p = out.room() => if let Some(p) = p { p.send(text) },
+                _ = &mut deadline => break,
+                _ = &mut again => {
+                    cut = true;
+                    break;
+                }
+            }
+        }
+        // Left: what the leave said last is printed, then the node is done.
+        if left {
+            match tokio::time::timeout(Duration::ZERO, events.recv()).await {
+                Ok(Some(e)) => {
+                    pending = Some(line(&e, &events));
+                    continue;
+                }
+                _ => break,
+            }
+        }
         tokio::select! {
-            _ = &mut leave => break,
+            _ = &mut leave => left = true,
             _ = &mut deadline => {
-                eprintln!(
+                err.try_send(format!(
                     "muster: leaving took longer than {} ms (leave_timeout): exiting",
                     leave_timeout.as_millis()
-                );
+                ));
                 break;
             }
             s = &mut again => {
                 if let Ok(name) = s {
-                    eprintln!("muster: {name} again: exiting at once");
+                    err.try_send(format!("muster: {name} again: exiting at once"));
                 }
+                cut = true;
                 break;
             }
             e = events.recv() => match e {
-                Some(e) => print_event(&e, &events, &mut missed, &observed, format, start),
+                Some(e) => pending = Some(line(&e, &events)),
                 None => break,
             },
         }
     }
-    // What the leave said last.
-    while let Ok(Some(e)) = tokio::time::timeout(Duration::ZERO, events.recv()).await {
-        print_event(&e, &events, &mut missed, &observed, format, start);
+    let grace = match cut {
+        true => OUTPUT_GRACE,
+        false => until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(OUTPUT_GRACE),
+    };
+    let wrote = out.finish(grace).await;
+    if !wrote {
+        err.try_send("muster: stdout did not take the last events in time".into());
     }
+    err.finish(OUTPUT_GRACE).await;
     ExitCode::SUCCESS
 }
 
-/// Prints `e` (after a `missed` line if events were missed before it) and counts it.
-fn print_event(
+/// Lines `muster run` queues for stdout (events; the driver's queue holds the rest) and for
+/// stderr (logs; dropped and counted beyond it).
+const STDOUT_QUEUE: usize = 1024;
+const STDERR_QUEUE: usize = 256;
+
+/// How long an exiting `muster run` waits at least for its output to be written.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// The line(s) for `e` (after a `missed` line if events were missed before it), counted.
+fn event_text(
     e: &muster::core::Event,
     events: &muster::tokio::Events,
     missed: &mut u64,
     observed: &cli::admin::Observed,
     format: Format,
     start: Instant,
-) {
-    report_missed(events, missed, format, start.elapsed());
+) -> String {
+    let t = start.elapsed();
+    let mut text = missed_line(events, missed, format, t).unwrap_or_default();
     observed.set_missed(*missed);
     observed.observe(e);
-    // A closed or failing stdout must not take the node down (nor cut its leave short).
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stdout(),
-        "{}",
-        event_line(e, format, start.elapsed(), None)
-    );
+    text.push_str(&event_line(e, format, t, None));
+    text
 }
 
-/// Says how many events the output missed since it last said so: a `missed` line.
-fn report_missed(events: &muster::tokio::Events, said: &mut u64, format: Format, t: Duration) {
-    use std::io::Write as _;
+/// Says how many events the output missed since it last said so: a `missed` line, and its
+/// newline.
+fn missed_line(
+    events: &muster::tokio::Events,
+    said: &mut u64,
+    format: Format,
+    t: Duration,
+) -> Option<String> {
     let now = events.missed();
-    if now > *said {
-        let n = now - *said;
-        *said = now;
-        let _ = match format {
-            Format::Text => writeln!(
-                std::io::stdout(),
-                "{:>9.3}s missed {n} events (the output fell behind; see muster_events_missed_total)",
-                t.as_secs_f64()
-            ),
-            Format::Json => writeln!(
-                std::io::stdout(),
-                "{}",
-                serde_json::json!({"t": t.as_secs_f64(), "event": "missed", "count": n})
-            ),
-        };
+    if now <= *said {
+        return None;
     }
+    let n = now - *said;
+    *said = now;
+    Some(match format {
+        Format::Text => format!(
+            "{:>9.3}s missed {n} events (the output fell behind; see muster_events_missed_total)\n",
+            t.as_secs_f64()
+        ),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::json!({"t": t.as_secs_f64(), "event": "missed", "count": n})
+        ),
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `run` serves a node: its output must never stop it (see cli::lines).
+    let queued = match cli.command {
+        Command::Run { .. } => {
+            match (
+                Lines::spawn(std::io::stdout(), STDOUT_QUEUE, "stdout"),
+                Lines::spawn(std::io::stderr(), STDERR_QUEUE, "stderr"),
+            ) {
+                (Ok(out), Ok(err)) => Some((out, err)),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("muster: cannot start the output threads: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
+    init_logging(queued.as_ref().map(|(_, err)| err.log_writer()));
     // `run` is one node: one thread serves it, and its memory stays in one allocator arena
     // (what a flood of connections took is given back, not kept in per-thread arenas). The
     // demo runs many nodes and uses every core.
@@ -316,7 +389,10 @@ fn main() -> ExitCode {
             name,
             format,
         } => match load(&config, name.as_deref()) {
-            Ok(c) => runtime.block_on(run(c, format)),
+            Ok(c) => match queued {
+                Some((out, err)) => runtime.block_on(run(c, format, out, err)),
+                None => ExitCode::FAILURE,
+            },
             Err(code) => code,
         },
         Command::Demo {

@@ -755,3 +755,91 @@ fn a_hundred_thousand_nodes_at_once_are_all_printed() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Whether a thread of process `pid` is in a `write` to its stdout that has not returned: the
+/// pipe is full and the writer waits for the reader.
+#[cfg(target_os = "linux")]
+fn blocked_writing_stdout(pid: u32) -> bool {
+    // write and writev, by this architecture's numbers.
+    let calls: &[&str] = if cfg!(target_arch = "aarch64") {
+        &["64", "66"]
+    } else {
+        &["1", "20"]
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|t| {
+        let text = std::fs::read_to_string(t.path().join("syscall")).unwrap_or_default();
+        let mut f = text.split_whitespace();
+        matches!((f.next(), f.next()), (Some(n), Some("0x1")) if calls.contains(&n))
+    })
+}
+
+/// A reader that stops reading stdout (a stalled log collector) stops only the output: the
+/// node goes on serving (its admin endpoint answers) and leaves on SIGTERM, though nothing
+/// it prints is ever read. Before, the node's one thread waited in `write` for good.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stalled_stdout_stops_neither_the_node_nor_its_leave() {
+    // Three thousand discovered lines are far more than a pipe holds.
+    let hosts: Vec<String> = (0..3000)
+        .map(|i| format!("\"n{i}@10.0.{}.{}\"", i >> 8, i & 255))
+        .collect();
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let path = temp_config(
+        "stalled.toml",
+        &format!(
+            "[node]\nname = \"me@127.0.0.1\"\n[admin]\nlisten = \"{admin}\"\n\
+             [topologies.big]\nstrategy = \"epmd\"\n[topologies.big.config]\nhosts = [{}]\n",
+            hosts.join(", ")
+        ),
+    );
+    let mut child = muster()
+        .args(["run", "--config", &path, "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Held and never read.
+    let _stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    // A failsafe, not a synchronisation: a broken tool fails the test instead of hanging it.
+    let failsafe = std::time::Instant::now() + Duration::from_secs(60);
+    while !blocked_writing_stdout(pid) {
+        assert!(
+            std::time::Instant::now() < failsafe,
+            "the output never filled the pipe"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut s = std::net::TcpStream::connect(&admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /livez HTTP/1.1\r\nHost: muster\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let read = s.read_to_string(&mut text);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "no answer from /livez while stdout is stalled: {read:?} {text:?}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > failsafe + Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("no exit after SIGTERM while stdout is stalled");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+}
