@@ -78,6 +78,9 @@ struct Lookup {
     hops: u8,
     start: usize,
     server: usize,
+    /// The server the query in flight went to: its reply is accepted from there even when
+    /// the configuration changed meanwhile.
+    asked: SocketAddr,
     attempt: u32,
     query_id: u16,
     deadline: Instant,
@@ -121,10 +124,32 @@ impl Resolver {
         }
     }
 
-    /// Uses `conf` for lookups started from now on.
-    pub fn set_conf(&mut self, conf: ResolvConf) {
+    /// Uses `conf` from now on: lookups in flight keep waiting for the servers they asked,
+    /// and move on to `conf`'s servers. The sockets of servers no longer configured are
+    /// closed once no lookup waits on them (at the next call; one still opening, once open).
+    pub fn set_conf(&mut self, conf: ResolvConf, cx: &mut Context<'_>) {
         self.servers = conf.servers();
         self.conf = conf;
+        self.prune(cx);
+    }
+
+    /// Closes the sockets of servers neither configured nor waited on.
+    fn prune(&mut self, cx: &mut Context<'_>) {
+        let (servers, lookups) = (&self.servers, &self.lookups);
+        self.socks.retain(|(addr, sock)| {
+            if servers.contains(addr) || lookups.iter().any(|l| l.asked == *addr) {
+                return true;
+            }
+            match sock {
+                Sock::Open(socket) => {
+                    cx.close_udp(*socket);
+                    false
+                }
+                Sock::Closed => false,
+                // Closed when its opening is answered.
+                Sock::Opening(_) => true,
+            }
+        });
     }
 
     /// The configuration in use.
@@ -169,6 +194,8 @@ impl Resolver {
             hops: 0,
             start,
             server: 0,
+            // Set by the first send, below.
+            asked: SocketAddr::from(([0, 0, 0, 0], 0)),
             attempt: 0,
             query_id: 0,
             deadline: now,
@@ -238,7 +265,7 @@ impl Resolver {
         let waiting: Vec<usize> = (0..self.lookups.len())
             .filter(|&i| {
                 matches!(self.lookups[i].transport, Transport::Udp)
-                    && self.server_of(&self.lookups[i]) == server
+                    && self.lookups[i].asked == server
             })
             .collect();
         for i in waiting.into_iter().rev() {
@@ -262,6 +289,7 @@ impl Resolver {
             }
         };
         let to = self.server_of(l);
+        l.asked = to;
         match self.socket_for(&to, cx) {
             Sock::Open(socket) => {
                 cx.send_datagram(socket, Endpoint::Addr(to), Bytes::from(packet));
@@ -276,7 +304,8 @@ impl Resolver {
         };
         let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&packet);
-        let to = self.server_of(l);
+        // The server that said the reply was truncated.
+        let to = l.asked;
         l.deadline = now + self.conf.timeout;
         let x =
             Exchange::tcp(Endpoint::Addr(to), Bytes::from(framed), l.deadline).max_reply(66 * 1024);
@@ -349,7 +378,7 @@ impl Resolver {
         tcp: bool,
         cx: &mut Context<'_>,
     ) {
-        let server = self.server_of(&l);
+        let server = l.asked;
         match reply {
             Reply::Truncated if !tcp => {
                 self.send_tcp(now, &mut l, cx);
@@ -414,7 +443,7 @@ impl Resolver {
             let candidate = matches!(l.transport, Transport::Udp)
                 && l.queued.is_none()
                 && Some(l.query_id) == id
-                && server_at(&self.servers, l) == from;
+                && l.asked == from;
             if candidate && let Ok(reply) = dns::read_reply(data, l.query_id, &l.asking, l.kind) {
                 found = Some((pos, reply));
                 break;
@@ -452,12 +481,15 @@ impl Resolver {
                     *s = Sock::Open(socket);
                 }
                 for l in &mut self.lookups {
-                    if server_at(&self.servers, l) == server
+                    if l.asked == server
                         && let Some(packet) = l.queued.take()
                     {
                         cx.send_datagram(socket, Endpoint::Addr(server), Bytes::from(packet));
                     }
                 }
+                // Opened for a server the configuration dropped meanwhile, with no lookup
+                // waiting on it.
+                self.prune(cx);
             }
             (Sock::Opening(_), SocketEvent::OpenFailed(why)) => {
                 if let Some((_, s)) = self.socks.iter_mut().find(|(a, _)| *a == server) {
@@ -493,7 +525,7 @@ impl Resolver {
             |l| matches!(&l.transport, Transport::Tcp { exchange: x, .. } if *x == exchange),
         );
         let Some(pos) = pos else { return false };
-        let server = self.server_of(&self.lookups[pos]);
+        let server = self.lookups[pos].asked;
         match reply {
             strategy::Reply::Data(d) => {
                 let Transport::Tcp { buf, .. } = &mut self.lookups[pos].transport else {
@@ -556,7 +588,7 @@ impl Resolver {
                 }
                 let why = Failure::timed_out(format!(
                     "{} did not answer within {} s",
-                    self.server_of(&l),
+                    l.asked,
                     self.conf.timeout.as_secs()
                 ));
                 self.next_server(now, l, why, cx);

@@ -595,3 +595,136 @@ fn a_named_resolv_conf_that_is_missing_fails_the_poll() {
     assert_eq!(f.len(), 1);
     assert!(f[0].contains("/etc/muster/resolv.conf"), "{f:?}");
 }
+
+/// A strategy of the test's own around the public resolver: it looks `app.test` up once and,
+/// while the query is on its way, changes the configuration to another server. What it got
+/// is shared with the test.
+struct SwitchMidLookup {
+    resolver: muster_core::resolver::Resolver,
+    got: std::sync::Arc<std::sync::Mutex<Vec<muster_core::resolver::Outcome>>>,
+}
+
+impl SwitchMidLookup {
+    fn collect(&mut self) {
+        while let Some((_, outcome)) = self.resolver.poll_outcome() {
+            self.got.lock().unwrap().push(outcome);
+        }
+    }
+}
+
+impl Strategy for SwitchMidLookup {
+    fn kind(&self) -> &'static str {
+        "switch_mid_lookup"
+    }
+
+    fn start(&mut self, now: muster_core::Instant, cx: &mut muster_core::strategy::Context<'_>) {
+        use muster_core::resolver::{Kind, ResolvConf};
+        self.resolver.lookup(now, "app.test", Kind::A, cx);
+        self.resolver
+            .set_conf(ResolvConf::parse("nameserver 10.53.0.54\n"), cx);
+    }
+
+    fn handle_timeout(
+        &mut self,
+        now: muster_core::Instant,
+        cx: &mut muster_core::strategy::Context<'_>,
+    ) {
+        self.resolver.handle_timeout(now, cx);
+        self.collect();
+    }
+
+    fn handle_socket(
+        &mut self,
+        now: muster_core::Instant,
+        socket: muster_core::strategy::SocketId,
+        event: muster_core::strategy::SocketEvent<'_>,
+        cx: &mut muster_core::strategy::Context<'_>,
+    ) {
+        self.resolver.handle_socket(now, socket, event, cx);
+        self.collect();
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: muster_core::Instant,
+        socket: muster_core::strategy::SocketId,
+        from: SocketAddr,
+        data: &[u8],
+        cx: &mut muster_core::strategy::Context<'_>,
+    ) {
+        self.resolver.handle_datagram(now, socket, from, data, cx);
+        self.collect();
+    }
+
+    fn poll_timeout(&self) -> Option<muster_core::Instant> {
+        self.resolver.poll_timeout()
+    }
+}
+
+/// A lookup in flight when the configuration changes still takes the reply of the server it
+/// asked (before, the reply was ignored as coming from the wrong server, and the lookup
+/// moved on to the new server, which does not know the name).
+#[test]
+fn a_lookup_in_flight_across_a_configuration_change_keeps_its_reply() {
+    use muster_core::resolver::{Found, Outcome, ResolvConf, Resolver};
+    let mut sim = Sim::new(62, SimConfig::default());
+    let mut zone = DnsServer::new();
+    zone.set("app.test", vec![a("10.0.0.1")]);
+    sim.add_dns_server(server_addr(), zone);
+    sim.add_dns_server("10.53.0.54:53".parse().unwrap(), DnsServer::new());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = got.clone();
+    sim.add_node(n(ME), ClusterConfig::new(), move || {
+        let strategy = SwitchMidLookup {
+            resolver: Resolver::new(ResolvConf::parse("nameserver 10.53.0.53\n")),
+            got: shared.clone(),
+        };
+        vec![TopologySpec::boxed("switch", Box::new(strategy))]
+    });
+    sim.run_for(ms(30_000));
+    let ip = "10.0.0.1".parse().unwrap();
+    assert_eq!(
+        *got.lock().unwrap(),
+        vec![Outcome::Records(vec![Found::Ip(ip)])]
+    );
+}
+
+/// The socket of a name server that left `resolv.conf` is closed at the next poll: a node
+/// whose file changes servers does not keep a socket per server it ever had.
+#[test]
+fn a_name_server_dropped_from_resolv_conf_has_its_socket_closed() {
+    let mut sim = Sim::new(63, SimConfig::default());
+    let mut zone = DnsServer::new();
+    zone.set("app.svc.test", vec![a("10.0.0.1")]);
+    sim.add_dns_server(server_addr(), zone.clone());
+    sim.add_dns_server("10.53.0.54:53".parse().unwrap(), zone.clone());
+    sim.add_dns_server("10.53.0.55:53".parse().unwrap(), zone);
+    sim.write_file(
+        "/etc/resolv.conf",
+        "nameserver 10.53.0.53\nsearch svc.test\noptions rotate\n",
+    );
+    sim.add_fake_node(n("node@10.0.0.1"));
+    sim.add_node(n(ME), ClusterConfig::new(), || {
+        vec![spec(
+            Box::new(DnsPoll::new(DnsPollConfig::new("app", "node"))),
+            quick(),
+        )]
+    });
+    let sockets = |sim: &Sim| sim.cluster(ME).unwrap().metrics().sockets;
+    sim.run_for(ms(3000));
+    assert!(sim.linked(ME, "node@10.0.0.1"));
+    assert_eq!(sockets(&sim), 1);
+    sim.write_file(
+        "/etc/resolv.conf",
+        "nameserver 10.53.0.54\nsearch svc.test\n",
+    );
+    sim.run_for(ms(6000));
+    sim.write_file(
+        "/etc/resolv.conf",
+        "nameserver 10.53.0.55\nsearch svc.test\n",
+    );
+    sim.run_for(ms(6000));
+    assert_eq!(sockets(&sim), 1, "one server, one socket");
+    assert!(sim.linked(ME, "node@10.0.0.1"));
+    assert!(failures(&sim).is_empty(), "{:?}", failures(&sim));
+}

@@ -309,7 +309,7 @@ impl Poller {
                 if !self.options.nameservers.is_empty() {
                     conf.nameservers = self.options.nameservers.clone();
                 }
-                self.resolver.set_conf(conf);
+                self.resolver.set_conf(conf, cx);
                 self.have_conf = true;
             }
             Err(why) => {
