@@ -327,6 +327,7 @@ async fn tls_verified_against_the_ca_file() {
         Some(TlsFiles {
             cert: dir.path("etcd.crt"),
             key: dir.path("etcd.key"),
+            client_ca: None,
         }),
     );
     let ca = dir.path("etcd-ca.crt").to_string_lossy().into_owned();
@@ -356,4 +357,57 @@ async fn tls_verified_against_the_ca_file() {
     a.shutdown().await;
     b.shutdown().await;
     x.shutdown().await;
+}
+
+/// An etcd that authenticates clients by certificate (`--client-cert-auth`): nodes with a
+/// certificate of its CA discover each other; one without a certificate, or with a key that
+/// is not its certificate's, is refused and reports why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_certificate_is_presented_to_an_etcd_that_requires_one() {
+    let dir = support::k8s::Dir::new("etcd-mtls");
+    support::k8s::make_certs(&dir, "etcd");
+    support::k8s::make_client_cert(&dir, "etcd", "client");
+    support::k8s::make_client_cert(&dir, "etcd", "stranger");
+    let etcd = Etcd::start_with(
+        "mtls",
+        Some(TlsFiles {
+            cert: dir.path("etcd.crt"),
+            key: dir.path("etcd.key"),
+            client_ca: Some(dir.path("etcd-ca.crt")),
+        }),
+    );
+    let path = |f: &str| dir.path(f).to_string_lossy().into_owned();
+    let with = |cert: Option<(&str, &str)>| {
+        let mut o = vec![
+            endpoints(&[etcd.url()]),
+            ("ca_file", Value::str(path("etcd-ca.crt"))),
+        ];
+        if let Some((c, k)) = cert {
+            o.push(("cert_file", Value::str(path(c))));
+            o.push(("key_file", Value::str(path(k))));
+        }
+        o
+    };
+    let (a, _ea) = node("a@127.0.0.1", with(Some(("client.crt", "client.key"))));
+    let (b, _eb) = node("b@127.0.0.2", with(Some(("client.crt", "client.key"))));
+    members(&a, &["b@127.0.0.2"]).await;
+    members(&b, &["a@127.0.0.1"]).await;
+    // No certificate: the server ends the handshake.
+    let (x, mut ex) = node("x@127.0.0.9", with(None));
+    let seen = events_until(&mut ex, |e| matches!(e, Event::DiscoveryFailed { .. })).await;
+    assert_eq!(failures(&seen).len(), 1, "{seen:?}");
+    assert!(x.members().is_empty());
+    // A certificate with another certificate's key: refused before anything is sent, and
+    // the reason says so without showing the key.
+    let (y, mut ey) = node("y@127.0.0.10", with(Some(("client.crt", "stranger.key"))));
+    let seen = events_until(&mut ey, |e| matches!(e, Event::DiscoveryFailed { .. })).await;
+    let why = failures(&seen);
+    assert_eq!(why.len(), 1, "{seen:?}");
+    assert!(why[0].contains("not usable together"), "{why:?}");
+    assert!(!why[0].contains("PRIVATE KEY"), "{why:?}");
+    assert!(y.members().is_empty());
+    a.shutdown().await;
+    b.shutdown().await;
+    x.shutdown().await;
+    y.shutdown().await;
 }

@@ -316,6 +316,29 @@ pub struct Tls {
     pub server_name: String,
     /// What the server's certificate is checked against.
     pub trust: Trust,
+    /// The certificate this client presents when the server asks for one (mutual TLS, such
+    /// as etcd's `--client-cert-auth`); none by default.
+    pub identity: Option<Identity>,
+}
+
+/// A client certificate chain and its private key, both PEM (the key PKCS#8, PKCS#1 or
+/// SEC1), for servers that authenticate clients by certificate. Its `Debug` never shows the
+/// key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The certificate chain, the client's own certificate first.
+    pub cert_pem: Bytes,
+    /// The private key of the first certificate.
+    pub key_pem: Bytes,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &format_args!("(hidden)"))
+            .finish()
+    }
 }
 
 impl fmt::Debug for Tls {
@@ -328,6 +351,7 @@ impl fmt::Debug for Tls {
         f.debug_struct("Tls")
             .field("server_name", &self.server_name)
             .field("trust", &trust)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -354,6 +378,7 @@ impl Tls {
         Tls {
             server_name: server_name.into(),
             trust: Trust::CaPem(ca_pem),
+            identity: None,
         }
     }
 
@@ -362,6 +387,7 @@ impl Tls {
         Tls {
             server_name: server_name.into(),
             trust: Trust::System,
+            identity: None,
         }
     }
 
@@ -370,7 +396,14 @@ impl Tls {
         Tls {
             server_name: server_name.into(),
             trust: Trust::InsecureSkipVerify,
+            identity: None,
         }
+    }
+
+    /// Presents `identity` to a server that asks for a client certificate.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
     }
 }
 

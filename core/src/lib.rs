@@ -63,8 +63,8 @@ pub use cluster::{AddTopologyError, Cluster, ClusterConfig};
 pub use config::{ConfigError, ConfigWarning, Problem, Value};
 pub use event::{Event, TopologyName};
 pub use io::{
-    Answer, Endpoint, Exchange, Input, Multicast, MulticastInterface, Output, OwnedAnswer, Request,
-    StreamTls, Tls, Token, Trust, UdpOptions, time_left,
+    Answer, Endpoint, Exchange, Identity, Input, Multicast, MulticastInterface, Output,
+    OwnedAnswer, Request, StreamTls, Tls, Token, Trust, UdpOptions, time_left,
 };
 pub use metrics::Metrics;
 pub use node::{MAX_NODE_NAME_LEN, Node, NodeName, NodeNameError};

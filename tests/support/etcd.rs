@@ -31,10 +31,12 @@ fn program() -> &'static str {
         .unwrap_or_else(|| panic!("no etcd: install Debian's etcd-server (scripts/test does)"))
 }
 
-/// TLS files for the client port: the server's certificate and key.
+/// TLS files for the client port: the server's certificate and key, and the CA whose client
+/// certificates it requires (`--client-cert-auth`), if it requires any.
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One etcd member; killed when dropped.
@@ -98,6 +100,11 @@ impl Etcd {
         if let Some(t) = &self.tls {
             cmd.arg("--cert-file").arg(&t.cert);
             cmd.arg("--key-file").arg(&t.key);
+            if let Some(ca) = &t.client_ca {
+                cmd.arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(ca);
+            }
         }
         self.child = Some(cmd.spawn().unwrap());
         self.ready();

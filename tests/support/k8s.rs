@@ -88,6 +88,31 @@ pub fn make_certs(dir: &Dir, name: &str) {
     );
 }
 
+/// A client certificate `{name}.crt` and its key `{name}.key` (PKCS#8), signed by the CA
+/// `{ca}-ca` that [`make_certs`] made, for servers that authenticate clients by certificate.
+pub fn make_client_cert(dir: &Dir, ca: &str, name: &str) {
+    let d = &dir.0;
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(
+        d,
+        &args(&format!(
+            "req {ec} -keyout {name}.key -out {name}.csr -subj /CN={name}"
+        )),
+    );
+    std::fs::write(
+        d.join(format!("{name}.ext")),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &args(&format!(
+            "x509 -req -in {name}.csr -CA {ca}-ca.crt -CAkey {ca}-ca.key -CAcreateserial \
+         -out {name}.crt -days 2 -extfile {name}.ext"
+        )),
+    );
+}
+
 /// What the fake server answers next.
 #[derive(Clone, Debug)]
 pub enum Behaviour {

@@ -5,12 +5,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use muster_core::{Endpoint, Failure, FailureKind, Tls, Trust};
+use muster_core::{Endpoint, Failure, FailureKind, Identity, Tls, Trust};
+use rustls::client::WantsClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// The failure of a TLS handshake with `to`, as the TLS stream reported it.
 pub fn handshake_failure(to: &Endpoint, tls: &Tls, e: &std::io::Error) -> Failure {
@@ -26,10 +27,14 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// What a configuration is built from.
+type Key = (Trust, Option<Identity>);
+
 /// Configurations built so far, newest last: a poll every few seconds then reuses its
 /// configuration — no PEM parsed again, and rustls's session cache resumes the TLS session —
-/// until the trust changes (a rotated CA is new bytes, so a new entry).
-static BUILT: Mutex<Vec<(Trust, Arc<ClientConfig>)>> = Mutex::new(Vec::new());
+/// until the trust or the client certificate changes (rotated files are new bytes, so a new
+/// entry).
+static BUILT: Mutex<Vec<(Key, Arc<ClientConfig>)>> = Mutex::new(Vec::new());
 const KEEP: usize = 8;
 
 /// A client configuration and the server name for `tls`, or why there can be none. The
@@ -38,18 +43,39 @@ pub fn client_config(tls: &Tls) -> Result<(Arc<ClientConfig>, ServerName<'static
     let name = ServerName::try_from(tls.server_name.clone())
         .map_err(|e| format!("{:?} is not a TLS server name: {e}", tls.server_name))?;
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, config)) = built.iter().find(|(t, _)| *t == tls.trust) {
+    let key = (tls.trust.clone(), tls.identity.clone());
+    if let Some((_, config)) = built.iter().find(|(k, _)| *k == key) {
         return Ok((config.clone(), name));
     }
-    let config = Arc::new(build(&tls.trust)?);
+    let config = Arc::new(build(&tls.trust, tls.identity.as_ref())?);
     if built.len() == KEEP {
         built.remove(0);
     }
-    built.push((tls.trust.clone(), config.clone()));
+    built.push((key, config.clone()));
     Ok((config, name))
 }
 
-fn build(trust: &Trust) -> Result<ClientConfig, String> {
+fn build(trust: &Trust, identity: Option<&Identity>) -> Result<ClientConfig, String> {
+    let builder = verifying(trust)?;
+    let Some(identity) = identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&identity.cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the client certificate is not valid PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("the client certificate file holds no certificate".into());
+    }
+    // The error names the file's problem, never its contents.
+    let key = PrivateKeyDer::from_pem_slice(&identity.key_pem)
+        .map_err(|e| format!("the client key holds no usable private key: {e}"))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("the client certificate and key are not usable together: {e}"))
+}
+
+/// A configuration builder that verifies servers as `trust` says.
+fn verifying(trust: &Trust) -> Result<ConfigBuilder<ClientConfig, WantsClientCert>, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -67,7 +93,7 @@ fn build(trust: &Trust) -> Result<ClientConfig, String> {
                     "the system CA bundle {path} holds no usable certificate"
                 ));
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
         Trust::CaPem(pem) => {
             let mut roots = RootCertStore::empty();
@@ -80,14 +106,15 @@ fn build(trust: &Trust) -> Result<ClientConfig, String> {
             if roots.is_empty() {
                 return Err("the CA file holds no certificate".into());
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
-        Trust::InsecureSkipVerify => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
-                provider.signature_verification_algorithms,
-            )))
-            .with_no_client_auth(),
+        Trust::InsecureSkipVerify => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+                    provider.signature_verification_algorithms,
+                )))
+        }
         other => return Err(format!("unsupported TLS trust {other:?}")),
     })
 }
@@ -184,5 +211,25 @@ mod tests {
         {
             assert!(client_config(&Tls::system("ec2.us-east-1.amazonaws.com")).is_ok());
         }
+    }
+
+    #[test]
+    fn a_client_identity_is_its_own_configuration_and_bad_files_are_named() {
+        let plain = client_config(&Tls::insecure("etcd.example")).unwrap();
+        let no_cert = Tls::insecure("etcd.example").with_identity(Identity {
+            cert_pem: Bytes::from_static(b"not a certificate"),
+            key_pem: Bytes::from_static(
+                b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n",
+            ),
+        });
+        let e = client_config(&no_cert).unwrap_err();
+        assert!(e.contains("holds no certificate"), "{e}");
+        assert!(!e.contains("c2VjcmV0"), "the key is never shown: {e}");
+        assert!(format!("{no_cert:?}").contains("(hidden)"));
+        assert!(!format!("{no_cert:?}").contains("c2VjcmV0"));
+        // Without an identity, the shared configuration is the one without a certificate.
+        let again = client_config(&Tls::insecure("etcd.example")).unwrap();
+        assert!(Arc::ptr_eq(&plain.0, &again.0));
+        assert!(!again.0.client_auth_cert_resolver.has_certs());
     }
 }

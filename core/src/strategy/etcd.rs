@@ -25,7 +25,7 @@
 //! | `ttl` | `10` | seconds the registration outlives the node's last keep-alive (at least 2) |
 //! | `username`, `password` | none | etcd authentication (both or neither) |
 //! | `ca_file` | the system's bundle | PEM CA certificates `https` endpoints are verified against |
-//! | `cert_file`, `key_file` | — | client certificates: not supported yet (a configuration error) |
+//! | `cert_file`, `key_file` | none | a client certificate (PEM chain) and its key (PKCS#8, PKCS#1 or SEC1), for `https` endpoints that authenticate clients by certificate (etcd's `--client-cert-auth`); both or neither |
 //! | `request_timeout` | `5000` | ms a request may take (a keep-alive at most a third of `ttl`) |
 //! | `watch_timeout` | `300000` | ms a watch lasts before it is opened again from where it was |
 //! | `max_response_bytes` | `33554432` | the largest response accepted (and the most a watch reads before it is opened again) |
@@ -54,7 +54,7 @@ use super::http_call::{HttpCall, authority, host_port};
 use super::http_stream::{HttpStream, StreamEnd};
 use super::{Context, Environment, ExchangeId, ReadId, Reply, Strategy};
 use crate::config::{ConfigError, Options, Value};
-use crate::io::{Endpoint, Exchange, Tls};
+use crate::io::{Endpoint, Exchange, Identity, Tls};
 use crate::proto::etcd::{self, ChangeKind, EtcdError, WatchMessage};
 use crate::proto::http::{self, DEFAULT_MAX_BODY, Response};
 use crate::reason::{DiscoveryError, Failure, escape};
@@ -142,6 +142,9 @@ pub struct EtcdConfig {
     password: Option<String>,
     /// `ca_file`.
     pub ca_file: Option<String>,
+    /// `cert_file` and `key_file`: the client certificate (chain) and its key, presented to
+    /// endpoints that authenticate clients by certificate.
+    pub client_cert: Option<(String, String)>,
     /// `request_timeout`.
     pub request_timeout: Duration,
     /// `watch_timeout`.
@@ -159,6 +162,7 @@ impl core::fmt::Debug for EtcdConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "(not shown)"))
             .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
             .field("request_timeout", &self.request_timeout)
             .field("watch_timeout", &self.watch_timeout)
             .field("max_response_bytes", &self.max_response_bytes)
@@ -176,6 +180,7 @@ impl EtcdConfig {
             username: None,
             password: None,
             ca_file: None,
+            client_cert: None,
             request_timeout: Duration::from_millis(5000),
             watch_timeout: Duration::from_millis(300_000),
             max_response_bytes: DEFAULT_MAX_BODY,
@@ -271,13 +276,28 @@ impl EtcdConfig {
             }
             (None, None) => {}
         }
-        for key in ["cert_file", "key_file"] {
-            if o.string(key)?.is_some() {
+        let file = |o: &mut Options<'_>, key: &'static str| match o.string(key)? {
+            Some("") => Err(ConfigError::invalid(o.key_path(key), "must not be empty")),
+            f => Ok(f.map(str::to_owned)),
+        };
+        c.client_cert = match (file(o, "cert_file")?, file(o, "key_file")?) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(_), None) => {
                 return Err(ConfigError::invalid(
-                    o.key_path(key),
-                    "client certificates are not supported yet: authenticate with username and password",
+                    o.key_path("key_file"),
+                    "missing: cert_file is set",
                 ));
             }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    o.key_path("cert_file"),
+                    "missing: key_file is set",
+                ));
+            }
+            (None, None) => None,
+        };
+        if c.client_cert.is_some() && !c.endpoints.iter().any(|e| e.tls) {
+            o.warn("cert_file", "no endpoint is https: it is not used");
         }
         match o.string("ca_file")? {
             Some("") => {
@@ -327,6 +347,14 @@ enum Step {
     Range,
 }
 
+/// Which PEM file a read is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pem {
+    Ca,
+    Cert,
+    Key,
+}
+
 /// The etcd strategy; see the module documentation.
 #[derive(Debug)]
 pub struct Etcd {
@@ -337,7 +365,11 @@ pub struct Etcd {
     /// The endpoint in use.
     current: usize,
     ca: Option<Bytes>,
-    reading_ca: Option<ReadId>,
+    /// The client certificate and key, once read.
+    cert: Option<Bytes>,
+    key: Option<Bytes>,
+    /// The file being read, and which it is.
+    reading: Option<(ReadId, Pem)>,
     token: Option<String>,
     /// A request was refused for its token and a new one is being used: a second refusal is
     /// a failure, not a loop.
@@ -378,7 +410,9 @@ impl Etcd {
             range_end: Vec::new(),
             current: 0,
             ca: None,
-            reading_ca: None,
+            cert: None,
+            key: None,
+            reading: None,
             token: None,
             reauthenticated: false,
             lease: None,
@@ -437,7 +471,7 @@ impl Etcd {
     /// the CA, a token, a lease, this node's key, a keep-alive that is due, the keys, then
     /// the watch.
     fn drive(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if self.call.busy() || self.reading_ca.is_some() {
+        if self.call.busy() || self.reading.is_some() {
             return;
         }
         if let Some(at) = self.retry_at {
@@ -447,10 +481,9 @@ impl Etcd {
             self.retry_at = None;
         }
         if self.endpoint().tls
-            && self.ca.is_none()
-            && let Some(path) = &self.config.ca_file
+            && let Some((which, path)) = self.unread()
         {
-            self.reading_ca = Some(cx.read_file(path.clone()));
+            self.reading = Some((cx.read_file(path), which));
             return;
         }
         if self.config.username.is_some() && self.token.is_none() {
@@ -492,12 +525,39 @@ impl Etcd {
         }
         let request = http::request("POST", &e.authority, path, &headers, body);
         let x = Exchange::tcp(e.endpoint.clone(), Bytes::from(request), now);
-        match (&self.ca, e.tls) {
-            (Some(ca), true) => x.tls(Tls::verified(e.host.clone(), ca.clone())),
-            // No ca_file: the host's CA bundle.
-            (None, true) => x.tls(Tls::system(e.host.clone())),
-            (_, false) => x,
+        if !e.tls {
+            return x;
         }
+        let tls = match &self.ca {
+            Some(ca) => Tls::verified(e.host.clone(), ca.clone()),
+            // No ca_file: the host's CA bundle.
+            None => Tls::system(e.host.clone()),
+        };
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => x.tls(tls.with_identity(Identity {
+                cert_pem: cert.clone(),
+                key_pem: key.clone(),
+            })),
+            _ => x.tls(tls),
+        }
+    }
+
+    /// The next PEM file to read before a session over TLS: its kind and path.
+    fn unread(&self) -> Option<(Pem, String)> {
+        let c = &self.config;
+        if self.ca.is_none()
+            && let Some(path) = &c.ca_file
+        {
+            return Some((Pem::Ca, path.clone()));
+        }
+        let (cert, key) = c.client_cert.as_ref()?;
+        if self.cert.is_none() {
+            return Some((Pem::Cert, cert.clone()));
+        }
+        if self.key.is_none() {
+            return Some((Pem::Key, key.clone()));
+        }
+        None
     }
 
     fn send(&mut self, now: Instant, step: Step, cx: &mut Context<'_>) {
@@ -568,11 +628,13 @@ impl Etcd {
         self.stream.stop(cx);
         self.watch_created = false;
         self.current = (self.current + 1) % self.config.endpoints.len().max(1);
-        // Simple tokens belong to the member that issued them; a CA file may have been
-        // replaced: get both again.
+        // Simple tokens belong to the member that issued them; a CA file or a client
+        // certificate may have been replaced: get them all again.
         self.token = None;
         self.reauthenticated = false;
         self.ca = None;
+        self.cert = None;
+        self.key = None;
         self.registered = false;
         self.revision = None;
         self.failures = self.failures.saturating_add(1);
@@ -955,15 +1017,28 @@ impl Strategy for Etcd {
         result: Result<&[u8], &Failure>,
         cx: &mut Context<'_>,
     ) {
-        if self.reading_ca != Some(read) {
-            return;
-        }
-        self.reading_ca = None;
+        let which = match self.reading {
+            Some((r, which)) if r == read => which,
+            _ => return,
+        };
+        self.reading = None;
         match result {
-            Ok(pem) => self.ca = Some(Bytes::copy_from_slice(pem)),
+            Ok(pem) => {
+                let pem = Some(Bytes::copy_from_slice(pem));
+                match which {
+                    Pem::Ca => self.ca = pem,
+                    Pem::Cert => self.cert = pem,
+                    Pem::Key => self.key = pem,
+                }
+            }
             Err(f) => {
-                let path = self.config.ca_file.as_deref().unwrap_or_default();
-                let why = DiscoveryError::request(format!("reading ca_file {path}"), f.clone());
+                let c = &self.config;
+                let (key, path) = match (which, &c.client_cert) {
+                    (Pem::Cert, Some((cert, _))) => ("cert_file", cert.as_str()),
+                    (Pem::Key, Some((_, key))) => ("key_file", key.as_str()),
+                    _ => ("ca_file", c.ca_file.as_deref().unwrap_or_default()),
+                };
+                let why = DiscoveryError::request(format!("reading {key} {path}"), f.clone());
                 return self.fail(now, why, cx);
             }
         }
@@ -993,7 +1068,7 @@ impl Strategy for Etcd {
         let mut at = earliest(self.call.poll_timeout(), self.stream.poll_timeout());
         // Timers of the session only matter when a request could go: otherwise the answer
         // (or the file) that is awaited drives the next step.
-        if !self.call.busy() && self.reading_ca.is_none() {
+        if !self.call.busy() && self.reading.is_none() {
             let keepalive = self.lease.and(self.next_keepalive);
             at = earliest(at, self.retry_at.or(keepalive));
         }
@@ -1050,6 +1125,10 @@ impl Strategy for Etcd {
         }
         if let Some(f) = &c.ca_file {
             v.push(("ca_file".into(), Value::str(f)));
+        }
+        if let Some((cert, key)) = &c.client_cert {
+            v.push(("cert_file".into(), Value::str(cert)));
+            v.push(("key_file".into(), Value::str(key)));
         }
         v.extend([
             ("request_timeout".into(), Value::millis(c.request_timeout)),
@@ -1638,16 +1717,22 @@ mod tests {
                 .starts_with("`c.username`: missing")
         );
         assert!(err(&[ep("http://b"), ("prefix", Value::str(""))]).starts_with("`c.prefix`"));
-        let e = err(&[ep("http://b"), ("cert_file", Value::str("/c.pem"))]);
+        let e = err(&[ep("https://b"), ("cert_file", Value::str("/c.pem"))]);
         assert!(
-            e.starts_with("`c.cert_file`: client certificates are not supported yet"),
+            e.starts_with("`c.key_file`: missing: cert_file is set"),
             "{e}"
         );
-        let e = err(&[ep("http://b"), ("key_file", Value::str("/k.pem"))]);
+        let e = err(&[ep("https://b"), ("key_file", Value::str("/k.pem"))]);
         assert!(
-            e.starts_with("`c.key_file`: client certificates are not supported yet"),
+            e.starts_with("`c.cert_file`: missing: key_file is set"),
             "{e}"
         );
+        let e = err(&[
+            ep("https://b"),
+            ("cert_file", Value::str("")),
+            ("key_file", Value::str("/k.pem")),
+        ]);
+        assert!(e.starts_with("`c.cert_file`: must not be empty"), "{e}");
         // What is accepted, and what is said about it.
         let t = vec![
             (
