@@ -305,3 +305,24 @@ async fn announcements_beyond_max_nodes_are_rejected() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Nodes sending libcluster_postgres's bare names, Supabase Realtime's payloads and muster's
+/// own on one channel all know each other: every format is read whatever one sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_every_payload_format_know_each_other() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let with = |format: &str| {
+        let mut o = slow(url(&pg, SCRAM_USER, SCRAM_PASSWORD));
+        o.push(("payload_format", Value::str(format)));
+        o
+    };
+    let (a, _) = node("a@127.0.0.1", with("libcluster"));
+    let (b, _) = node("b@127.0.0.1", with("realtime"));
+    let (c, _) = node("c@127.0.0.1", with("muster"));
+    members(&a, &["b@127.0.0.1", "c@127.0.0.1"]).await;
+    members(&b, &["a@127.0.0.1", "c@127.0.0.1"]).await;
+    members(&c, &["a@127.0.0.1", "b@127.0.0.1"]).await;
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
+}

@@ -369,3 +369,72 @@ fn restart_ends_sessions_with_57p01() {
     complete(&again.query(&pg::listen_query("c").unwrap()), "LISTEN");
     assert_eq!(pg.psql("SELECT 1 + 1"), "2");
 }
+
+/// What a node sends in each `payload_format`, as a session listening on the channel reads
+/// it: bare names for libcluster_postgres's BEAM nodes (which connect to the name they read,
+/// and would try to connect to `muster1 hb ...` otherwise), Supabase Realtime's `sync::`
+/// then `heartbeat::`, and muster's own.
+#[test]
+fn each_payload_format_is_what_its_peers_send() {
+    use muster::core::config::Options as ConfigOptions;
+    use muster::core::strategy::{Environment, Registry};
+    use muster::core::{TopologySpec, Value};
+    use muster::tokio::{Builder, RecordingConnector};
+
+    let pg = Postgres::start();
+    let mut listener = login(Box::new(tcp(&pg)), SCRAM_USER, SCRAM_PASSWORD).unwrap();
+    complete(
+        &listener.query(&pg::listen_query("cluster").unwrap()),
+        "LISTEN",
+    );
+    let url = format!(
+        "postgres://{SCRAM_USER}:{SCRAM_PASSWORD}@127.0.0.1:{}/{DATABASE}?sslmode=disable",
+        pg.port()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The first two payloads `name` sends in `format`.
+    let mut first_two = |name: &str, format: &str| -> Vec<String> {
+        let t: Vec<(String, Value)> = [
+            ("url", Value::str(url.as_str())),
+            ("heartbeat_interval", Value::Int(200)),
+            ("payload_format", Value::str(format)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut o = ConfigOptions::new("config", &t);
+        let strategy = Registry::builtin()
+            .with_env(Environment::new())
+            .build("postgres", &mut o)
+            .unwrap();
+        o.finish().unwrap();
+        let (node, _events) = runtime.block_on(async {
+            Builder::new(RecordingConnector::new())
+                .this_node(name.parse().unwrap())
+                .topology(TopologySpec::boxed("pg", strategy))
+                .spawn()
+                .unwrap()
+        });
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let (_, _, payload) = listener.notification();
+            if payload.contains(name) {
+                got.push(payload);
+            }
+        }
+        runtime.block_on(node.shutdown());
+        got
+    };
+    assert_eq!(
+        first_two("lc@127.0.0.1", "libcluster"),
+        ["lc@127.0.0.1", "lc@127.0.0.1"]
+    );
+    assert_eq!(
+        first_two("rt@127.0.0.1", "realtime"),
+        ["sync::rt@127.0.0.1", "heartbeat::rt@127.0.0.1"]
+    );
+    assert_eq!(
+        first_two("mu@127.0.0.1", "muster"),
+        ["muster1 sync mu@127.0.0.1", "muster1 hb mu@127.0.0.1"]
+    );
+}

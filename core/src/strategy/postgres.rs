@@ -29,6 +29,7 @@
 //! | `sslrootcert` | none | the CA certificates (PEM) `verify-full` checks the server against |
 //! | `connect_timeout` | `10000` | ms to connect, negotiate TLS and log in |
 //! | `secret` | none | authenticates every payload |
+//! | `payload_format` | `"muster"` | what this node sends: `"muster"`, `"libcluster"` (bare names, for libcluster_postgres nodes on the channel) or `"realtime"` (Supabase Realtime's `heartbeat::`/`sync::`); every format is read |
 //! | `max_nodes` | `1024` | the most nodes remembered; announcements of more are rejected |
 
 use core::time::Duration;
@@ -46,6 +47,33 @@ use crate::proto::postgres::{
 };
 use crate::reason::{DiscoveryError, Failure, FailureKind, Rejection, escape};
 use crate::time::Instant;
+
+/// What this node's notifications look like. Every format is read, whatever this says;
+/// it decides what the node sends, so that peers of another implementation hear it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadFormat {
+    /// muster's own: `muster1 hb|sync|bye <node>` (signed with a `secret`): newcomers are
+    /// answered at once, leavers are lost at once.
+    #[default]
+    Muster,
+    /// libcluster_postgres's (Supabase's hex package): the bare node name, heartbeats only,
+    /// so that its BEAM nodes on the same channel connect to this one.
+    Libcluster,
+    /// Supabase Realtime's own strategy: `heartbeat::<node>`, and `sync::<node>` at start
+    /// (which its nodes answer at once).
+    Realtime,
+}
+
+impl PayloadFormat {
+    /// The name the configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadFormat::Muster => "muster",
+            PayloadFormat::Libcluster => "libcluster",
+            PayloadFormat::Realtime => "realtime",
+        }
+    }
+}
 
 /// How a connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +140,8 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// `secret`.
     pub secret: Option<Vec<u8>>,
+    /// `payload_format`.
+    pub payload_format: PayloadFormat,
     /// `max_nodes`.
     pub max_nodes: usize,
 }
@@ -319,6 +349,29 @@ impl PostgresConfig {
             }
             s => s.map(|s| s.as_bytes().to_vec()),
         };
+        let payload_format = match o.string("payload_format")? {
+            None | Some("muster") => PayloadFormat::Muster,
+            Some("libcluster") => PayloadFormat::Libcluster,
+            Some("realtime") => PayloadFormat::Realtime,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    o.key_path("payload_format"),
+                    format!(
+                        "unknown format \"{}\" (muster, libcluster or realtime)",
+                        escape(other)
+                    ),
+                ));
+            }
+        };
+        if secret.is_some() && payload_format != PayloadFormat::Muster {
+            return Err(ConfigError::invalid(
+                o.key_path("payload_format"),
+                format!(
+                    "{:?} payloads cannot be signed: with a secret, only \"muster\"",
+                    payload_format.name()
+                ),
+            ));
+        }
         let max_nodes = match o.u64("max_nodes")? {
             None => 1024,
             Some(0) => {
@@ -352,6 +405,7 @@ impl PostgresConfig {
             sslrootcert,
             connect_timeout,
             secret,
+            payload_format,
             max_nodes,
         })
     }
@@ -528,6 +582,12 @@ impl Postgres {
     }
 
     fn payload(&self, kind: Kind, me: &NodeName, cx: &mut Context<'_>) -> Option<String> {
+        match self.config.payload_format {
+            PayloadFormat::Muster => {}
+            PayloadFormat::Libcluster => return Some(me.as_str().to_owned()),
+            PayloadFormat::Realtime if kind == Kind::Sync => return Some(format!("sync::{me}")),
+            PayloadFormat::Realtime => return Some(format!("heartbeat::{me}")),
+        }
         match &self.key {
             None => Some(pg::encode_payload(kind, me)),
             Some(key) => {
@@ -554,6 +614,11 @@ impl Postgres {
         let Some(me) = cx.this_node().cloned() else {
             return;
         };
+        // Only muster's format has a goodbye: the others' peers lose this node when its
+        // heartbeats stop (or their distribution link goes down).
+        if kind == Kind::Goodbye && self.config.payload_format != PayloadFormat::Muster {
+            return;
+        }
         let Some(payload) = self.payload(kind, &me, cx) else {
             return cx.discovery_failed(DiscoveryError::Setup(
                 "a secret needs the wall clock, which the adapter did not give".into(),
@@ -927,6 +992,7 @@ impl Strategy for Postgres {
             ("sslmode".into(), Value::str(c.sslmode.name())),
             ("connect_timeout".into(), Value::millis(c.connect_timeout)),
             ("max_nodes".into(), Value::Int(c.max_nodes as i64)),
+            ("payload_format".into(), Value::str(c.payload_format.name())),
             (
                 "#secret".into(),
                 Value::str(if c.secret.is_some() {
@@ -1021,5 +1087,26 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("pg.channel_name"), "{e}");
+        let e = config(&[
+            ("username", Value::str("app")),
+            ("payload_format", Value::str("beam")),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("pg.payload_format"), "{e}");
+        assert!(e.to_string().contains("muster, libcluster or realtime"), "{e}");
+        // Another implementation's payloads cannot carry the MAC.
+        let e = config(&[
+            ("username", Value::str("app")),
+            ("payload_format", Value::str("libcluster")),
+            ("secret", Value::str("s")),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("pg.payload_format"), "{e}");
+        let c = config(&[
+            ("username", Value::str("app")),
+            ("payload_format", Value::str("realtime")),
+        ])
+        .unwrap();
+        assert_eq!(c.payload_format, PayloadFormat::Realtime);
     }
 }
