@@ -156,8 +156,8 @@ async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> Exit
     let started = match cli::start::start(config).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("muster: {path}: {e}");
-            return ExitCode::FAILURE;
+            err.try_send(format!("muster: {path}: {e}"));
+            return exit(out, err, ExitCode::FAILURE).await;
         }
     };
     if let Some(epmd) = &started.epmd {
@@ -170,8 +170,8 @@ async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> Exit
     let (handle, mut events) = match started.builder.spawn() {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("muster: {path}: {e}");
-            return ExitCode::from(2);
+            err.try_send(format!("muster: {path}: {e}"));
+            return exit(out, err, ExitCode::from(2)).await;
         }
     };
     let observed = std::sync::Arc::new(cli::admin::Observed::default());
@@ -186,8 +186,11 @@ async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> Exit
                 Some(tokio::spawn(serve))
             }
             Err(e) => {
-                eprintln!("muster: {path}: [admin] listen = {}: {e}", a.listen);
-                return ExitCode::FAILURE;
+                err.try_send(format!(
+                    "muster: {path}: [admin] listen = {}: {e}",
+                    a.listen
+                ));
+                return exit(out, err, ExitCode::FAILURE).await;
             }
         },
         None => None,
@@ -225,45 +228,17 @@ async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> Exit
     }
     // Leave as a node should: disconnect what this node connected, unregister from EPMD,
     // close the listeners — within leave_timeout, printing what happens; a second signal
-    // exits at once. The output gets what is left of leave_timeout, and at least OUTPUT_GRACE.
+    // exits at once. The leave runs on its own, whatever the output does.
     observed.set_leaving();
-    let until = tokio::time::Instant::now() + leave_timeout;
-    let leave = handle.leave();
-    let deadline = tokio::time::sleep_until(until);
+    let leave = tokio::spawn(handle.leave());
+    let deadline = tokio::time::sleep(leave_timeout);
     let again = wait_for_signal();
     tokio::pin!(leave, deadline, again);
     let mut left = false;
     let mut cut = false;
     loop {
-        if let Some(text) = pending.take() {
-            tokio::select! {
-                p = out.room() => if let Some(p) = p { p.send(text) },
-                _ = &mut deadline => break,
-                _ = &mut again => {
-                    cut = true;
-                    break;
-                }
-            }
-        }
-        // Left: what the leave said last is printed, then the node is done.
-        if left {
-            match tokio::time::timeout(Duration::ZERO, events.recv()).await {
-                Ok(Some(e)) => {
-                    pending = Some(line(&e, &events));
-                    continue;
-                }
-                _ => break,
-            }
-        }
         tokio::select! {
-            _ = &mut leave => left = true,
-            _ = &mut deadline => {
-                err.try_send(format!(
-                    "muster: leaving took longer than {} ms (leave_timeout): exiting",
-                    leave_timeout.as_millis()
-                ));
-                break;
-            }
+            biased;
             s = &mut again => {
                 if let Ok(name) = s {
                     err.try_send(format!("muster: {name} again: exiting at once"));
@@ -271,24 +246,82 @@ async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> Exit
                 cut = true;
                 break;
             }
-            e = events.recv() => match e {
+            _ = &mut leave => {
+                left = true;
+                break;
+            }
+            _ = &mut deadline => {
+                err.try_send(format!(
+                    "muster: leaving took longer than {} ms (leave_timeout): exiting",
+                    leave_timeout.as_millis()
+                ));
+                break;
+            }
+            p = out.room(), if pending.is_some() => {
+                if let (Some(p), Some(text)) = (p, pending.take()) {
+                    p.send(text);
+                }
+            }
+            e = events.recv(), if pending.is_none() => match e {
                 Some(e) => pending = Some(line(&e, &events)),
                 None => break,
             },
         }
     }
-    let grace = match cut {
-        true => OUTPUT_GRACE,
-        false => until
-            .saturating_duration_since(tokio::time::Instant::now())
-            .max(OUTPUT_GRACE),
-    };
-    let wrote = out.finish(grace).await;
-    if !wrote {
+    // Left: what the leave said last, for as long as the output takes it.
+    if left {
+        loop {
+            if pending.is_none() {
+                match tokio::time::timeout(Duration::ZERO, events.recv()).await {
+                    Ok(Some(e)) => pending = Some(line(&e, &events)),
+                    _ => break,
+                }
+            }
+            match tokio::time::timeout(OUTPUT_GRACE, out.room()).await {
+                Ok(Some(p)) => p.send(pending.take().unwrap_or_default()),
+                _ => break,
+            }
+        }
+    }
+    if !cut {
+        // Whatever is ready and fits, without waiting.
+        while let Some(p) = out.try_room() {
+            let text = match pending.take() {
+                Some(text) => text,
+                None => match tokio::time::timeout(Duration::ZERO, events.recv()).await {
+                    Ok(Some(e)) => line(&e, &events),
+                    _ => break,
+                },
+            };
+            p.send(text);
+        }
+    }
+    let code = ExitCode::SUCCESS;
+    if cut {
+        return tokio::select! {
+            c = exit(out, err, code) => c,
+            _ = tokio::time::sleep(OUTPUT_GRACE) => code,
+        };
+    }
+    tokio::select! {
+        c = exit(out, err, code) => c,
+        s = &mut again => {
+            if let Ok(name) = s {
+                eprintln!("muster: {name} again: exiting at once");
+            }
+            code
+        }
+    }
+}
+
+/// Lets the output threads write what is queued — as long as they make progress, and at
+/// most [`OUTPUT_GRACE`] without any — then exits with `code`.
+async fn exit(out: Lines, err: Lines, code: ExitCode) -> ExitCode {
+    if !out.finish(OUTPUT_GRACE).await {
         err.try_send("muster: stdout did not take the last events in time".into());
     }
     err.finish(OUTPUT_GRACE).await;
-    ExitCode::SUCCESS
+    code
 }
 
 /// Lines `muster run` queues for stdout (events; the driver's queue holds the rest) and for
@@ -296,7 +329,7 @@ async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> Exit
 const STDOUT_QUEUE: usize = 1024;
 const STDERR_QUEUE: usize = 256;
 
-/// How long an exiting `muster run` waits at least for its output to be written.
+/// How long an exiting `muster run` waits for its output when it makes no progress.
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// The line(s) for `e` (after a `missed` line if events were missed before it), counted.

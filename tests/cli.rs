@@ -778,7 +778,9 @@ fn blocked_writing_stdout(pid: u32) -> bool {
 
 /// A reader that stops reading stdout (a stalled log collector) stops only the output: the
 /// node goes on serving (its admin endpoint answers) and leaves on SIGTERM, though nothing
-/// it prints is ever read. Before, the node's one thread waited in `write` for good.
+/// it prints is ever read. Before, the node's one thread waited in `write` for good. The
+/// leave timeout is an hour: a tool that did not leave (waiting for room in stdout instead)
+/// would wait it out, and the failsafe below fails the test.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_stalled_stdout_stops_neither_the_node_nor_its_leave() {
@@ -792,7 +794,7 @@ fn a_stalled_stdout_stops_neither_the_node_nor_its_leave() {
     let path = temp_config(
         "stalled.toml",
         &format!(
-            "[node]\nname = \"me@127.0.0.1\"\n[admin]\nlisten = \"{admin}\"\n\
+            "[node]\nname = \"me@127.0.0.1\"\nleave_timeout = 3600000\n[admin]\nlisten = \"{admin}\"\n\
              [topologies.big]\nstrategy = \"epmd\"\n[topologies.big.config]\nhosts = [{}]\n",
             hosts.join(", ")
         ),

@@ -125,12 +125,20 @@ impl Resolver {
     }
 
     /// Uses `conf` from now on: lookups in flight keep waiting for the servers they asked,
-    /// and move on to `conf`'s servers. The sockets of servers no longer configured are
-    /// closed once no lookup waits on them (at the next call; one still opening, once open).
+    /// and move on to `conf`'s servers. The socket of a server no longer configured is
+    /// closed as soon as no lookup waits on it (one still opening, once it is open).
     pub fn set_conf(&mut self, conf: ResolvConf, cx: &mut Context<'_>) {
         self.servers = conf.servers();
         self.conf = conf;
         self.prune(cx);
+    }
+
+    /// After a lookup moved on or ended: closes a dropped server's socket nobody waits on.
+    fn tidy(&mut self, cx: &mut Context<'_>) {
+        // Only a configuration change leaves a socket of a server not configured.
+        if self.socks.iter().any(|(a, _)| !self.servers.contains(a)) {
+            self.prune(cx);
+        }
     }
 
     /// Closes the sockets of servers neither configured nor waited on.
@@ -461,6 +469,7 @@ impl Resolver {
                 cx.count_rejected();
             }
         }
+        self.tidy(cx);
         true
     }
 
@@ -509,6 +518,7 @@ impl Resolver {
             // Another failed send (no route, say): the lookups on it time out.
             _ => {}
         }
+        self.tidy(cx);
         true
     }
 
@@ -573,6 +583,7 @@ impl Resolver {
                 self.next_server(now, l, why, cx);
             }
         }
+        self.tidy(cx);
         true
     }
 
@@ -596,6 +607,7 @@ impl Resolver {
                 i += 1;
             }
         }
+        self.tidy(cx);
     }
 
     /// The time a lookup may take at most: every server, every attempt, every candidate.

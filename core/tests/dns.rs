@@ -687,6 +687,9 @@ fn a_lookup_in_flight_across_a_configuration_change_keeps_its_reply() {
         *got.lock().unwrap(),
         vec![Outcome::Records(vec![Found::Ip(ip)])]
     );
+    // The old server's socket went with the lookup that waited on it; none is open for the
+    // new one, which nothing asked.
+    assert_eq!(sim.cluster(ME).unwrap().metrics().sockets, 0);
 }
 
 /// The socket of a name server that left `resolv.conf` is closed at the next poll: a node

@@ -19,6 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Lines {
     tx: mpsc::Sender<String>,
     dropped: Arc<AtomicU64>,
+    /// Lines written so far: whether the thread makes progress.
+    written: Arc<AtomicU64>,
     done: oneshot::Receiver<()>,
 }
 
@@ -33,16 +35,22 @@ impl Lines {
         let (tx, rx) = mpsc::channel(capacity);
         let (done_tx, done) = oneshot::channel();
         let dropped = Arc::new(AtomicU64::new(0));
-        let counted = dropped.clone();
+        let written = Arc::new(AtomicU64::new(0));
+        let counted = (dropped.clone(), written.clone());
         std::thread::Builder::new()
             .name(format!("muster-{what}"))
             // It formats nothing: a small stack keeps an idle node small.
             .stack_size(64 * 1024)
             .spawn(move || {
-                write_all(sink, rx, &counted, what);
+                write_all(sink, rx, &counted.0, &counted.1, what);
                 let _ = done_tx.send(());
             })?;
-        Ok(Lines { tx, dropped, done })
+        Ok(Lines {
+            tx,
+            dropped,
+            written,
+            done,
+        })
     }
 
     /// Queues `line`, waiting while the queue is full.
@@ -57,6 +65,11 @@ impl Lines {
         self.tx.reserve().await.ok()
     }
 
+    /// Room for one line if there is some now.
+    pub fn try_room(&self) -> Option<mpsc::Permit<'_, String>> {
+        self.tx.try_reserve().ok()
+    }
+
     /// Queues `line` if there is room; counts it as dropped otherwise. Never waits.
     pub fn try_send(&self, line: String) {
         if self.tx.try_send(line).is_err() {
@@ -64,20 +77,38 @@ impl Lines {
         }
     }
 
-    /// A writer for `tracing` that queues each log line with [`Lines::try_send`].
+    /// A writer for `tracing` that queues each log line with [`Lines::try_send`]. It does
+    /// not hold the queue open: [`finish`](Lines::finish) still ends it.
     pub fn log_writer(&self) -> LogWriter {
         LogWriter {
-            tx: self.tx.clone(),
+            tx: self.tx.downgrade(),
             dropped: self.dropped.clone(),
         }
     }
 
-    /// Closes the queue and waits at most `within` for the thread to write what is in it:
-    /// whether it did.
-    pub async fn finish(self, within: Duration) -> bool {
-        let Lines { tx, done, .. } = self;
+    /// Closes the queue and waits for the thread to write what is in it, as long as it
+    /// makes progress: at most `stall` without a line written. Whether it wrote everything.
+    pub async fn finish(self, stall: Duration) -> bool {
+        let Lines {
+            tx,
+            mut done,
+            written,
+            ..
+        } = self;
         drop(tx);
-        matches!(tokio::time::timeout(within, done).await, Ok(Ok(())))
+        let mut seen = written.load(Ordering::Relaxed);
+        loop {
+            match tokio::time::timeout(stall, &mut done).await {
+                Ok(finished) => return finished.is_ok(),
+                Err(_) => {
+                    let now = written.load(Ordering::Relaxed);
+                    if now == seen {
+                        return false;
+                    }
+                    seen = now;
+                }
+            }
+        }
     }
 }
 
@@ -87,28 +118,34 @@ fn write_all(
     sink: impl Write,
     mut rx: mpsc::Receiver<String>,
     dropped: &AtomicU64,
+    written: &AtomicU64,
     what: &'static str,
 ) {
     let mut out = std::io::BufWriter::new(sink);
     let mut said = 0;
+    // A failing stream is not the node's problem: it is written to, or not.
+    let mut say_dropped = |out: &mut std::io::BufWriter<_>| {
+        let now = dropped.load(Ordering::Relaxed);
+        if now > said {
+            let _ = writeln!(
+                out,
+                "muster: {} lines dropped ({what} fell behind)",
+                now - said
+            );
+            said = now;
+        }
+    };
     while let Some(line) = rx.blocking_recv() {
         let mut next = Some(line);
         while let Some(line) = next {
-            let now = dropped.load(Ordering::Relaxed);
-            if now > said {
-                // A failing stream is not the node's problem: it is written to, or not.
-                let _ = writeln!(
-                    out,
-                    "muster: {} lines dropped ({what} fell behind)",
-                    now - said
-                );
-                said = now;
-            }
+            say_dropped(&mut out);
             let _ = writeln!(out, "{line}");
+            written.fetch_add(1, Ordering::Relaxed);
             next = rx.try_recv().ok();
         }
         let _ = out.flush();
     }
+    say_dropped(&mut out);
     let _ = out.flush();
 }
 
@@ -116,7 +153,7 @@ fn write_all(
 /// is dropped.
 #[derive(Debug, Clone)]
 pub struct LogWriter {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::WeakSender<String>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -142,7 +179,11 @@ impl Drop for LogLine {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buf);
         let text = text.strip_suffix('\n').unwrap_or(&text);
-        if !text.is_empty() && self.writer.tx.try_send(text.to_owned()).is_err() {
+        // Once the queue is finished, logging has nowhere left to go.
+        let Some(tx) = self.writer.tx.upgrade() else {
+            return;
+        };
+        if !text.is_empty() && tx.try_send(text.to_owned()).is_err() {
             self.writer.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -203,6 +244,8 @@ mod tests {
     async fn every_line_is_written_in_order_and_finish_waits_for_them() {
         let sink = Shared::default();
         let lines = Lines::spawn(sink.clone(), 2, "test").unwrap();
+        // A log writer does not keep the queue open.
+        let _log = lines.log_writer();
         for i in 0..100 {
             lines.send(format!("line {i}")).await;
         }
@@ -243,6 +286,24 @@ mod tests {
         assert_eq!(
             text,
             "muster: 3 lines dropped (stderr fell behind)\nafter\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_dropped_after_the_last_one_are_said_at_the_end() {
+        let sink = Shared::default();
+        let lines = Lines::spawn(sink.clone(), 1, "stderr").unwrap();
+        lines.send("before".into()).await;
+        // Once it is written, so that the count comes after it.
+        while lines.written.load(Ordering::Relaxed) < 1 {
+            std::thread::yield_now();
+        }
+        lines.dropped.store(2, Ordering::Relaxed);
+        assert!(lines.finish(Duration::from_secs(60)).await);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.ends_with("muster: 2 lines dropped (stderr fell behind)\n"),
+            "{text:?}"
         );
     }
 }

@@ -347,6 +347,16 @@ enum Step {
     Range,
 }
 
+/// A credential the strategy holds (a token, a private key): its `Debug` never shows it.
+#[derive(Clone)]
+struct Hidden<T>(T);
+
+impl<T> core::fmt::Debug for Hidden<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("(hidden)")
+    }
+}
+
 /// Which PEM file a read is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pem {
@@ -367,10 +377,10 @@ pub struct Etcd {
     ca: Option<Bytes>,
     /// The client certificate and key, once read.
     cert: Option<Bytes>,
-    key: Option<Bytes>,
+    key: Option<Hidden<Bytes>>,
     /// The file being read, and which it is.
     reading: Option<(ReadId, Pem)>,
-    token: Option<String>,
+    token: Option<Hidden<String>>,
     /// A request was refused for its token and a new one is being used: a second refusal is
     /// a failure, not a loop.
     reauthenticated: bool,
@@ -520,7 +530,7 @@ impl Etcd {
     fn exchange(&self, now: Instant, path: &str, body: &[u8]) -> Exchange {
         let e = self.endpoint();
         let mut headers = vec![("Content-Type", "application/json")];
-        if let Some(t) = &self.token {
+        if let Some(Hidden(t)) = &self.token {
             headers.push(("Authorization", t.as_str()));
         }
         let request = http::request("POST", &e.authority, path, &headers, body);
@@ -534,7 +544,7 @@ impl Etcd {
             None => Tls::system(e.host.clone()),
         };
         match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => x.tls(tls.with_identity(Identity {
+            (Some(cert), Some(Hidden(key))) => x.tls(tls.with_identity(Identity {
                 cert_pem: cert.clone(),
                 key_pem: key.clone(),
             })),
@@ -749,7 +759,7 @@ impl Etcd {
         cx: &mut Context<'_>,
     ) -> Result<(), EtcdError> {
         match step {
-            Step::Authenticate => self.token = Some(etcd::parse_authenticate(body)?),
+            Step::Authenticate => self.token = Some(Hidden(etcd::parse_authenticate(body)?)),
             Step::Grant => {
                 let lease = etcd::parse_lease_grant(body)?;
                 self.lease = Some(lease.id);
@@ -1028,7 +1038,7 @@ impl Strategy for Etcd {
                 match which {
                     Pem::Ca => self.ca = pem,
                     Pem::Cert => self.cert = pem,
-                    Pem::Key => self.key = pem,
+                    Pem::Key => self.key = pem.map(Hidden),
                 }
             }
             Err(f) => {
@@ -1147,6 +1157,19 @@ mod tests {
     use super::*;
     use crate::{Answer, Cluster, ClusterConfig, ConnectPolicy, Event, Input, NodeName, Output};
     use crate::{FailureKind, Request, Token};
+
+    #[test]
+    fn debug_hides_the_token_and_the_client_key() {
+        let endpoint = EtcdEndpoint::parse("https://etcd:2379").unwrap();
+        let mut e = Etcd::new(EtcdConfig::new(vec![endpoint]));
+        e.token = Some(Hidden("sekrit-token".into()));
+        e.key = Some(Hidden(Bytes::from_static(
+            b"-----BEGIN PRIVATE KEY-----\nsekrit",
+        )));
+        let text = format!("{e:?}");
+        assert!(!text.contains("sekrit"), "{text}");
+        assert!(text.contains("(hidden)"), "{text}");
+    }
 
     /// An exchange the strategy started, as the fake etcd sees it.
     #[derive(Debug, Clone)]

@@ -1093,7 +1093,10 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("pg.payload_format"), "{e}");
-        assert!(e.to_string().contains("muster, libcluster or realtime"), "{e}");
+        assert!(
+            e.to_string().contains("muster, libcluster or realtime"),
+            "{e}"
+        );
         // Another implementation's payloads cannot carry the MAC.
         let e = config(&[
             ("username", Value::str("app")),
