@@ -326,3 +326,65 @@ async fn nodes_of_every_payload_format_know_each_other() {
     b.shutdown().await;
     c.shutdown().await;
 }
+
+/// The mio adapter holds the connection through TLS too (negotiated in the clear, rustls by
+/// hand): a node on it and one on tokio, both `verify-full` against the test CA, know each
+/// other through a server that turns plain connections of the role away. Before, the mio
+/// adapter answered every TLS stream `Unsupported`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mio_adapter_speaks_tls_to_the_server_too() {
+    let pg = tokio::task::spawn_blocking(|| {
+        Postgres::start_with(Options {
+            tls: true,
+            hba: vec![format!("hostnossl all {SCRAM_USER} 127.0.0.1/32 reject")],
+        })
+    })
+    .await
+    .unwrap();
+    let ca = pg.ca_cert().unwrap().to_string_lossy().into_owned();
+    let options = |ca: &str| -> Vec<(&'static str, Value)> {
+        vec![
+            ("hostname", Value::str("localhost")),
+            ("port", Value::Int(i64::from(pg.port()))),
+            ("username", Value::str(SCRAM_USER)),
+            ("password", Value::str(SCRAM_PASSWORD)),
+            ("database", Value::str(DATABASE)),
+            ("sslmode", Value::str("verify-full")),
+            ("sslrootcert", Value::str(ca)),
+            ("heartbeat_interval", Value::Int(1000)),
+            ("node_timeout", Value::Int(600_000)),
+        ]
+    };
+    let spec = |entries: Vec<(&str, Value)>| {
+        let t: Vec<(String, Value)> = entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let mut o = ConfigOptions::new("config", &t);
+        let strategy = Registry::builtin()
+            .with_env(Environment::new())
+            .build("postgres", &mut o)
+            .unwrap();
+        o.finish().unwrap();
+        TopologySpec::boxed("pg", strategy)
+    };
+    let (m, _events, driver) = muster::mio::Builder::new(muster::mio::RecordingConnector::new())
+        .this_node(n("m@127.0.0.1"))
+        .topology(spec(options(&ca)))
+        .build()
+        .unwrap();
+    let looping = std::thread::spawn(move || driver.run());
+    let (t, _) = node("t@127.0.0.1", options(&ca));
+    members(&t, &["m@127.0.0.1"]).await;
+    let m = tokio::task::spawn_blocking(move || {
+        let got = m.wait_for_members(WAIT, |have| have == [n("t@127.0.0.1")]);
+        assert!(got.is_some(), "the mio node has {:?}", m.members());
+        assert_eq!(m.metrics().discovery_failed, 0);
+        m
+    })
+    .await
+    .unwrap();
+    m.shutdown();
+    looping.join().unwrap().unwrap();
+    t.shutdown().await;
+}

@@ -33,8 +33,13 @@ enum Back {
     Resolved(Token, Result<SocketAddr, Failure>),
     /// The address of a datagram's host, and the datagram.
     ResolvedSend(Token, Result<SocketAddr, Failure>, bytes::Bytes),
-    /// The address of a stream's host, and its connect deadline.
-    ResolvedStream(Token, Result<SocketAddr, Failure>, StdInstant),
+    /// The address of a stream's host, its connect deadline and its TLS.
+    ResolvedStream(
+        Token,
+        Result<SocketAddr, Failure>,
+        StdInstant,
+        Option<muster_core::StreamTls>,
+    ),
     Notice(Notice),
 }
 
@@ -232,19 +237,13 @@ impl Driver {
                 self.links
                     .accept(self.poll.registry(), token, listener, &mut self.immediate);
             }
-            Request::OpenStream { tls: Some(_), .. } => {
-                let why = Failure::new(
-                    FailureKind::Unsupported,
-                    "the mio adapter has no TLS streams yet",
-                );
-                self.answer(token, OwnedAnswer::Failed(why));
-            }
-            Request::OpenStream { to, deadline, .. } => {
+            Request::OpenStream { to, deadline, tls } => {
                 let deadline = self.std_at(deadline);
                 match to {
                     Endpoint::Addr(addr) => {
                         if let Some(a) =
-                            self.links.open(self.poll.registry(), token, addr, deadline)
+                            self.links
+                                .open(self.poll.registry(), token, addr, deadline, tls)
                         {
                             self.immediate.push((token, a));
                         }
@@ -252,7 +251,8 @@ impl Driver {
                     to => {
                         let tx = self.back_tx.clone();
                         self.workers.run(move || {
-                            tx.send(Back::ResolvedStream(token, resolve(&to, None), deadline));
+                            let r = resolve(&to, None);
+                            tx.send(Back::ResolvedStream(token, r, deadline, tls));
                         });
                     }
                 }
@@ -491,9 +491,11 @@ impl Driver {
                 }
             }
             Back::Resolved(token, r) => self.connect_exchange(token, r),
-            Back::ResolvedStream(token, r, deadline) => {
+            Back::ResolvedStream(token, r, deadline, tls) => {
                 let a = match r {
-                    Ok(addr) => self.links.open(self.poll.registry(), token, addr, deadline),
+                    Ok(addr) => self
+                        .links
+                        .open(self.poll.registry(), token, addr, deadline, tls),
                     Err(e) => Some(OwnedAnswer::Failed(e)),
                 };
                 if let Some(a) = a {

@@ -1,6 +1,7 @@
 //! Streams that stay open, and listeners, for the core's own connector (Erlang
-//! distribution), on mio: accepted when the core asks for one, read until they would block,
-//! written from a queue.
+//! distribution) and for strategies that hold a connection (PostgreSQL), on mio: accepted
+//! when the core asks for one, read until they would block, written from a queue — through
+//! rustls driven by hand when the core asks for TLS, after its negotiation in the clear.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -10,7 +11,8 @@ use std::time::Instant as StdInstant;
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
-use muster_core::{Failure, OwnedAnswer, Token};
+use muster_core::{Failure, FailureKind, OwnedAnswer, StreamTls, Token};
+use rustls::ClientConnection;
 
 use crate::exchange::connected;
 use crate::udp::key;
@@ -23,8 +25,12 @@ struct Listener {
 
 struct Conn {
     socket: TcpStream,
-    /// Until connected: give up at this time.
+    /// Until opened (connected and, with TLS, negotiated and shaken hands): give up at this
+    /// time.
     connecting: Option<StdInstant>,
+    /// The TCP connection is up (TLS may still be on its way).
+    up: Option<SocketAddr>,
+    tls: Option<Tls>,
     out: VecDeque<Bytes>,
     /// How much of `out[0]` is written.
     written: usize,
@@ -114,6 +120,8 @@ impl Streams {
                         Conn {
                             socket,
                             connecting: None,
+                            up: Some(from),
+                            tls: None,
                             out: VecDeque::new(),
                             written: 0,
                             closing: None,
@@ -129,13 +137,14 @@ impl Streams {
         }
     }
 
-    /// Starts connecting stream `token` to `addr`.
+    /// Starts connecting stream `token` to `addr`, through TLS if `tls` says so.
     pub(crate) fn open(
         &mut self,
         registry: &Registry,
         token: Token,
         addr: SocketAddr,
         deadline: StdInstant,
+        tls: Option<StreamTls>,
     ) -> Option<OwnedAnswer> {
         let started = TcpStream::connect(addr).and_then(|mut socket| {
             registry.register(
@@ -152,6 +161,14 @@ impl Streams {
                     Conn {
                         socket,
                         connecting: Some(deadline),
+                        up: None,
+                        tls: tls.map(|spec| Tls {
+                            to: addr.to_string(),
+                            negotiated: spec.negotiate.is_none(),
+                            sent: 0,
+                            spec,
+                            conn: None,
+                        }),
                         out: VecDeque::new(),
                         written: 0,
                         closing: None,
@@ -193,7 +210,7 @@ impl Streams {
             // The core is done with it: nothing to answer, only the writes to finish.
             let mut ignored = Vec::new();
             let end = step(c, token, &mut ignored);
-            if end.is_some() || c.out.is_empty() {
+            if end.is_some() || c.flushed() {
                 self.close(registry, token);
             }
             return;
@@ -244,7 +261,21 @@ impl Streams {
     /// Closes listener or stream `token` once what is queued on it is written, or at `by`.
     pub(crate) fn close_after_writes(&mut self, registry: &Registry, token: Token, by: StdInstant) {
         match self.conns.get_mut(&token) {
-            Some(c) if !c.out.is_empty() && c.connecting.is_none() => c.closing = Some(by),
+            Some(c) if c.connecting.is_none() => {
+                // TLS says goodbye too, after what is queued.
+                if let Some(conn) = c.tls.as_mut().and_then(|t| t.conn.as_mut()) {
+                    conn.send_close_notify();
+                }
+                if c.flushed() {
+                    self.close(registry, token);
+                } else {
+                    c.closing = Some(by);
+                    let mut ignored = Vec::new();
+                    if step(c, token, &mut ignored).is_some() || c.flushed() {
+                        self.close(registry, token);
+                    }
+                }
+            }
             _ => self.close(registry, token),
         }
     }
@@ -275,19 +306,228 @@ impl Streams {
     }
 }
 
+/// TLS on a stream: the negotiation in the clear first (when asked), then rustls.
+struct Tls {
+    spec: StreamTls,
+    /// The peer, for reasons.
+    to: String,
+    /// The negotiation is done (or there is none).
+    negotiated: bool,
+    /// How much of the negotiation's request is written.
+    sent: usize,
+    /// Once negotiated.
+    conn: Option<ClientConnection>,
+}
+
+impl Conn {
+    /// Nothing left to write: the queue, and what TLS holds.
+    fn flushed(&self) -> bool {
+        let tls_pending = self
+            .tls
+            .as_ref()
+            .and_then(|t| t.conn.as_ref())
+            .is_some_and(|c| c.wants_write());
+        self.out.is_empty() && !tls_pending
+    }
+}
+
 /// Connects, writes and reads as far as the socket allows; the last answer when the stream
 /// has ended.
 fn step(c: &mut Conn, token: Token, out: &mut Vec<(Token, OwnedAnswer)>) -> Option<OwnedAnswer> {
-    if c.connecting.is_some() {
+    if c.up.is_none() {
         match connected(&c.socket) {
             Ok(None) => return None,
-            Ok(Some(peer)) => {
-                c.connecting = None;
-                out.push((token, OwnedAnswer::Opened(peer)));
-            }
+            Ok(Some(peer)) => c.up = Some(peer),
             Err(e) => return Some(OwnedAnswer::Failed(e.into())),
         }
     }
+    if c.connecting.is_some() {
+        if let Some(t) = c.tls.as_mut() {
+            match start_tls(&mut c.socket, t) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(f) => return Some(OwnedAnswer::Failed(f)),
+            }
+        }
+        c.connecting = None;
+        if let Some(peer) = c.up {
+            out.push((token, OwnedAnswer::Opened(peer)));
+        }
+    }
+    match c.tls.as_mut().and_then(|t| t.conn.as_mut()) {
+        Some(conn) => step_tls(&mut c.socket, conn, &mut c.out, &mut c.written, token, out),
+        None => step_plain(c, token, out),
+    }
+}
+
+/// Negotiates and shakes hands as far as the socket allows: whether TLS is up.
+fn start_tls(socket: &mut TcpStream, t: &mut Tls) -> Result<bool, Failure> {
+    if !t.negotiated {
+        let Some((send, accept)) = &t.spec.negotiate else {
+            return Err(Failure::other("no negotiation"));
+        };
+        while t.sent < send.len() {
+            match socket.write(&send[t.sent..]) {
+                Ok(n) => t.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Failure::io(&t.to, &e)),
+            }
+        }
+        // One byte, and no more: what follows is the server's TLS.
+        let mut b = [0u8; 1];
+        match socket.read(&mut b) {
+            Ok(0) => {
+                let why = format!("{}: closed before answering the TLS request", t.to);
+                return Err(Failure::new(FailureKind::Closed, why));
+            }
+            Ok(_) if b[0] != *accept => {
+                let why = format!(
+                    "{}: TLS refused by the server (it answered {:?})",
+                    t.to, b[0] as char
+                );
+                return Err(Failure::new(FailureKind::Refused, why));
+            }
+            Ok(_) => t.negotiated = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => return Err(Failure::io(&t.to, &e)),
+        }
+    }
+    let conn = match &mut t.conn {
+        Some(conn) => conn,
+        None => {
+            let (config, name) = muster_net::tls::client_config(&t.spec.tls)
+                .map_err(|e| Failure::new(FailureKind::Tls, format!("{}: {e}", t.to)))?;
+            let conn = ClientConnection::new(config, name).map_err(|e| {
+                let why = format!("{}: TLS with {:?}: {e}", t.to, t.spec.tls.server_name);
+                Failure::new(FailureKind::Tls, why)
+            })?;
+            t.conn.insert(conn)
+        }
+    };
+    while conn.is_handshaking() {
+        let mut progress = false;
+        while conn.wants_write() {
+            match conn.write_tls(socket) {
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Failure::io(&t.to, &e)),
+            }
+        }
+        if conn.wants_read() {
+            match conn.read_tls(socket) {
+                Ok(0) => {
+                    let why = format!("{}: closed during the TLS handshake", t.to);
+                    return Err(Failure::new(FailureKind::Closed, why));
+                }
+                Ok(_) => {
+                    progress = true;
+                    if let Err(e) = conn.process_new_packets() {
+                        // Tell the server why, then stop.
+                        let _ = conn.write_tls(socket);
+                        let why = format!("{}: TLS with {:?}: {e}", t.to, t.spec.tls.server_name);
+                        return Err(Failure::new(FailureKind::Tls, why));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                Err(e) => return Err(Failure::io(&t.to, &e)),
+            }
+        }
+        if !progress {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// An established TLS stream: the queue into rustls, rustls to the socket, and back.
+fn step_tls(
+    socket: &mut TcpStream,
+    conn: &mut ClientConnection,
+    queue: &mut VecDeque<Bytes>,
+    written: &mut usize,
+    token: Token,
+    out: &mut Vec<(Token, OwnedAnswer)>,
+) -> Option<OwnedAnswer> {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let mut progress = false;
+        // rustls takes plaintext up to its buffer limit; the rest waits in the queue.
+        while let Some(front) = queue.front() {
+            match conn.writer().write(&front[*written..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    progress = true;
+                    *written += n;
+                    if *written == front.len() {
+                        queue.pop_front();
+                        *written = 0;
+                    }
+                }
+                Err(e) => return Some(OwnedAnswer::Failed(Failure::io("write failed", &e))),
+            }
+        }
+        while conn.wants_write() {
+            match conn.write_tls(socket) {
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(OwnedAnswer::Failed(Failure::io("write failed", &e))),
+            }
+        }
+        let mut eof = false;
+        if conn.wants_read() {
+            match conn.read_tls(socket) {
+                Ok(0) => eof = true,
+                Ok(_) => {
+                    progress = true;
+                    if let Err(e) = conn.process_new_packets() {
+                        let _ = conn.write_tls(socket);
+                        return Some(OwnedAnswer::Failed(Failure::new(
+                            FailureKind::Tls,
+                            format!("TLS: {e}"),
+                        )));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                Err(e) => return Some(OwnedAnswer::Failed(e.into())),
+            }
+        }
+        loop {
+            match conn.reader().read(&mut buf) {
+                Ok(0) => return Some(OwnedAnswer::Closed),
+                Ok(n) => {
+                    progress = true;
+                    out.push((token, OwnedAnswer::Data(buf[..n].to_vec())));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // A peer that closes without close_notify: the protocol's framing decides
+                // whether what came is whole.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Some(OwnedAnswer::Closed);
+                }
+                Err(e) => return Some(OwnedAnswer::Failed(e.into())),
+            }
+        }
+        if eof {
+            return Some(OwnedAnswer::Closed);
+        }
+        if !progress {
+            return None;
+        }
+    }
+}
+
+/// A plain stream: the queue to the socket, and what it reads.
+fn step_plain(
+    c: &mut Conn,
+    token: Token,
+    out: &mut Vec<(Token, OwnedAnswer)>,
+) -> Option<OwnedAnswer> {
     while let Some(front) = c.out.front() {
         match c.socket.write(&front[c.written..]) {
             Ok(n) => {
