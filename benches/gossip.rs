@@ -457,8 +457,23 @@ fn sim() {
     }
     let wall = Wall::now();
     let mut full = None;
+    // Every node's datagrams a virtual second ago: the most one node sent in a second
+    // (its random heartbeats and its answers to newcomers; no peers, so one datagram each).
+    let mut before: Vec<u64> = vec![0; NODES];
+    let mut busiest = (0u64, 0usize, Instant::ZERO);
+    let mut halves = 0u64;
     while sim.now() < Instant::from_millis(60_000) {
         sim.run_for(Duration::from_millis(500));
+        halves += 1;
+        if halves.is_multiple_of(2) {
+            for (i, n) in names.iter().enumerate() {
+                let sent = sim.datagrams_sent(n.as_str()).unwrap_or(0);
+                if sent - before[i] > busiest.0 {
+                    busiest = (sent - before[i], i, sim.now());
+                }
+                before[i] = sent;
+            }
+        }
         if full.is_none()
             && names.iter().all(|n| {
                 sim.cluster(n.as_str()).unwrap().metrics().discovered as usize == NODES - 1
@@ -475,6 +490,10 @@ fn sim() {
         s.events(),
         took.as_secs_f64(),
         s.events() as f64 / took.as_secs_f64()
+    );
+    println!(
+        "  the most heartbeats one node sent in one virtual second (random ones and answers to newcomers): {} ({} in the second to {})",
+        busiest.0, names[busiest.1], busiest.2
     );
 }
 

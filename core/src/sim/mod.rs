@@ -257,6 +257,8 @@ struct SimNode {
     cluster: Cluster,
     events: Vec<(Instant, Event)>,
     restarts: u32,
+    /// Datagrams it asked to send, restarts included.
+    datagrams_sent: u64,
 }
 
 #[derive(Debug)]
@@ -510,6 +512,7 @@ impl Sim {
             cluster,
             events: Vec::new(),
             restarts: 0,
+            datagrams_sent: 0,
         });
         self.wake_at.push(None);
         let max = u64::try_from(self.config.clock_skew.as_millis()).unwrap_or(0);
@@ -742,6 +745,16 @@ impl Sim {
         self.links.contains(a, b) || (self.config.symmetric && self.links.contains(b, a))
     }
 
+    /// How many datagrams `name` has asked to send so far (each send once, whatever it
+    /// reaches), across its restarts: with [`run_for`](Sim::run_for) in steps, its sending
+    /// rate.
+    pub fn datagrams_sent(&self, name: &str) -> Option<u64> {
+        self.nodes
+            .iter()
+            .find(|n| n.name.as_str() == name)
+            .map(|n| n.datagrams_sent)
+    }
+
     /// The cluster running on `name`.
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
         self.nodes
@@ -933,6 +946,7 @@ impl Sim {
                 }
             }
             Request::SendDatagram { socket, to, data } => {
+                self.nodes[index].datagrams_sent += 1;
                 self.send_datagram(index, socket, to, data);
                 return;
             }
