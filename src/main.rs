@@ -303,14 +303,11 @@ async fn run(config: ConfigFile, format: Format, out: Lines, err: Lines) -> Exit
             _ = tokio::time::sleep(OUTPUT_GRACE) => code,
         };
     }
+    // A second signal while the output drains ends the wait (it is not said: stderr may be
+    // the stream that stalled).
     tokio::select! {
         c = exit(out, err, code) => c,
-        s = &mut again => {
-            if let Ok(name) = s {
-                eprintln!("muster: {name} again: exiting at once");
-            }
-            code
-        }
+        _ = &mut again => code,
     }
 }
 
