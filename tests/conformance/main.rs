@@ -66,6 +66,11 @@ macro_rules! conformance {
             fn clean_shutdown() {
                 scenarios::clean_shutdown::<A>();
             }
+
+            #[test]
+            fn a_tls_stream_carries_every_write_before_it_closes() {
+                scenarios::a_tls_stream_carries_every_write_before_it_closes::<A>();
+            }
         }
     )*};
 }

@@ -503,3 +503,119 @@ pub fn a_truncated_dns_answer_is_completed_over_tcp<A: Adapter>() {
     assert!(node.members().contains(&n("node@127.1.0.120")));
     node.shutdown();
 }
+
+/// A strategy of the scenario's own that opens one TLS stream (negotiated in the clear
+/// first, as PostgreSQL's is), writes `payload` once it is open, and closes it.
+struct TlsWriter {
+    to: std::net::SocketAddr,
+    tls: muster::core::StreamTls,
+    payload: Vec<bytes::Bytes>,
+}
+
+impl Strategy for TlsWriter {
+    fn kind(&self) -> &'static str {
+        "tls_writer"
+    }
+
+    fn start(&mut self, now: muster::core::Instant, cx: &mut muster::core::strategy::Context<'_>) {
+        let to = muster::core::Endpoint::Addr(self.to);
+        cx.open_stream(to, Some(self.tls.clone()), now + Duration::from_secs(30));
+    }
+
+    fn handle_timeout(
+        &mut self,
+        _: muster::core::Instant,
+        _: &mut muster::core::strategy::Context<'_>,
+    ) {
+    }
+
+    fn handle_stream(
+        &mut self,
+        _: muster::core::Instant,
+        stream: muster::core::strategy::StreamId,
+        event: muster::core::strategy::StreamEvent<'_>,
+        cx: &mut muster::core::strategy::Context<'_>,
+    ) {
+        if let muster::core::strategy::StreamEvent::Opened(_) = event {
+            for chunk in self.payload.drain(..) {
+                cx.write(stream, chunk);
+            }
+            cx.close_stream(stream);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<muster::core::Instant> {
+        None
+    }
+}
+
+/// A TLS stream negotiated in the clear carries everything written on it — a write larger
+/// than TLS buffers at once, an empty one, a last one — and only then TLS's close_notify: a
+/// real rustls server reads it all and a clean end. (On mio, an empty write once stalled every
+/// write after it, and close_notify went out before what was still queued.)
+pub fn a_tls_stream_carries_every_write_before_it_closes<A: Adapter>() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = Dir::new(&unique("tls-stream"));
+    make_certs(&dir, "srv");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.path("srv.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.path("srv.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(crate::harness::HANG)).unwrap();
+        let mut ask = [0u8; 4];
+        tcp.read_exact(&mut ask).unwrap();
+        assert_eq!(&ask, b"TLS?");
+        tcp.write_all(b"S").unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut got = Vec::new();
+        // Ok at close_notify; UnexpectedEof when the stream ends without one.
+        let end = tls.read_to_end(&mut got).map(|_| ());
+        let _ = tx.send((got, end.map_err(|e| e.kind())));
+    });
+    let big: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    let payload = vec![
+        bytes::Bytes::from(big.clone()),
+        bytes::Bytes::new(),
+        bytes::Bytes::from_static(b"end"),
+    ];
+    let ca = std::fs::read(dir.path("srv-ca.crt")).unwrap();
+    let tls = muster::core::StreamTls::negotiated(
+        muster::core::Tls::verified("localhost", bytes::Bytes::from(ca)),
+        bytes::Bytes::from_static(b"TLS?"),
+        b'S',
+    );
+    let node = A::start(Setup {
+        name: n("me@127.0.0.1"),
+        topologies: vec![topology("tls", Box::new(TlsWriter { to, tls, payload }))],
+        plumbing: Plumbing::None,
+    });
+    let (got, end) = rx
+        .recv_timeout(crate::harness::HANG)
+        .expect("the server saw the stream end");
+    let mut want = big;
+    want.extend_from_slice(b"end");
+    assert_eq!(got.len(), want.len(), "bytes the server read, then {end:?}");
+    assert!(got == want, "the bytes differ");
+    assert_eq!(end, Ok(()), "a clean end (close_notify)");
+    node.shutdown();
+}

@@ -222,6 +222,7 @@ where
     // Small to start with, as most streams carry little (a handshake, ticks); it grows while
     // reads fill it, up to what a busy link needs.
     let mut buf = vec![0u8; 2 * 1024];
+    let mut wrote = false;
     let last = loop {
         // Writes first: what the core queued goes out even while the peer keeps sending.
         let step = async { Step::Write(writes.recv().await.ok()) }
@@ -242,10 +243,23 @@ where
                 if let Err(e) = write.write_all(&data).await {
                     break OwnedAnswer::Failed(Failure::io("write failed", &e));
                 }
+                wrote |= !data.is_empty();
             }
-            // The core closed the stream, and everything queued has been written.
+            // The core closed the stream, and everything queued has been written: our side
+            // is shut. After writing, what the peer still sends is read and dropped until it
+            // closes too (the task is stopped at the close's grace at the latest): closing
+            // with unread data would reset the connection, and the peer would lose what it
+            // had not read yet of ours. A stream that wrote nothing has nothing to lose, and
+            // goes at once (an idle connection a peer holds open must not hold a task).
             Step::Write(None) => {
                 let _ = write.close().await;
+                if wrote {
+                    while let Ok(n) = read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
                 return;
             }
         }

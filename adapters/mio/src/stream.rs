@@ -34,8 +34,14 @@ struct Conn {
     out: VecDeque<Bytes>,
     /// How much of `out[0]` is written.
     written: usize,
-    /// Closed by the core: what is queued is written until then, nothing more is read.
+    /// Closed by the core: what is queued is written until then, nothing more is passed on.
     closing: Option<StdInstant>,
+    /// Everything is written and our side is shut: what the peer still sends is read and
+    /// dropped until it closes too (closing with unread data would reset the connection, and
+    /// the peer would lose what it had not read yet).
+    shut: bool,
+    /// Bytes of ours went out: only then is there something the peer could lose.
+    wrote: bool,
 }
 
 /// The listeners and streams, by token.
@@ -125,6 +131,8 @@ impl Streams {
                             out: VecDeque::new(),
                             written: 0,
                             closing: None,
+                            shut: false,
+                            wrote: false,
                         },
                     );
                     out.push((token, OwnedAnswer::Accepted(from)));
@@ -168,10 +176,13 @@ impl Streams {
                             sent: 0,
                             spec,
                             conn: None,
+                            notify_pending: false,
                         }),
                         out: VecDeque::new(),
                         written: 0,
                         closing: None,
+                        shut: false,
+                        wrote: false,
                     },
                 );
                 None
@@ -188,6 +199,10 @@ impl Streams {
         data: Bytes,
         out: &mut Vec<(Token, OwnedAnswer)>,
     ) {
+        // An empty write is nothing to send (and rustls would take no byte of it).
+        if data.is_empty() {
+            return;
+        }
         if let Some(c) = self.conns.get_mut(&stream) {
             c.out.push_back(data);
             if c.connecting.is_none() {
@@ -207,11 +222,18 @@ impl Streams {
             return;
         };
         if c.closing.is_some() {
-            // The core is done with it: nothing to answer, only the writes to finish.
+            // The core is done with it: nothing to answer, only the writes to finish, then
+            // the peer's end to wait for (at most until the closing deadline).
             let mut ignored = Vec::new();
-            let end = step(c, token, &mut ignored);
-            if end.is_some() || c.flushed() {
+            if step(c, token, &mut ignored).is_some() {
                 self.close(registry, token);
+            } else if c.flushed() && !c.shut {
+                c.shut = true;
+                // A stream that wrote nothing has nothing to lose, and goes at once (an idle
+                // connection a peer holds open must not be kept).
+                if !c.wrote || c.socket.shutdown(std::net::Shutdown::Write).is_err() {
+                    self.close(registry, token);
+                }
             }
             return;
         }
@@ -263,18 +285,11 @@ impl Streams {
         match self.conns.get_mut(&token) {
             Some(c) if c.connecting.is_none() => {
                 // TLS says goodbye too, after what is queued.
-                if let Some(conn) = c.tls.as_mut().and_then(|t| t.conn.as_mut()) {
-                    conn.send_close_notify();
+                if let Some(t) = c.tls.as_mut().filter(|t| t.conn.is_some()) {
+                    t.notify_pending = true;
                 }
-                if c.flushed() {
-                    self.close(registry, token);
-                } else {
-                    c.closing = Some(by);
-                    let mut ignored = Vec::new();
-                    if step(c, token, &mut ignored).is_some() || c.flushed() {
-                        self.close(registry, token);
-                    }
-                }
+                c.closing = Some(by);
+                self.advance(registry, token, &mut Vec::new());
             }
             _ => self.close(registry, token),
         }
@@ -317,6 +332,9 @@ struct Tls {
     sent: usize,
     /// Once negotiated.
     conn: Option<ClientConnection>,
+    /// Closing: TLS's close_notify goes once everything queued is in rustls, not before
+    /// (what came after it would be ignored by the peer).
+    notify_pending: bool,
 }
 
 impl Conn {
@@ -325,8 +343,7 @@ impl Conn {
         let tls_pending = self
             .tls
             .as_ref()
-            .and_then(|t| t.conn.as_ref())
-            .is_some_and(|c| c.wants_write());
+            .is_some_and(|t| t.notify_pending || t.conn.as_ref().is_some_and(|c| c.wants_write()));
         self.out.is_empty() && !tls_pending
     }
 }
@@ -354,9 +371,21 @@ fn step(c: &mut Conn, token: Token, out: &mut Vec<(Token, OwnedAnswer)>) -> Opti
             out.push((token, OwnedAnswer::Opened(peer)));
         }
     }
-    match c.tls.as_mut().and_then(|t| t.conn.as_mut()) {
-        Some(conn) => step_tls(&mut c.socket, conn, &mut c.out, &mut c.written, token, out),
-        None => step_plain(c, token, out),
+    match c.tls.as_mut() {
+        Some(Tls {
+            conn: Some(conn),
+            notify_pending,
+            ..
+        }) => step_tls(
+            &mut c.socket,
+            conn,
+            notify_pending,
+            &mut c.out,
+            (&mut c.written, &mut c.wrote),
+            token,
+            out,
+        ),
+        _ => step_plain(c, token, out),
     }
 }
 
@@ -376,23 +405,26 @@ fn start_tls(socket: &mut TcpStream, t: &mut Tls) -> Result<bool, Failure> {
         }
         // One byte, and no more: what follows is the server's TLS.
         let mut b = [0u8; 1];
-        match socket.read(&mut b) {
-            Ok(0) => {
-                let why = format!("{}: closed before answering the TLS request", t.to);
-                return Err(Failure::new(FailureKind::Closed, why));
+        loop {
+            match socket.read(&mut b) {
+                Ok(0) => {
+                    let why = format!("{}: closed before answering the TLS request", t.to);
+                    return Err(Failure::new(FailureKind::Closed, why));
+                }
+                Ok(_) if b[0] != *accept => {
+                    let why = format!(
+                        "{}: TLS refused by the server (it answered {:?})",
+                        t.to, b[0] as char
+                    );
+                    return Err(Failure::new(FailureKind::Refused, why));
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Failure::io(&t.to, &e)),
             }
-            Ok(_) if b[0] != *accept => {
-                let why = format!(
-                    "{}: TLS refused by the server (it answered {:?})",
-                    t.to, b[0] as char
-                );
-                return Err(Failure::new(FailureKind::Refused, why));
-            }
-            Ok(_) => t.negotiated = true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
-            Err(e) => return Err(Failure::io(&t.to, &e)),
         }
+        t.negotiated = true;
     }
     let conn = match &mut t.conn {
         Some(conn) => conn,
@@ -447,8 +479,9 @@ fn start_tls(socket: &mut TcpStream, t: &mut Tls) -> Result<bool, Failure> {
 fn step_tls(
     socket: &mut TcpStream,
     conn: &mut ClientConnection,
+    notify_pending: &mut bool,
     queue: &mut VecDeque<Bytes>,
-    written: &mut usize,
+    (written, wrote): (&mut usize, &mut bool),
     token: Token,
     out: &mut Vec<(Token, OwnedAnswer)>,
 ) -> Option<OwnedAnswer> {
@@ -461,6 +494,7 @@ fn step_tls(
                 Ok(0) => break,
                 Ok(n) => {
                     progress = true;
+                    *wrote = true;
                     *written += n;
                     if *written == front.len() {
                         queue.pop_front();
@@ -469,6 +503,11 @@ fn step_tls(
                 }
                 Err(e) => return Some(OwnedAnswer::Failed(Failure::io("write failed", &e))),
             }
+        }
+        if *notify_pending && queue.is_empty() {
+            conn.send_close_notify();
+            *notify_pending = false;
+            progress = true;
         }
         while conn.wants_write() {
             match conn.write_tls(socket) {
@@ -505,11 +544,8 @@ fn step_tls(
                     out.push((token, OwnedAnswer::Data(buf[..n].to_vec())));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // A peer that closes without close_notify: the protocol's framing decides
-                // whether what came is whole.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Some(OwnedAnswer::Closed);
-                }
+                // A peer that closes without close_notify (a cut stream): failed, as the
+                // other adapters say.
                 Err(e) => return Some(OwnedAnswer::Failed(e.into())),
             }
         }
@@ -531,6 +567,7 @@ fn step_plain(
     while let Some(front) = c.out.front() {
         match c.socket.write(&front[c.written..]) {
             Ok(n) => {
+                c.wrote |= n > 0;
                 c.written += n;
                 if c.written == front.len() {
                     c.out.pop_front();
