@@ -808,6 +808,8 @@ fn a_stalled_stdout_stops_neither_the_node_nor_its_leave() {
     // Held and never read.
     let _stdout = child.stdout.take().unwrap();
     let pid = child.id();
+    // A failing assertion must not leave the tool running.
+    let mut child = KillOnDrop(child);
     // A failsafe, not a synchronisation: a broken tool fails the test instead of hanging it.
     let failsafe = std::time::Instant::now() + Duration::from_secs(60);
     while !blocked_writing_stdout(pid) {
@@ -834,14 +836,23 @@ fn a_stalled_stdout_stops_neither_the_node_nor_its_leave() {
         .unwrap();
     assert!(status.success());
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         if std::time::Instant::now() > failsafe + Duration::from_secs(60) {
-            child.kill().unwrap();
             panic!("no exit after SIGTERM while stdout is stalled");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
