@@ -17,13 +17,19 @@
 
 #[path = "support/alloc.rs"]
 mod alloc;
+// The tests' namespaces: the bench uses only some of what they offer.
+#[allow(dead_code)]
+#[path = "../tests/support/netns.rs"]
+mod netns;
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant as Wall};
+
+use netns::Lab;
 
 use muster_core::proto::gossip::{self as wire, SecureKeys};
 use muster_core::sim::{Sim, SimConfig};
@@ -194,133 +200,61 @@ fn flood() {
     );
 }
 
-/// A network namespace with loopback up, multicast routed over it and Erlang's own epmd
-/// listening: everything is killed and removed when it is dropped.
-struct Namespace {
-    name: String,
-    dir: std::path::PathBuf,
-    epmd: std::process::Child,
+/// Whether this runs as root, which `ip netns` needs; says the mode is skipped if not.
+fn root(what: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root {
+        println!("{what}: skipped (needs root for `ip netns`)");
+    }
+    root
 }
 
-impl Namespace {
-    /// `None` (and a line saying so) without root, which `ip netns` needs.
-    fn new(what: &str) -> Option<Namespace> {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false);
-        if !root {
-            println!("{what}: skipped (needs root for `ip netns`)");
-            return None;
-        }
-        let name = format!("mstbench{}", std::process::id() % 10_000);
-        let ip = |args: &[&str]| {
-            let ok = Command::new("ip").args(args).status().unwrap().success();
-            assert!(ok, "ip {}", args.join(" "));
-        };
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n",
-            &name,
-            "route",
-            "add",
-            "224.0.0.0/4",
-            "dev",
-            "lo",
-            "src",
-            "127.0.0.1",
-        ]);
-        let epmd = Command::new("ip")
-            .args(["netns", "exec", &name, "epmd", "-port", "4369"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("epmd (Debian's erlang-base)");
-        // epmd says nothing when it listens: a node that registers too early retries anyway.
-        std::thread::sleep(Duration::from_millis(300));
-        let dir = std::env::temp_dir().join(&name);
-        std::fs::create_dir_all(&dir).unwrap();
-        Some(Namespace { name, dir, epmd })
-    }
-
-    /// Launches `muster` node `n{i}@127.0.0.1` (Erlang connector, one gossip topology with
-    /// `extra` in its config) and sends `(i, peer)` on `tx` for every `connected` event.
-    fn launch(
-        &self,
-        bin: &str,
-        i: usize,
-        extra: &str,
-        tx: &std::sync::mpsc::Sender<(usize, String)>,
-    ) -> std::process::Child {
-        let node = format!("n{i}@127.0.0.1");
-        let path = self.dir.join(format!("n{i}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "[node]\nname = \"{node}\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\nembedded_epmd = \"never\"\n\
-                 [topologies.lan]\nstrategy = \"gossip\"\n[topologies.lan.config]\n{extra}"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, bin, "run", "--format", "json"])
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: serde_json::Value = match serde_json::from_str(&line) {
-                    Ok(v) => v,
-                    Err(_) => continue,
-                };
-                if v["event"] == "connected"
-                    && tx
-                        .send((i, v["node"].as_str().unwrap_or("").to_owned()))
-                        .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        child
-    }
+/// A namespace of `lab` with multicast routed over loopback and Erlang's own epmd listening.
+fn lan(lab: &mut Lab) -> String {
+    let h = lab.netns("h");
+    netns::ip(&[
+        "-n",
+        &h,
+        "route",
+        "add",
+        "224.0.0.0/4",
+        "dev",
+        "lo",
+        "src",
+        "127.0.0.1",
+    ]);
+    // Its complaints about the nodes killed at the end of a round are not the figures.
+    lab.spawn(&h, "sh", &["-c", "exec epmd -port 4369 2>/dev/null"]);
+    // epmd says nothing when it listens: a node that registers too early retries anyway.
+    std::thread::sleep(Duration::from_millis(300));
+    h
 }
 
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = self.epmd.kill();
-        let _ = self.epmd.wait();
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|o| {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            });
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Node `n{i}@127.0.0.1`: its name and its configuration (Erlang connector, one gossip
+/// topology with `extra` in its config).
+fn node(i: usize, extra: &str) -> (String, String) {
+    let node = format!("n{i}@127.0.0.1");
+    let config = format!(
+        "[node]\nname = \"{node}\"\nconnector = \"erlang\"\n[connector]\ncookie = \"c\"\nembedded_epmd = \"never\"\n\
+         [topologies.lan]\nstrategy = \"gossip\"\n[topologies.lan.config]\n{extra}"
+    );
+    (node, config)
 }
 
 /// Waits until `n` nodes have each had a `connected` event for every other, at most `limit`:
 /// the pairs seen.
-fn mesh(rx: &std::sync::mpsc::Receiver<(usize, String)>, n: usize, limit: Duration) -> usize {
+fn mesh(rx: &mpsc::Receiver<netns::Line>, n: usize, limit: Duration) -> usize {
     let mut seen = BTreeSet::new();
     while seen.len() < n * (n - 1) {
         match rx.recv_timeout(limit) {
-            Ok(x) => {
-                seen.insert(x);
+            Ok((node, v)) if v["event"] == "connected" => {
+                seen.insert((node, v["node"].as_str().unwrap_or("").to_owned()));
             }
+            Ok(_) => {}
             Err(_) => break,
         }
     }
@@ -328,9 +262,9 @@ fn mesh(rx: &std::sync::mpsc::Receiver<(usize, String)>, n: usize, limit: Durati
 }
 
 fn netns() {
-    let Some(ns) = Namespace::new("netns") else {
+    if !root("netns") {
         return;
-    };
+    }
     println!(
         "last launch -> every node has a `connected` event for every other: real `muster run` nodes \
          (Erlang connector, libcluster's default 1..5000 ms heartbeats) on loopback in a namespace; \
@@ -342,10 +276,14 @@ fn netns() {
         ("compat", "secret = \"s\"\ncompat = true\n"),
     ] {
         for n in [3usize, 10, 50] {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let children: Vec<_> = (0..n)
-                .map(|i| ns.launch(env!("CARGO_BIN_EXE_muster"), i, extra, &tx))
-                .collect();
+            // A lab per round: dropping it stops the round's nodes and its epmd.
+            let mut lab = Lab::new("g");
+            let h = lan(&mut lab);
+            let (tx, rx) = mpsc::channel();
+            for i in 0..n {
+                let (name, config) = node(i, extra);
+                lab.muster(&h, &name, &config, &tx);
+            }
             let last = Wall::now();
             let seen = mesh(&rx, n, Duration::from_secs(60));
             let took = last.elapsed();
@@ -358,10 +296,6 @@ fn netns() {
                     "  {mode:>6}, {n:>2} nodes: not meshed in 60 s ({seen} of {} pairs)",
                     n * (n - 1)
                 ),
-            }
-            for mut c in children {
-                let _ = c.kill();
-                let _ = c.wait();
             }
         }
     }
@@ -398,38 +332,38 @@ fn cpu(pid: u32) -> Duration {
 /// meshed; node 0's RSS and PSS 30 s after the mesh, then its CPU time over 60 s.
 /// `MUSTER_BIN` measures another build of the tool (a static one, say).
 fn footprint() {
-    let Some(ns) = Namespace::new("footprint") else {
+    if !root("footprint") {
         return;
-    };
-    let bin = std::env::var("MUSTER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_muster").into());
+    }
     let settle: u64 = std::env::var("MUSTER_IDLE_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut children: Vec<_> = (0..5)
-        .map(|i| ns.launch(&bin, i, "secret = \"s\"\n", &tx))
+    let mut lab = Lab::new("f");
+    let h = lan(&mut lab);
+    let (tx, rx) = mpsc::channel();
+    let pids: Vec<u32> = (0..5)
+        .map(|i| {
+            let (name, config) = node(i, "secret = \"s\"\n");
+            lab.muster_under(&h, &[], &name, &config, &tx)
+        })
         .collect();
     let seen = mesh(&rx, 5, Duration::from_secs(60));
     assert_eq!(seen, 20, "the five nodes did not mesh");
-    // `ip netns exec` execs the tool: the child's pid is the node's.
-    let pid = children[0].id();
+    let pid = pids[0];
     std::thread::sleep(Duration::from_secs(settle));
     let (rss, pss) = (smaps(pid, "Rss"), smaps(pid, "Pss"));
     let (anon, file) = (smaps(pid, "Anonymous"), smaps(pid, "Pss_File"));
     let before = cpu(pid);
     std::thread::sleep(Duration::from_secs(2 * settle));
     let used = cpu(pid).saturating_sub(before);
+    let bin = std::env::var("MUSTER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_muster").into());
     println!(
         "idle `muster run` ({bin}), secure gossip + Erlang connector, 4 peers: after {settle} s \
          RSS {rss} KiB (anonymous {anon} KiB), PSS {pss} KiB (of files {file} KiB); CPU over {} s: {} ms",
         2 * settle,
         used.as_millis()
     );
-    for c in &mut children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
 }
 
 fn sim() {
