@@ -10,15 +10,13 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use muster::core::config::Options as ConfigOptions;
-use muster::core::strategy::{Environment, Registry};
-use muster::core::{Event, NodeName, TopologySpec, Value};
+use muster::core::{Event, NodeName, Value};
 use muster::tokio::{Builder, ClusterHandle, Events, RecordingConnector};
 use tokio::io::AsyncBufReadExt;
 
 mod support;
 use support::postgres::{
-    DATABASE, MD5_PASSWORD, MD5_USER, Options, Postgres, SCRAM_PASSWORD, SCRAM_USER,
+    DATABASE, MD5_PASSWORD, MD5_USER, Options, Postgres, SCRAM_PASSWORD, SCRAM_USER, topology,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,21 +29,27 @@ fn url(pg: &Postgres, user: &str, password: &str) -> String {
 }
 
 fn node(name: &str, entries: Vec<(&str, Value)>) -> (ClusterHandle, Events) {
-    let t: Vec<(String, Value)> = entries
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let mut o = ConfigOptions::new("config", &t);
-    let strategy = Registry::builtin()
-        .with_env(Environment::new())
-        .build("postgres", &mut o)
-        .unwrap();
-    o.finish().unwrap();
     Builder::new(RecordingConnector::new())
         .this_node(name.parse().unwrap())
-        .topology(TopologySpec::boxed("pg", strategy))
+        .topology(topology(entries))
         .spawn()
         .unwrap()
+}
+
+/// A role's options for a server that wants TLS: `verify-full` against `ca`, and a node
+/// timeout longer than any test.
+fn verify_full(pg: &Postgres, ca: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("hostname", Value::str("localhost")),
+        ("port", Value::Int(i64::from(pg.port()))),
+        ("username", Value::str(SCRAM_USER)),
+        ("password", Value::str(SCRAM_PASSWORD)),
+        ("database", Value::str(DATABASE)),
+        ("sslmode", Value::str("verify-full")),
+        ("sslrootcert", Value::str(ca)),
+        ("heartbeat_interval", Value::Int(1000)),
+        ("node_timeout", Value::Int(600_000)),
+    ]
 }
 
 fn n(s: &str) -> NodeName {
@@ -225,22 +229,7 @@ async fn tls_verified_against_the_ca_and_required_by_the_server() {
     .await
     .unwrap();
     let ca = pg.ca_cert().unwrap().to_string_lossy().into_owned();
-    let verified = |name: &str| {
-        node(
-            name,
-            vec![
-                ("hostname", Value::str("localhost")),
-                ("port", Value::Int(i64::from(pg.port()))),
-                ("username", Value::str(SCRAM_USER)),
-                ("password", Value::str(SCRAM_PASSWORD)),
-                ("database", Value::str(DATABASE)),
-                ("sslmode", Value::str("verify-full")),
-                ("sslrootcert", Value::str(ca.clone())),
-                ("heartbeat_interval", Value::Int(1000)),
-                ("node_timeout", Value::Int(600_000)),
-            ],
-        )
-    };
+    let verified = |name: &str| node(name, verify_full(&pg, &ca));
     let (a, _) = verified("a@127.0.0.1");
     let (b, _) = verified("b@127.0.0.1");
     members(&a, &["b@127.0.0.1"]).await;
@@ -342,39 +331,13 @@ async fn the_mio_adapter_speaks_tls_to_the_server_too() {
     .await
     .unwrap();
     let ca = pg.ca_cert().unwrap().to_string_lossy().into_owned();
-    let options = |ca: &str| -> Vec<(&'static str, Value)> {
-        vec![
-            ("hostname", Value::str("localhost")),
-            ("port", Value::Int(i64::from(pg.port()))),
-            ("username", Value::str(SCRAM_USER)),
-            ("password", Value::str(SCRAM_PASSWORD)),
-            ("database", Value::str(DATABASE)),
-            ("sslmode", Value::str("verify-full")),
-            ("sslrootcert", Value::str(ca)),
-            ("heartbeat_interval", Value::Int(1000)),
-            ("node_timeout", Value::Int(600_000)),
-        ]
-    };
-    let spec = |entries: Vec<(&str, Value)>| {
-        let t: Vec<(String, Value)> = entries
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        let mut o = ConfigOptions::new("config", &t);
-        let strategy = Registry::builtin()
-            .with_env(Environment::new())
-            .build("postgres", &mut o)
-            .unwrap();
-        o.finish().unwrap();
-        TopologySpec::boxed("pg", strategy)
-    };
     let (m, _events, driver) = muster::mio::Builder::new(muster::mio::RecordingConnector::new())
         .this_node(n("m@127.0.0.1"))
-        .topology(spec(options(&ca)))
+        .topology(topology(verify_full(&pg, &ca)))
         .build()
         .unwrap();
     let looping = std::thread::spawn(move || driver.run());
-    let (t, _) = node("t@127.0.0.1", options(&ca));
+    let (t, _) = node("t@127.0.0.1", verify_full(&pg, &ca));
     members(&t, &["m@127.0.0.1"]).await;
     let m = tokio::task::spawn_blocking(move || {
         let got = m.wait_for_members(WAIT, |have| have == [n("t@127.0.0.1")]);

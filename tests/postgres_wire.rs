@@ -376,10 +376,9 @@ fn restart_ends_sessions_with_57p01() {
 /// then `heartbeat::`, and muster's own.
 #[test]
 fn each_payload_format_is_what_its_peers_send() {
-    use muster::core::config::Options as ConfigOptions;
-    use muster::core::strategy::{Environment, Registry};
-    use muster::core::{TopologySpec, Value};
+    use muster::core::Value;
     use muster::tokio::{Builder, RecordingConnector};
+    use support::postgres::topology;
 
     let pg = Postgres::start();
     let mut listener = login(Box::new(tcp(&pg)), SCRAM_USER, SCRAM_PASSWORD).unwrap();
@@ -394,24 +393,15 @@ fn each_payload_format_is_what_its_peers_send() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // The first two payloads `name` sends in `format`.
     let mut first_two = |name: &str, format: &str| -> Vec<String> {
-        let t: Vec<(String, Value)> = [
+        let spec = topology(vec![
             ("url", Value::str(url.as_str())),
             ("heartbeat_interval", Value::Int(200)),
             ("payload_format", Value::str(format)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let mut o = ConfigOptions::new("config", &t);
-        let strategy = Registry::builtin()
-            .with_env(Environment::new())
-            .build("postgres", &mut o)
-            .unwrap();
-        o.finish().unwrap();
+        ]);
         let (node, _events) = runtime.block_on(async {
             Builder::new(RecordingConnector::new())
                 .this_node(name.parse().unwrap())
-                .topology(TopologySpec::boxed("pg", strategy))
+                .topology(spec)
                 .spawn()
                 .unwrap()
         });

@@ -409,3 +409,19 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A topology `pg` of the `postgres` strategy with these options, as a configuration file's
+/// `[topologies.pg.config]` would give them.
+pub fn topology(entries: Vec<(&str, muster::core::Value)>) -> muster::core::TopologySpec {
+    let t: Vec<(String, muster::core::Value)> = entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let mut o = muster::core::config::Options::new("config", &t);
+    let strategy = muster::core::strategy::Registry::builtin()
+        .with_env(muster::core::strategy::Environment::new())
+        .build("postgres", &mut o)
+        .unwrap();
+    o.finish().unwrap();
+    muster::core::TopologySpec::boxed("pg", strategy)
+}
