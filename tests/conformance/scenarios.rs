@@ -557,24 +557,9 @@ pub fn a_tls_stream_carries_every_write_before_it_closes<A: Adapter>() {
     use std::io::{Read, Write};
     use std::sync::Arc;
 
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
     let dir = Dir::new(&unique("tls-stream"));
     make_certs(&dir, "srv");
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.path("srv.crt"))
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(dir.path("srv.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let config = crate::support::k8s::server_config(&dir, "srv");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let to = listener.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -88,6 +88,23 @@ pub fn make_certs(dir: &Dir, name: &str) {
     );
 }
 
+/// A rustls server configuration (ring) with the certificate `{name}.crt` and its key
+/// `{name}.key` that [`make_certs`] made.
+pub fn server_config(dir: &Dir, name: &str) -> rustls::ServerConfig {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.path(&format!("{name}.crt")))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.path(&format!("{name}.key"))).unwrap();
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap()
+}
+
 /// A client certificate `{name}.crt` and its key `{name}.key` (PKCS#8), signed by the CA
 /// `{ca}-ca` that [`make_certs`] made, for servers that authenticate clients by certificate.
 pub fn make_client_cert(dir: &Dir, ca: &str, name: &str) {
@@ -206,23 +223,8 @@ impl Fake {
             handshake_failures: Arc::default(),
             _stop: Arc::new(StopOnDrop(Mutex::new(Some(stop_tx)))),
         };
-        let acceptor = cert.map(|c| {
-            let certs: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_file_iter(dir.path(&format!("{c}.crt")))
-                    .unwrap()
-                    .map(|c| c.unwrap())
-                    .collect();
-            let key = PrivateKeyDer::from_pem_file(dir.path(&format!("{c}.key"))).unwrap();
-            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-            tokio_rustls::TlsAcceptor::from(Arc::new(config))
-        });
+        let acceptor =
+            cert.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(server_config(dir, c))));
         let f = fake.clone();
         let f = Fake {
             _stop: Arc::new(StopOnDrop(Mutex::new(None))),
