@@ -30,6 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use bytes::Bytes;
 
 use super::http_call::HttpCall;
+use super::secret::Secret;
 use super::{Context, Environment, ExchangeId, ReadId, Reply};
 use crate::config::{ConfigError, Options, Problem, Value};
 use crate::io::{Endpoint, Exchange, Tls};
@@ -523,16 +524,6 @@ enum File {
     AuthToken,
 }
 
-/// A token that `{:?}` does not show.
-#[derive(Clone, PartialEq, Eq)]
-struct Secret(String);
-
-impl core::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 /// Credentials in use.
 #[derive(Debug, Clone)]
 struct Held {
@@ -574,10 +565,10 @@ pub(crate) struct Session {
     ca: Option<Bytes>,
     region: Option<String>,
     creds: Option<Held>,
-    imds_token: Option<(Secret, Instant)>,
+    imds_token: Option<(Secret<String>, Instant)>,
     role: Option<String>,
     instance_id: Option<String>,
-    auth_token: Option<Secret>,
+    auth_token: Option<Secret<String>>,
     setup_requests: u32,
     fetched_this_poll: bool,
     auth_read_this_poll: bool,

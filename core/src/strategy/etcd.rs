@@ -52,6 +52,7 @@ use bytes::Bytes;
 
 use super::http_call::{HttpCall, authority, host_port};
 use super::http_stream::{HttpStream, StreamEnd};
+use super::secret::Secret;
 use super::{Context, Environment, ExchangeId, ReadId, Reply, Strategy};
 use crate::config::{ConfigError, Options, Value};
 use crate::io::{Endpoint, Exchange, Identity, Tls};
@@ -347,16 +348,6 @@ enum Step {
     Range,
 }
 
-/// A credential the strategy holds (a token, a private key): its `Debug` never shows it.
-#[derive(Clone)]
-struct Hidden<T>(T);
-
-impl<T> core::fmt::Debug for Hidden<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("(hidden)")
-    }
-}
-
 /// Which PEM file a read is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pem {
@@ -377,10 +368,10 @@ pub struct Etcd {
     ca: Option<Bytes>,
     /// The client certificate and key, once read.
     cert: Option<Bytes>,
-    key: Option<Hidden<Bytes>>,
+    key: Option<Secret<Bytes>>,
     /// The file being read, and which it is.
     reading: Option<(ReadId, Pem)>,
-    token: Option<Hidden<String>>,
+    token: Option<Secret<String>>,
     /// A request was refused for its token and a new one is being used: a second refusal is
     /// a failure, not a loop.
     reauthenticated: bool,
@@ -530,7 +521,7 @@ impl Etcd {
     fn exchange(&self, now: Instant, path: &str, body: &[u8]) -> Exchange {
         let e = self.endpoint();
         let mut headers = vec![("Content-Type", "application/json")];
-        if let Some(Hidden(t)) = &self.token {
+        if let Some(Secret(t)) = &self.token {
             headers.push(("Authorization", t.as_str()));
         }
         let request = http::request("POST", &e.authority, path, &headers, body);
@@ -544,7 +535,7 @@ impl Etcd {
             None => Tls::system(e.host.clone()),
         };
         match (&self.cert, &self.key) {
-            (Some(cert), Some(Hidden(key))) => x.tls(tls.with_identity(Identity {
+            (Some(cert), Some(Secret(key))) => x.tls(tls.with_identity(Identity {
                 cert_pem: cert.clone(),
                 key_pem: key.clone(),
             })),
@@ -759,7 +750,7 @@ impl Etcd {
         cx: &mut Context<'_>,
     ) -> Result<(), EtcdError> {
         match step {
-            Step::Authenticate => self.token = Some(Hidden(etcd::parse_authenticate(body)?)),
+            Step::Authenticate => self.token = Some(Secret(etcd::parse_authenticate(body)?)),
             Step::Grant => {
                 let lease = etcd::parse_lease_grant(body)?;
                 self.lease = Some(lease.id);
@@ -1038,7 +1029,7 @@ impl Strategy for Etcd {
                 match which {
                     Pem::Ca => self.ca = pem,
                     Pem::Cert => self.cert = pem,
-                    Pem::Key => self.key = pem.map(Hidden),
+                    Pem::Key => self.key = pem.map(Secret),
                 }
             }
             Err(f) => {
@@ -1162,13 +1153,13 @@ mod tests {
     fn debug_hides_the_token_and_the_client_key() {
         let endpoint = EtcdEndpoint::parse("https://etcd:2379").unwrap();
         let mut e = Etcd::new(EtcdConfig::new(vec![endpoint]));
-        e.token = Some(Hidden("sekrit-token".into()));
-        e.key = Some(Hidden(Bytes::from_static(
+        e.token = Some(Secret("sekrit-token".into()));
+        e.key = Some(Secret(Bytes::from_static(
             b"-----BEGIN PRIVATE KEY-----\nsekrit",
         )));
         let text = format!("{e:?}");
         assert!(!text.contains("sekrit"), "{text}");
-        assert!(text.contains("(hidden)"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
     }
 
     /// An exchange the strategy started, as the fake etcd sees it.

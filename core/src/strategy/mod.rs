@@ -100,6 +100,7 @@ mod periodic;
 pub mod postgres;
 pub mod rancher;
 mod registry;
+mod secret;
 mod unnamed;
 
 use std::net::SocketAddr;
